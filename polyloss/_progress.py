@@ -1,0 +1,51 @@
+"""A minimal progress bar on stderr (no dependency): a redrawn line on a terminal, sparse lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, desc: str = "", stream=None, enabled: bool = True, initial: int = 0):
+        self.total, self.desc, self.done = max(int(total), 0), desc, int(initial)
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.monotonic()
+        self._last_print = 0.0
+        self._draw(force=True)
+
+    def _line(self) -> str:
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(30 * frac)
+        el = time.monotonic() - self.t0
+        rate = (self.done - self._start) / el if el > 0 and self.done > self._start else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta_s = f"{eta:6.0f}s left" if eta == eta else "   ?s left"
+        return f"{self.desc} [{bar:<30}] {self.done}/{self.total} {el:6.1f}s {eta_s}"
+
+    def _draw(self, force: bool = False) -> None:
+        if not hasattr(self, "_start"):
+            self._start = self.done
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if force or now - self._last_print > 0.1 or self.done == self.total:
+                self.stream.write("\r" + self._line())
+                self.stream.flush()
+                self._last_print = now
+        elif force or now - self._last_print > 10 or self.done == self.total:
+            self.stream.write(self._line() + "\n")
+            self.stream.flush()
+            self._last_print = now
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self._draw()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

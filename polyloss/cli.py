@@ -1,0 +1,66 @@
+"""The ``polyloss`` command line: parse, call the library, write the result.
+
+Each subcommand lives in ``polyloss.commands.<name>`` and exposes ``register(subparsers)``, which
+adds its parser and sets ``func(args) -> int``. Expected failures (:class:`PolylossError`) print one
+line on stderr and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from polyloss import __version__
+from polyloss.errors import PolylossError
+
+COMMANDS = ("poly", "sample")
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors reach :func:`main` (one line on stderr, exit code 2)."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="polyloss",
+        description="Exact learning-rate loss polynomials of deep linear networks, and checks of "
+        "learning-rate transfer (Hayou 2025).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"polyloss {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"polyloss.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except PolylossError as exc:
+        print(f"polyloss {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"polyloss {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Minimisers of a loss curve over a learning-rate window (0, Λ], robust for ill-conditioned polynomials.
+
+The loss is never evaluated from its monomial coefficients (catastrophic cancellation for t ≥ 2,
+THEORY §6). Instead the caller supplies a *Taylor oracle*: ``taylor(etas) -> (G, 3)`` with the
+value, first derivative and half the second derivative at each η, which the engine computes by
+GD at η with forward-mode derivatives. The search is:
+
+1. one batched evaluation on a grid mixing linear and geometric spacing over (0, Λ] (the
+   geometric part resolves minimisers that shrink with width, e.g. SP's η_n ∝ 1/n);
+2. every sign change − → + of the derivative brackets a local minimum; a negative derivative at
+   Λ means the minimum over the window is at its edge (flagged);
+3. all brackets are refined together by safeguarded Newton steps with exact derivatives
+   (bisection whenever Newton leaves the bracket), to a relative tolerance ``rtol``.
+
+A basin narrower than the grid spacing can be missed; raise ``n_grid`` if that matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from polyloss.errors import NumericalError, invalid
+
+__all__ = ["LocalMinimum", "Minimisation", "minimise"]
+
+
+@dataclass(frozen=True)
+class LocalMinimum:
+    eta: float
+    loss: float
+    at_edge: bool = False
+
+    def to_dict(self) -> dict:
+        return {"eta": self.eta, "loss": self.loss, "at_edge": self.at_edge}
+
+
+@dataclass(frozen=True)
+class Minimisation:
+    """The minimiser of the loss over (0, window] and every local minimum found there."""
+
+    eta_opt: float
+    loss_opt: float
+    at_edge: bool
+    local_minima: tuple
+    window: float
+
+    def to_dict(self) -> dict:
+        return {
+            "eta_opt": self.eta_opt,
+            "loss_at_eta_opt": self.loss_opt,
+            "at_edge": self.at_edge,
+            "local_minima": [lm.to_dict() for lm in self.local_minima],
+            "window": self.window,
+        }
+
+
+def _grid(window: float, n_grid: int) -> np.ndarray:
+    n_lin = max(8, (2 * n_grid) // 3)
+    n_log = max(4, n_grid - n_lin)
+    lin = np.linspace(0.0, window, n_lin + 1)
+    log = np.geomspace(window * 1e-6, window, n_log)
+    return np.unique(np.concatenate([lin, log]))
+
+
+def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, max_iter: int = 100) -> Minimisation:
+    """Minimise over (0, ``window``] given a Taylor oracle (see the module docstring)."""
+    if not (isinstance(window, (int, float, np.floating)) and np.isfinite(window) and window > 0):
+        raise invalid("window", window, "a finite number > 0")
+    window = float(window)
+    grid = _grid(window, n_grid)
+    T = np.asarray(taylor(grid))
+    if not np.all(np.isfinite(T)):
+        bad = grid[~np.all(np.isfinite(T), axis=1)]
+        raise NumericalError(
+            f"the loss overflows inside the window at eta = {bad[0]:.3g} (window = {window:.3g}); "
+            "GD diverges there: choose a smaller window"
+        )
+    val, der = T[:, 0], T[:, 1]
+    lo_idx = np.nonzero((der[:-1] < 0) & (der[1:] >= 0))[0]
+    a, b = grid[lo_idx], grid[lo_idx + 1]
+    minima: list[LocalMinimum] = []
+    if a.size:
+        x = 0.5 * (a + b)
+        for _ in range(max_iter):
+            Tx = np.asarray(taylor(x))
+            d, h = Tx[:, 1], 2.0 * Tx[:, 2]
+            a = np.where(d < 0, x, a)
+            b = np.where(d >= 0, x, b)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                newton = x - d / h
+            ok = (h > 0) & (newton > a) & (newton < b)
+            x_new = np.where(ok, newton, 0.5 * (a + b))
+            done = np.abs(x_new - x) <= rtol * np.abs(x_new) + 1e-300
+            x = x_new
+            if np.all(done | (b - a <= rtol * b)):
+                break
+        Tx = np.asarray(taylor(x))
+        minima.extend(LocalMinimum(float(e), float(v)) for e, v in zip(x, Tx[:, 0]))
+    if der[-1] < 0:
+        minima.append(LocalMinimum(window, float(val[-1]), at_edge=True))
+    if not minima:  # derivative >= 0 everywhere on the grid: the infimum is at η → 0+
+        minima.append(LocalMinimum(float(grid[0]), float(val[0]), at_edge=True))
+    best = min(minima, key=lambda lm: lm.loss)
+    return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window)

@@ -1,0 +1,243 @@
+"""Monte Carlo over sampled networks (``polyloss sample``): incremental, resumable, reproducible.
+
+A run directory holds
+
+* ``run.json`` — schema ``polyloss.sample/1``: depth, steps, parametrization, degree, root seed,
+  data description, window, backend, polyloss version, and the widths/samples asked for;
+* ``records.jsonl`` — one JSON line per (width, sample), appended and flushed as soon as that
+  network is done: ``width``, ``sample``, ``seed`` ({entropy, spawn_key}), ``loss_coefficients``
+  (c_0..c_K), ``eta_opt``, ``loss_at_eta_opt``, ``at_edge``, ``local_minima``, ``seconds``.
+
+Network (n, s) is drawn from ``SeedSequence(seed, spawn_key=(n, s))`` (see :mod:`polyloss.weights`),
+so records do not depend on chunking or on which other widths/samples are in the run. A killed run
+resumes with ``resume=True`` and loses no finished record; resuming may also add widths or samples
+(everything else must match). Synthetic data are drawn from ``SeedSequence(seed, spawn_key=(0,))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from polyloss import __version__
+from polyloss._backend import get_xp
+from polyloss._progress import Progress
+from polyloss.data import Dataset
+from polyloss.engine import LossEngine, loss_degree
+from polyloss.errors import RunError, invalid
+from polyloss.minimize import minimise
+from polyloss.poly import _check_window, default_window
+from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
+from polyloss.weights import child_seed, sample_weights
+
+__all__ = ["SampleRun", "run_sample", "load_run", "summarise", "sample_loss_coefficients", "data_seed", "file_digest"]
+
+SCHEMA = "polyloss.sample/1"
+DEFAULT_SAMPLE_DEGREE = 8
+_MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend")
+
+
+def data_seed(seed: int) -> np.random.SeedSequence:
+    """The seed sequence of a run's synthetic data (disjoint from every network's child)."""
+    return np.random.SeedSequence(int(seed), spawn_key=(0,))
+
+
+def file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class SampleRun:
+    """A run directory's configuration and its finished records (sorted by width, sample)."""
+
+    path: str
+    config: dict
+    records: tuple
+
+    def by_width(self) -> dict:
+        out: dict[int, list] = {}
+        for r in self.records:
+            out.setdefault(r["width"], []).append(r)
+        return out
+
+
+def _records_path(d):
+    return os.path.join(d, "records.jsonl")
+
+
+def _read_records(path: str) -> list[dict]:
+    """Read records, dropping (and truncating away) a partial last line left by a kill."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    good_end, records = 0, []
+    pos = 0
+    for line in raw.split(b"\n"):
+        end = pos + len(line) + 1
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if end >= len(raw):  # the torn final line of a killed run
+                    break
+                lineno = raw[:pos].count(b"\n") + 1
+                raise RunError(f"{path}: line {lineno} is not valid JSON; the run is corrupt") from None
+        if end <= len(raw):
+            good_end = end
+        pos = end
+    if good_end < len(raw):
+        with open(path, "r+b") as fh:
+            fh.truncate(good_end)
+    return records
+
+
+def load_run(path) -> SampleRun:
+    """Load a run directory written by :func:`run_sample`."""
+    path = os.fspath(path)
+    cfg_path = os.path.join(path, "run.json")
+    if not os.path.isdir(path):
+        raise RunError(f"run directory {path!r} does not exist")
+    if not os.path.exists(cfg_path):
+        raise RunError(f"{path!r} is not a polyloss run directory (no run.json)")
+    try:
+        with open(cfg_path) as fh:
+            config = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{cfg_path}: invalid JSON ({exc})") from None
+    if config.get("schema") != SCHEMA:
+        raise RunError(f"{cfg_path}: schema {config.get('schema')!r}, expected {SCHEMA!r}")
+    recs = sorted(_read_records(_records_path(path)), key=lambda r: (r["width"], r["sample"]))
+    return SampleRun(path, config, tuple(recs))
+
+
+def _analyse(engine: LossEngine, steps: int, degree: int, window: float, n_grid: int) -> dict:
+    poly = engine.polynomial(steps, degree)
+    mn = minimise(lambda e: engine.taylor(e, steps, order=2), window, n_grid=n_grid)
+    out = {"loss_coefficients": poly.loss.tolist()}
+    out.update(mn.to_dict())
+    return out
+
+
+def run_sample(
+    out_dir,
+    *,
+    depth: int,
+    sampling: SamplingSpec,
+    training: TrainingSpec,
+    param: Parametrization,
+    data: Dataset,
+    data_description: dict,
+    window: float | None = None,
+    backend: str = "numpy",
+    resume: bool = False,
+    progress: bool = True,
+    n_grid: int = 96,
+) -> SampleRun:
+    """Sample networks and append one record per (width, sample) to ``out_dir/records.jsonl``.
+
+    ``training.degree`` None means :data:`DEFAULT_SAMPLE_DEGREE` (capped at the full degree).
+    """
+    NetworkSpec(depth, 1, data.d)  # validates depth
+    xp = get_xp(backend)
+    full = loss_degree(depth, training.steps)
+    degree = min(DEFAULT_SAMPLE_DEGREE if training.degree is None else training.degree, full)
+    window = default_window(data, depth) if window is None else _check_window(window)
+    out_dir = os.fspath(out_dir)
+    config = {
+        "schema": SCHEMA,
+        "polyloss_version": __version__,
+        "depth": depth,
+        "steps": training.steps,
+        "param": param.to_dict(),
+        "degree": degree,
+        "seed": sampling.seed,
+        "data": data_description,
+        "window": window,
+        "backend": backend,
+        "widths": list(sampling.widths),
+        "samples": sampling.samples,
+        "m": data.m,
+        "input_dim": data.d,
+    }
+    cfg_path = os.path.join(out_dir, "run.json")
+    done: set = set()
+    if os.path.exists(cfg_path):
+        if not resume:
+            raise RunError(f"`out`={out_dir!r} already holds a run; pass --resume to continue it or choose another directory")
+        old = load_run(out_dir)
+        for key in _MATCH_KEYS:
+            if old.config.get(key) != json.loads(json.dumps(config[key])):
+                raise RunError(
+                    f"cannot resume {out_dir!r}: `{key}` was {old.config.get(key)!r}, now {config[key]!r}; "
+                    "only widths and samples may change on --resume"
+                )
+        done = {(r["width"], r["sample"]) for r in old.records}
+        config["widths"] = sorted(set(old.config["widths"]) | set(config["widths"]))
+        config["samples"] = max(old.config["samples"], config["samples"])
+    else:
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise invalid("out", out_dir, "a directory path (a file of that name exists)", RunError)
+        os.makedirs(out_dir, exist_ok=True)
+    tmp = cfg_path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(config, fh, indent=2, sort_keys=True)
+    os.replace(tmp, cfg_path)
+
+    todo = [(n, s) for n in sampling.widths for s in range(sampling.samples) if (n, s) not in done]
+    bar = Progress(len(todo), desc=f"sample L={depth} t={training.steps}", enabled=progress)
+    with open(_records_path(out_dir), "a") as fh:
+        for n, s in todo:
+            t0 = time.perf_counter()
+            weights = sample_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp)
+            rec = {"width": n, "sample": s, "seed": {"entropy": sampling.seed, "spawn_key": [n, s]}}
+            rec.update(_analyse(LossEngine(weights, data, param, xp=xp), training.steps, degree, window, n_grid))
+            rec["seconds"] = round(time.perf_counter() - t0, 4)
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update()
+    bar.close()
+    return load_run(out_dir)
+
+
+def summarise(run: SampleRun, n_coeffs: int = 4) -> list[dict]:
+    """Per width: count, mean and standard error of c_0..c_{n_coeffs-1} and of η_n."""
+    rows = []
+    for n, recs in sorted(run.by_width().items()):
+        C = np.array([r["loss_coefficients"][:n_coeffs] for r in recs], dtype=float)
+        eta = np.array([r["eta_opt"] for r in recs], dtype=float)
+        k = len(recs)
+        se = (lambda a: a.std(axis=0, ddof=1) / np.sqrt(k)) if k > 1 else (lambda a: np.full(np.shape(a.mean(axis=0)), np.nan))
+        rows.append({
+            "width": n,
+            "count": k,
+            "coeff_mean": C.mean(axis=0).tolist(),
+            "coeff_se": np.atleast_1d(se(C)).tolist(),
+            "eta_mean": float(eta.mean()),
+            "eta_se": float(se(eta)),
+            "at_edge": int(sum(bool(r["at_edge"]) for r in recs)),
+        })
+    return rows
+
+
+def sample_loss_coefficients(
+    depth: int, width: int, samples: int, steps: int, param, data: Dataset, seed: int = 0, degree: int = 4, backend: str = "numpy"
+) -> np.ndarray:
+    """Loss coefficients c_0..c_degree of ``samples`` sampled networks (no files): shape (samples, degree + 1)."""
+    param = Parametrization.parse(param)
+    xp = get_xp(backend)
+    out = []
+    for s in range(samples):
+        w = sample_weights(NetworkSpec(depth, width, data.d), param, child_seed(seed, width, s), xp=xp)
+        out.append(LossEngine(w, data, param, xp=xp).polynomial(steps, degree).loss)
+    return np.array(out)

@@ -1,0 +1,34 @@
+import os
+
+# Small matrices: multithreaded BLAS costs more than it saves (10x measured on 2 cores), and
+# subprocesses started by tests inherit this.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np
+import pytest
+
+from polyloss.data import linear_teacher
+from polyloss.spec import NetworkSpec, Parametrization
+from polyloss.weights import sample_weights
+
+
+@pytest.fixture
+def small_data():
+    return linear_teacher(d=5, m=7, noise=0.1, seed=11)
+
+
+def make_net(depth, width, data, param="mup", seed=0):
+    p = Parametrization.parse(param)
+    return sample_weights(NetworkSpec(depth, width, data.d), p, np.random.SeedSequence(seed)), p
+
+
+@pytest.fixture
+def cupy_xp():
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception:
+        pytest.skip("no CUDA device")
+    return cupy
