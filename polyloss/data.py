@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyloss.errors import DataError, SpecError, invalid
+from polyloss.errors import DataError, invalid
 
 __all__ = ["Dataset", "linear_teacher", "nonlinear_teacher", "synthetic", "load_data", "TEACHERS"]
 

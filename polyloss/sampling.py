@@ -17,7 +17,6 @@ resumes with ``resume=True`` and loses no finished record; resuming may also add
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ import numpy as np
 from polyloss import __version__
 from polyloss._backend import get_xp
 from polyloss._progress import Progress
+from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_records
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
-from polyloss.errors import RunError, invalid
 from polyloss.minimize import minimise
 from polyloss.poly import _check_window, default_window
 from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
@@ -70,53 +69,11 @@ class SampleRun:
         return out
 
 
-def _records_path(d):
-    return os.path.join(d, "records.jsonl")
-
-
-def _read_records(path: str) -> list[dict]:
-    """Read records, dropping (and truncating away) a partial last line left by a kill."""
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    good_end, records = 0, []
-    pos = 0
-    for line in raw.split(b"\n"):
-        end = pos + len(line) + 1
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if end >= len(raw):  # the torn final line of a killed run
-                    break
-                lineno = raw[:pos].count(b"\n") + 1
-                raise RunError(f"{path}: line {lineno} is not valid JSON; the run is corrupt") from None
-        if end <= len(raw):
-            good_end = end
-        pos = end
-    if good_end < len(raw):
-        with open(path, "r+b") as fh:
-            fh.truncate(good_end)
-    return records
-
-
 def load_run(path) -> SampleRun:
     """Load a run directory written by :func:`run_sample`."""
     path = os.fspath(path)
-    cfg_path = os.path.join(path, "run.json")
-    if not os.path.isdir(path):
-        raise RunError(f"run directory {path!r} does not exist")
-    if not os.path.exists(cfg_path):
-        raise RunError(f"{path!r} is not a polyloss run directory (no run.json)")
-    try:
-        with open(cfg_path) as fh:
-            config = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{cfg_path}: invalid JSON ({exc})") from None
-    if config.get("schema") != SCHEMA:
-        raise RunError(f"{cfg_path}: schema {config.get('schema')!r}, expected {SCHEMA!r}")
-    recs = sorted(_read_records(_records_path(path)), key=lambda r: (r["width"], r["sample"]))
+    config = load_config(path, SCHEMA)
+    recs = sorted(read_records(os.path.join(path, RECORDS)), key=lambda r: (r["width"], r["sample"]))
     return SampleRun(path, config, tuple(recs))
 
 
@@ -169,42 +126,18 @@ def run_sample(
         "m": data.m,
         "input_dim": data.d,
     }
-    cfg_path = os.path.join(out_dir, "run.json")
-    done: set = set()
-    if os.path.exists(cfg_path):
-        if not resume:
-            raise RunError(f"`out`={out_dir!r} already holds a run; pass --resume to continue it or choose another directory")
-        old = load_run(out_dir)
-        for key in _MATCH_KEYS:
-            if old.config.get(key) != json.loads(json.dumps(config[key])):
-                raise RunError(
-                    f"cannot resume {out_dir!r}: `{key}` was {old.config.get(key)!r}, now {config[key]!r}; "
-                    "only widths and samples may change on --resume"
-                )
-        done = {(r["width"], r["sample"]) for r in old.records}
-        config["widths"] = sorted(set(old.config["widths"]) | set(config["widths"]))
-        config["samples"] = max(old.config["samples"], config["samples"])
-    else:
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise invalid("out", out_dir, "a directory path (a file of that name exists)", RunError)
-        os.makedirs(out_dir, exist_ok=True)
-    tmp = cfg_path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(config, fh, indent=2, sort_keys=True)
-    os.replace(tmp, cfg_path)
-
+    config, old = open_run(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"))
+    done = {(r["width"], r["sample"]) for r in old}
     todo = [(n, s) for n in sampling.widths for s in range(sampling.samples) if (n, s) not in done]
     bar = Progress(len(todo), desc=f"sample L={depth} t={training.steps}", enabled=progress)
-    with open(_records_path(out_dir), "a") as fh:
+    with RecordWriter(out_dir) as writer:
         for n, s in todo:
             t0 = time.perf_counter()
             weights = sample_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp)
             rec = {"width": n, "sample": s, "seed": {"entropy": sampling.seed, "spawn_key": [n, s]}}
             rec.update(_analyse(LossEngine(weights, data, param, xp=xp), training.steps, degree, window, n_grid))
             rec["seconds"] = round(time.perf_counter() - t0, 4)
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            writer.write(rec)
             bar.update()
     bar.close()
     return load_run(out_dir)

@@ -1,7 +1,6 @@
 """CLI: poly JSON, sample records, resume after a real kill, chunking invariance, bad input → exit 2."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from polyloss.engine import LossEngine
 from polyloss.errors import NumericalError, SpecError
 from polyloss.gd import gd_losses
 from polyloss.minimize import minimise

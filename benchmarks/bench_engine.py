@@ -1,0 +1,102 @@
+"""Benchmark of the finite-width engine (issue: core). Prints ratios measured in one run.
+
+* engine / floor, where floor = sampling the weights + one forward pass of the data, and the
+  engine is the exact complete loss polynomial (L = 3, m = 100, d = 10, t ∈ {1, 2});
+* at t = 1, the grid method users run today (for each of 180 learning rates: one GD step from the
+  same initialisation, then the loss) / (engine + exact minimiser).
+
+Usage: python benchmarks/bench_engine.py [--widths 1024,4096] [--repeats 3] [--out FILE.md]
+Medians over repeats; the machine is noisy, so compare ratios, not seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from polyloss.data import linear_teacher
+from polyloss.engine import LossEngine
+from polyloss.gd import gd_train
+from polyloss.minimize import minimise
+from polyloss.poly import default_window
+from polyloss.spec import NetworkSpec, Parametrization
+from polyloss.weights import sample_weights
+
+
+def timed(fn, repeats):
+    ts, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--widths", default="1024,4096")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--grid-repeats", type=int, default=1)
+    ap.add_argument("--out", default=None, help="append a Markdown table to this file")
+    args = ap.parse_args()
+    L, m, d = 3, 100, 10
+    data = linear_teacher(d=d, m=m, seed=0)
+    p = Parametrization.preset("mup")
+    window = default_window(data, L)
+    rows = []
+    for n in [int(s) for s in args.widths.split(",")]:
+        net = NetworkSpec(L, n, d)
+        seed = np.random.SeedSequence(1)
+
+        def floor():
+            w = sample_weights(net, p, seed)
+            h = data.X @ w.W0.T
+            for W in w.hidden:
+                h = h @ W.T
+            return w, h @ w.V
+
+        t_floor, (w, _) = timed(floor, args.repeats)
+        t_sample, _ = timed(lambda: sample_weights(net, p, seed), args.repeats)
+        for t in (1, 2):
+            t_eng, poly = timed(lambda: LossEngine(w, data, p).polynomial(t), args.repeats)
+
+            def engine_and_min():
+                e = LossEngine(w, data, p)
+                e.polynomial(t)
+                return minimise(lambda x: e.taylor(x, t), window)
+
+            t_full, mn = timed(engine_and_min, args.repeats)
+            row = dict(n=n, t=t, floor=t_floor, sample=t_sample, engine=t_eng, engine_min=t_full,
+                       ratio_engine_floor=t_eng / t_floor, ratio_engine_sampling_floor=(t_eng + t_sample) / t_floor,
+                       eta_opt=mn.eta_opt, degree=len(poly.loss) - 1)
+            if t == 1:
+                etas = np.linspace(window / 180, window, 180)
+                t_grid, losses = timed(lambda: np.array([gd_train(w, data, p, e, 1)[-1] for e in etas]), args.grid_repeats)
+                row.update(grid=t_grid, ratio_grid_engine=t_grid / t_full, grid_eta=float(etas[np.argmin(losses)]),
+                           grid_step=float(etas[1] - etas[0]))
+            rows.append(row)
+            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    lines = [
+        f"\n## Engine benchmark ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{__import__('os').cpu_count()} cores, numpy {np.__version__}; L={L}, m={m}, d={d}, medians of {args.repeats})\n",
+        "| n | t | degree | floor s | engine s | engine/floor | (sampling+engine)/floor | engine+min s | grid(180 η) s | grid/(engine+min) | η_n exact | grid argmin (step) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        g = (f"{r['grid']:.2f} | {r['ratio_grid_engine']:.0f}× | {r['eta_opt']:.10f} | {r['grid_eta']:.4f} ({r['grid_step']:.4f})"
+             if "grid" in r else f"– | – | {r['eta_opt']:.10f} | –")
+        lines.append(f"| {r['n']} | {r['t']} | {r['degree']} | {r['floor']:.3f} | {r['engine']:.3f} | {r['ratio_engine_floor']:.2f} | "
+                     f"{r['ratio_engine_sampling_floor']:.2f} | {r['engine_min']:.3f} | {g} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
