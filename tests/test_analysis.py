@@ -1,0 +1,67 @@
+"""Rate fits, change-point test and extrapolation on synthetic data with planted answers."""
+
+import numpy as np
+import pytest
+
+from polyloss.analysis import change_point, extrapolate, fit_rate, fit_scaling
+from polyloss.errors import SpecError
+
+WIDTHS = [2**k for k in range(6, 15)]
+
+
+def planted(rms_of_n, seeds=300, ref=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    return {n: ref + rms_of_n(n) * rng.standard_normal(seeds) for n in WIDTHS}
+
+
+def test_fit_recovers_planted_exponent():
+    fit = fit_rate(planted(lambda n: 2.0 * n**-0.5), reference=1.5)
+    assert fit.ci_low < -0.5 < fit.ci_high
+    assert fit.ci_high - fit.ci_low < 0.1  # precise enough to exclude n^-1 and n^0
+    assert abs(fit.slope + 0.5) < 0.05
+
+
+def test_fit_sees_a_wrong_reference_as_no_convergence():
+    fit = fit_rate(planted(lambda n: 2.0 * n**-0.5), reference=1.6)  # bias 0.1 dominates at large n
+    assert fit.ci_high > -0.3
+
+
+def test_change_point_finds_planted_change():
+    # n^-1/2 up to 1024, then n^-1 (continuous)
+    rms = lambda n: n**-0.5 if n <= 1024 else 1024**-0.5 * (n / 1024) ** -1.0
+    cp = change_point(planted(rms, seeds=400), reference=1.5)
+    assert cp.verdict == "change", cp.reason
+    assert 512 <= cp.break_width <= 2048
+    assert cp.slope_before == pytest.approx(-0.5, abs=0.1) and cp.slope_after == pytest.approx(-1.0, abs=0.15)
+
+
+def test_change_point_finds_none_in_pure_power_law():
+    cp = change_point(planted(lambda n: n**-0.5, seeds=400, seed=1), reference=1.5)
+    assert cp.verdict == "no change", cp.reason
+    assert cp.p_value >= 0.01
+
+
+def test_change_point_says_cannot_tell_with_few_widths_or_noise():
+    few = {n: v for n, v in planted(lambda n: n**-0.5).items() if n <= 256}
+    assert change_point(few, reference=1.5).verdict == "cannot tell"
+    noisy = planted(lambda n: n**-0.5, seeds=3, seed=2)
+    assert change_point(noisy, reference=1.5).verdict == "cannot tell"
+
+
+def test_extrapolation_recovers_limit():
+    rng = np.random.default_rng(3)
+    groups = {n: 2.0 + 3.0 / n + 0.5 * n**-0.5 * rng.standard_normal(200) for n in WIDTHS}
+    ex = extrapolate(groups)
+    assert abs(ex.value - 2.0) < 4 * ex.se and ex.se < 0.01
+
+
+def test_scaling_slope_of_sp_like_eta():
+    rng = np.random.default_rng(4)
+    groups = {n: 5.0 / n * (1 + 0.1 * rng.standard_normal(50)) for n in WIDTHS}
+    fit = fit_scaling(groups)
+    assert fit.ci_low < -1.0 < fit.ci_high and fit.ci_high < -0.95
+
+
+def test_too_few_widths_is_an_error():
+    with pytest.raises(SpecError, match="at least 3 widths"):
+        fit_rate({64: [1.0, 2.0], 128: [1.0, 1.5]})
