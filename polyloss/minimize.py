@@ -45,6 +45,8 @@ class Minimisation:
     at_edge: bool
     local_minima: tuple
     window: float
+    grid: tuple = ()
+    grid_loss: tuple = ()
 
     def to_dict(self) -> dict:
         return {
@@ -56,7 +58,8 @@ class Minimisation:
         }
 
 
-def _grid(window: float, n_grid: int) -> np.ndarray:
+def search_grid(window: float, n_grid: int = 96) -> np.ndarray:
+    """The η grid of the first stage: linear on [0, Λ] plus geometric on [1e-6 Λ, Λ], sorted."""
     n_lin = max(8, (2 * n_grid) // 3)
     n_log = max(4, n_grid - n_lin)
     lin = np.linspace(0.0, window, n_lin + 1)
@@ -69,7 +72,7 @@ def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, ma
     if not (isinstance(window, (int, float, np.floating)) and np.isfinite(window) and window > 0):
         raise invalid("window", window, "a finite number > 0")
     window = float(window)
-    grid = _grid(window, n_grid)
+    grid = search_grid(window, n_grid)
     T = np.asarray(taylor(grid))
     if not np.all(np.isfinite(T)):
         bad = grid[~np.all(np.isfinite(T), axis=1)]
@@ -103,4 +106,4 @@ def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, ma
     if not minima:  # derivative >= 0 everywhere on the grid: the infimum is at η → 0+
         minima.append(LocalMinimum(float(grid[0]), float(val[0]), at_edge=True))
     best = min(minima, key=lambda lm: lm.loss)
-    return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window)
+    return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window, tuple(grid.tolist()), tuple(val.tolist()))

@@ -6,7 +6,8 @@ A run directory holds
   data description, window, backend, polyloss version, and the widths/samples asked for;
 * ``records.jsonl`` — one JSON line per (width, sample), appended and flushed as soon as that
   network is done: ``width``, ``sample``, ``seed`` ({entropy, spawn_key}), ``loss_coefficients``
-  (c_0..c_K), ``eta_opt``, ``loss_at_eta_opt``, ``at_edge``, ``local_minima``, ``seconds``.
+  (c_0..c_K), ``eta_opt``, ``loss_at_eta_opt``, ``at_edge``, ``local_minima``, ``curve_loss`` (the
+  stable loss at the η values ``config["curve_etas"]``, the minimiser's search grid), ``seconds``.
 
 Network (n, s) is drawn from ``SeedSequence(seed, spawn_key=(n, s))`` (see :mod:`polyloss.weights`),
 so records do not depend on chunking or on which other widths/samples are in the run. A killed run
@@ -29,7 +30,7 @@ from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_records
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
-from polyloss.minimize import minimise
+from polyloss.minimize import minimise, search_grid
 from polyloss.poly import _check_window, default_window
 from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
 from polyloss.weights import child_seed, sample_weights
@@ -38,7 +39,7 @@ __all__ = ["SampleRun", "run_sample", "load_run", "summarise", "sample_loss_coef
 
 SCHEMA = "polyloss.sample/1"
 DEFAULT_SAMPLE_DEGREE = 8
-_MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend")
+_MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend", "n_grid")
 
 
 def data_seed(seed: int) -> np.random.SeedSequence:
@@ -82,6 +83,7 @@ def _analyse(engine: LossEngine, steps: int, degree: int, window: float, n_grid:
     mn = minimise(lambda e: engine.taylor(e, steps, order=2), window, n_grid=n_grid)
     out = {"loss_coefficients": poly.loss.tolist()}
     out.update(mn.to_dict())
+    out["curve_loss"] = list(mn.grid_loss)  # the stable loss on config["curve_etas"]
     return out
 
 
@@ -125,6 +127,8 @@ def run_sample(
         "samples": sampling.samples,
         "m": data.m,
         "input_dim": data.d,
+        "n_grid": n_grid,
+        "curve_etas": search_grid(window, n_grid).tolist(),
     }
     config, old = open_run(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"))
     done = {(r["width"], r["sample"]) for r in old}
