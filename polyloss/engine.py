@@ -78,6 +78,12 @@ class LossPolynomial:
     def truncated(self) -> bool:
         return self.degree < self.full_degree
 
+    def truncate(self, degree: int) -> "LossPolynomial":
+        """The same polynomial kept up to ``degree`` (exact up to it, like a truncated computation)."""
+        K = min(int(degree), self.degree)
+        return LossPolynomial(self.loss[: K + 1], self.f[:, : K + 1], tuple(l[: K + 1] for l in self.loss_by_step),
+                              tuple(f[:, : K + 1] for f in self.f_by_step), self.steps, K, self.full_degree)
+
 
 class LossEngine:
     """Loss polynomials of one network (``weights``) trained on one data set.

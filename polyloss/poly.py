@@ -28,6 +28,21 @@ __all__ = ["PolyResult", "exact_polynomial", "default_window"]
 SCHEMA = "polyloss.poly/1"
 
 
+SCREEN_MAX_DEGREE = 256
+
+
+def polynomial_for_minimisation(engine: LossEngine, steps: int, degree: int | None):
+    """The polynomial to report (up to ``degree``) and the complete coefficients that screen the
+    minimiser's grid (None when the complete degree exceeds :data:`SCREEN_MAX_DEGREE`, where the
+    monomial form is never certified and only costs time)."""
+    from polyloss.engine import loss_degree
+
+    if loss_degree(engine.depth, steps) > SCREEN_MAX_DEGREE:
+        return engine.polynomial(steps, degree), None
+    full = engine.polynomial(steps)
+    return (full if degree is None else full.truncate(degree)), full.loss
+
+
 def default_window(data: Dataset, depth: int) -> float:
     """Λ = 4 · μ_1 / (L μ_2): four times the μP one-step limit η_∞ (THEORY §4)."""
     return 4.0 * data.eta_inf_t1(depth)
@@ -88,7 +103,7 @@ def exact_polynomial(
     ``window`` defaults to :func:`default_window` (needs ``K y ≠ 0``).
     """
     engine = LossEngine(weights, data, param)
-    poly = engine.polynomial(steps, degree)
     window = default_window(data, weights.depth) if window is None else _check_window(window)
-    mn = minimise(lambda etas: engine.taylor(etas, steps, order=2), window, n_grid=n_grid)
+    poly, screen = polynomial_for_minimisation(engine, steps, degree)
+    mn = minimise(lambda etas: engine.taylor(etas, steps, order=2), window, n_grid=n_grid, coeffs=screen)
     return PolyResult(poly, mn, weights.depth, weights.width, weights.input_dim, data.m, param)

@@ -31,7 +31,7 @@ from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
 from polyloss.minimize import minimise, search_grid
-from polyloss.poly import _check_window, default_window
+from polyloss.poly import _check_window, default_window, polynomial_for_minimisation
 from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
 from polyloss.weights import child_seed, sample_weights
 
@@ -79,8 +79,8 @@ def load_run(path) -> SampleRun:
 
 
 def _analyse(engine: LossEngine, steps: int, degree: int, window: float, n_grid: int) -> dict:
-    poly = engine.polynomial(steps, degree)
-    mn = minimise(lambda e: engine.taylor(e, steps, order=2), window, n_grid=n_grid)
+    poly, screen = polynomial_for_minimisation(engine, steps, degree)
+    mn = minimise(lambda e: engine.taylor(e, steps, order=2), window, n_grid=n_grid, coeffs=screen)
     out = {"loss_coefficients": poly.loss.tolist()}
     out.update(mn.to_dict())
     out["curve_loss"] = list(mn.grid_loss)  # the stable loss on config["curve_etas"]
