@@ -122,9 +122,10 @@ class LossEngine:
         self.lam = param.lr_multiplier(self.width)
         X = xp.asarray(data.X)
         self.y = xp.asarray(data.y)
+        self.layers = weights.operators()  # forward(X) = X W_ℓᵀ, backward(Y) = Y W_ℓ
         H = [X @ weights.W0.T]  # rows: h_0(x_i)
-        for W in weights.hidden:
-            H.append(H[-1] @ W.T)
+        for op in self.layers:
+            H.append(op.forward(H[-1]))
         self.H = H  # H[ℓ] has shape (m, n): h_ℓ(x_i) for ℓ = 0..L
         self.f0 = H[-1] @ weights.V
 
@@ -168,14 +169,16 @@ class LossEngine:
         return self.taylor(etas, steps, order=0)[:, 0]
 
     # ------------------------------------------------------------------ recursion
-    def _apply(self, p, M):
-        """Right-multiply every coefficient row of a polynomial vector (D+1, G, k) by M (k, k')."""
+    @staticmethod
+    def _apply(p, fn):
+        """Apply a row-wise linear map ``fn`` (k → k') to every coefficient row of a polynomial vector (D+1, G, k)."""
         D1, G, k = p.shape
-        return (p.reshape(D1 * G, k) @ M).reshape(D1, G, M.shape[1])
+        out = fn(p.reshape(D1 * G, k))
+        return out.reshape(D1, G, out.shape[1])
 
     def _run(self, steps: int, K: int, eta0, final_only: bool = False):
         xp, L, lam, m = self.xp, self.depth, self.lam, self.m
-        H, Ws, V = self.H, self.weights.hidden, self.weights.V
+        H, ops, V = self.H, self.layers, self.weights.V
         G = 1 if eta0 is None else int(eta0.shape[0])
 
         def const(v):  # a constant polynomial vector (1, G, len)
@@ -209,7 +212,7 @@ class LossEngine:
                 break
             # gradient factors at step t: u_j (space j−1) and b_j (space j)
             for j in range(1, L + 1):
-                uj = self._apply(r, H[j - 1])
+                uj = self._apply(r, lambda Z, M=H[j - 1]: Z @ M)
                 for j2 in range(1, j):
                     for s2 in range(t):
                         w = tp.vdot(c[(j2, s2)], r, K)
@@ -217,7 +220,7 @@ class LossEngine:
                 u[(j, t)] = uj / m
             b[(L, t)] = Vc
             for l in range(L, 1, -1):
-                nb = self._apply(b[(l, t)], Ws[l - 1])
+                nb = self._apply(b[(l, t)], ops[l - 1].backward)
                 for s in range(t):
                     g = tp.vdot(b[(l, s)], b[(l, t)], K)
                     nb = tp.add(nb, scale_eta(tp.mul(u[(l, s)], g[..., None], K)))
@@ -225,11 +228,11 @@ class LossEngine:
             for j in range(1, L + 1):
                 P[(j, j, t)] = b[(j, t)]
                 for l in range(j + 1, L + 1):
-                    P[(l, j, t)] = self._apply(P[(l - 1, j, t)], Ws[l - 1].T)
+                    P[(l, j, t)] = self._apply(P[(l - 1, j, t)], ops[l - 1].forward)
                 R[(j, t)] = tp.vdot(Vc, P[(L, j, t)], K)
             # cached inner products involving the new step
             for j in range(1, L + 1):
-                A[(j, t)] = self._apply(u[(j, t)], H[j - 1].T)
+                A[(j, t)] = self._apply(u[(j, t)], lambda Z, M=H[j - 1]: Z @ M.T)
                 for j2 in range(1, j):
                     for s2 in range(t + 1):
                         Q[(j, t, j2, s2)] = tp.vdot(u[(j, t)], P[(j - 1, j2, s2)], K)

@@ -23,7 +23,24 @@ from polyloss._backend import make_rng, to_host
 from polyloss.errors import DataError, invalid
 from polyloss.spec import NetworkSpec, Parametrization
 
-__all__ = ["Weights", "sample_weights", "child_seed", "load_weights"]
+__all__ = ["Weights", "DenseLayer", "sample_weights", "child_seed", "load_weights"]
+
+
+class DenseLayer:
+    """A hidden layer as an operator on row-stacked vectors: ``forward(X) = X Wᵀ`` (each row x ↦ W x)
+    and ``backward(Y) = Y W`` (each row y ↦ Wᵀ y). The engine only ever needs these two products,
+    which is what lets a lazily sampled layer (Gaussian conditioning) stand in for a dense one."""
+
+    __slots__ = ("W",)
+
+    def __init__(self, W):
+        self.W = W
+
+    def forward(self, X):
+        return X @ self.W.T
+
+    def backward(self, Y):
+        return Y @ self.W
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +62,10 @@ class Weights:
     @property
     def input_dim(self) -> int:
         return int(self.W0.shape[1])
+
+    def operators(self) -> list:
+        """One operator per hidden layer (see :class:`DenseLayer`)."""
+        return [DenseLayer(W) for W in self.hidden]
 
     def to_npz(self, path) -> None:
         arrays = {"W0": to_host(self.W0), "V": to_host(self.V)}
