@@ -123,7 +123,7 @@ def _wls(X, y, w):
 def _hinge_fits(x, y, w, min_side):
     """Best continuous two-segment fit over breaks at interior points: (chi2, break index, coef)."""
     best = (np.inf, None, None)
-    for i in range(min_side - 1, len(x) - min_side):
+    for i in range(min_side - 1, len(x) - min_side + 1):
         xb = x[i]
         X = np.column_stack([np.ones_like(x), x, np.maximum(0.0, x - xb)])
         coef, chi2 = _wls(X, y, w)

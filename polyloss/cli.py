@@ -14,7 +14,7 @@ import sys
 from polyloss import __version__
 from polyloss.errors import PolylossError
 
-COMMANDS = ("poly", "sample")
+COMMANDS = ("poly", "sample", "sweep", "compare", "report")
 
 
 class _UsageError(Exception):

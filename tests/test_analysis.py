@@ -65,3 +65,10 @@ def test_scaling_slope_of_sp_like_eta():
 def test_too_few_widths_is_an_error():
     with pytest.raises(SpecError, match="at least 3 widths"):
         fit_rate({64: [1.0, 2.0], 128: [1.0, 1.5]})
+
+
+def test_change_point_runs_at_the_minimum_number_of_widths():
+    # 5 widths with 3 on each side of the break: exactly one admissible break (the middle width)
+    groups = {n: v for n, v in planted(lambda n: n**-0.5).items() if n <= 1024}
+    cp = change_point(groups, reference=1.5, min_side=3)
+    assert cp.break_width == 256 and cp.verdict in ("no change", "cannot tell")

@@ -1,0 +1,86 @@
+"""The sweep part of a report: figure (e), trained losses over the polynomial prediction (private).
+
+For linear + GD sweeps the prediction is exact: the same networks (n, s) (same seeds) evaluated by
+the engine's stable evaluator at the sweep's learning rates, averaged over the same seeds. For
+ReLU or Adam there is no polynomial; the curves are shown alone with their grid optima.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+
+from polyloss import plots
+from polyloss.errors import PolylossError
+
+
+def _param(cfg):
+    from polyloss.spec import Parametrization
+
+    p = cfg["param"]
+    return Parametrization.custom(Fraction(p["alpha"]), Fraction(p["gamma"]))
+
+
+def predicted_losses(run, width: int, data) -> np.ndarray:
+    """Exact loss of each of the sweep's networks at width ``width`` on its η grid: (seeds, etas)."""
+    from polyloss.engine import LossEngine
+    from polyloss.spec import NetworkSpec
+    from polyloss.weights import child_seed, sample_weights
+
+    cfg, param = run.config, _param(run.config)
+    out = []
+    for rec in run.by_width()[width]:
+        w = sample_weights(NetworkSpec(cfg["depth"], width, data.d), param, child_seed(cfg["seed"], width, rec["sample"]))
+        with np.errstate(over="ignore", invalid="ignore"):
+            out.append(LossEngine(w, data, param).loss_at(run.etas, cfg["steps"]))
+    return np.array(out)
+
+
+def sweep_section(doc, path, numbers: dict) -> None:
+    from polyloss.compare import run_dataset
+    from polyloss.sweep import load_sweep
+
+    run = load_sweep(path)
+    cfg = run.config
+    name = os.path.basename(os.path.normpath(path))
+    label = f"L={cfg['depth']} t={cfg['steps']} {cfg['param']['name']} {cfg['activation']}+{cfg['optimizer']}"
+    doc.h(f"Sweep {label} [{name}]", 3)
+    if not run.records:
+        doc.p("*No finished records.*")
+        return
+    data, note = None, ""
+    if cfg["activation"] == "linear" and cfg["optimizer"] == "gd":
+        try:
+            data = run_dataset(cfg)
+        except PolylossError as exc:
+            note = f" (no polynomial prediction: {exc})"
+    measured, predicted, rows = {}, {}, []
+    for n in run.widths:
+        L = run.final_losses(n)
+        measured[n] = np.where(np.isfinite(L).all(axis=0), L.mean(axis=0), np.nan)
+        opt = run.optimum(n)
+        row = {"width": n, **opt.to_dict()}
+        if data is not None:
+            P = predicted_losses(run, n, data)
+            predicted[n] = np.where(np.isfinite(P).all(axis=0), P.mean(axis=0), np.nan)
+            finite = np.isfinite(predicted[n])
+            if finite.any():
+                row["predicted_grid_argmin"] = float(run.etas[np.nanargmin(np.where(finite, predicted[n], np.inf))])
+            row["max_rel_diff_trained_vs_polynomial"] = float(np.nanmax(np.abs(measured[n] - predicted[n]) / np.abs(predicted[n])))
+        rows.append(row)
+    numbers.setdefault("sweeps", {})[f"{label} [{name}]"] = {"config": {k: cfg[k] for k in ("depth", "steps", "activation", "optimizer", "param", "seed")},
+                                                             "etas": run.etas.tolist(), "per_width": rows}
+    from polyloss.report import _table
+
+    doc.p(f"Grid optimum of the seed-mean final loss per width{note}:")
+    doc.p(_table(["width", "seeds", "η* (grid)", "grid spacing", "per-seed η* mean ± s.e.", "polynomial η* (same grid)", "max rel. diff trained vs polynomial"],
+                 [[r["width"], r["count"], f"{r['eta']:.6g}" if r["eta"] is not None else "diverged",
+                   f"{r['spacing']:.3g}" if r["spacing"] is not None else "–",
+                   f"{r['seed_eta_mean']:.6g} ± {r['seed_eta_se']:.2g}",
+                   f"{r['predicted_grid_argmin']:.6g}" if "predicted_grid_argmin" in r else "–",
+                   f"{r['max_rel_diff_trained_vs_polynomial']:.2g}" if "max_rel_diff_trained_vs_polynomial" in r else "–"] for r in rows]))
+    fig, (ax,) = plots.new_figure()
+    data_drawn = plots.sweep_overlay(ax, run.etas, measured, predicted, f"Sweep {label}")
+    doc.fig(f"fig_e_sweep_{len(doc.figdata)}", fig, f"(e) trained loss (markers) vs polynomial prediction (lines), {label}", data_drawn)

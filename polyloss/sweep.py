@@ -1,0 +1,733 @@
+"""Empirical learning-rate sweeps by actual training (``polyloss sweep``); no polynomial involved.
+
+For every width ``n`` in ``widths`` and sample ``s`` in ``0..seeds-1``, the network (n, s) is drawn
+exactly as ``polyloss sample`` draws it (``sample_weights(NetworkSpec(L, n, d), param,
+SeedSequence(seed, spawn_key=(n, s)))``), trained for ``steps`` full-batch steps at every learning
+rate of an η grid, and the training loss is recorded at every step 0..steps. A sweep and a
+``sample`` run with the same seed, data and parametrization therefore see the same networks.
+
+Network (THEORY §1, with an optional non-linearity): ``h_0 = W_0 x``, ``h_ℓ = W_ℓ φ(h_{ℓ−1})``
+(ℓ = 1..L), ``f(x) = Vᵀ φ(h_L)``, with φ = identity (``activation='linear'``, the deep linear MLP
+of the rest of polyloss) or ReLU (``'relu'``, φ'(0) := 0). ``W_0`` and ``V`` are frozen; the hidden
+``W_1..W_L`` are trained on ``𝓛 = (1/2m) Σ_i (f(x_i) − y_i)²``, all layers updated simultaneously.
+
+Optimizers (hidden learning rate = η × a width multiplier):
+
+* ``gd``: ``W_ℓ ← W_ℓ − η λ ∇_{W_ℓ}𝓛`` with ``λ = param.lr_multiplier(n) = n^{-γ}`` (μP/SP: 1,
+  NTP: 1/n), exactly as :func:`polyloss.gd.gd_train` (linear + GD coincides with it).
+* ``adam``: full-batch Adam, ``m ← β1 m + (1−β1) g``, ``v ← β2 v + (1−β2) g²``,
+  ``W ← W − η κ_n · m̂ / (√v̂ + ε)`` with ``m̂ = m/(1−β1^k)``, ``v̂ = v/(1−β2^k)`` (k = 1, 2, …),
+  β1 = 0.9, β2 = 0.999, ε = ``adam_eps`` (default 1e-8), state initialised to 0. The width
+  multiplier is ``κ_n = n^{-adam_exponent}``; Adam's update is invariant to the gradient's scale,
+  so it is *not* the GD multiplier:
+
+  - μP: ``κ_n = 1/n`` = 1/fan_in (μP-Adam, Tensor Programs V, Table 3: hidden learning rate η/fan_in);
+  - SP: ``κ_n = 1`` (plain Adam on the effective weights);
+  - NTP: ``κ_n = 1/√n`` — the consistent rule: NTP's effective weight is ``W = w/√n`` with raw
+    ``w ~ N(0, 1)`` trained at learning rate η, and Adam's raw step of size ~η per entry moves
+    ``W`` by ~η/√n;
+  - a custom ``ALPHA,GAMMA`` parametrization does not determine the Adam rule (the GD multiplier
+    fixes only 2a + c in abc-terms, Adam needs a + c), so ``adam_exponent`` must be given;
+    it may also override the preset's exponent.
+
+  ε is added to √v̂ on the *effective* weights' gradient; under μP hidden gradients have small
+  entries at large n, so ε = 1e-8 is not negligible there — hence the option.
+
+Vectorisation: all learning rates of one network are trained together along a leading η axis,
+chunked so that one chunk fits ``memory_mb``. Step 0 is the same network for every η, so its
+forward/backward pass is done once and broadcast. Learning rates that diverge are dropped from the
+batch. Two methods (``method``):
+
+* ``dense``: per-η hidden weight matrices (E × n × n), batched matmuls. Needed for Adam. For
+  linear + GD it performs exactly the floating-point operations of :func:`polyloss.gd.gd_train`
+  (bit-identical losses), and records do not depend on the chunk size.
+* ``lowrank`` (GD only): a GD update ``∇_{W_ℓ}𝓛 = Σ_i δ_i φ(h_{ℓ−1}(x_i))ᵀ`` has rank <= m, so after k
+  steps ``W_ℓ^{(k)} = W_ℓ − Σ_{s<k} P_sᵀ Q_s`` with m × n factors per η; the shared ``W_ℓ`` is
+  applied to all η at once as one large matrix product. Costs ~t·m·n instead of n² memory per η
+  and is several times faster when t·m ≪ n; equal to ``dense`` up to rounding (~1e-15 relative).
+* ``auto`` (default): ``lowrank`` for GD when ``steps · m <= 2 n``, else ``dense``.
+
+Divergence: a loss that overflows or becomes NaN (overflow of the weights) is recorded as ``+inf``
+at that step and every later step; training at that η stops. No NaN is ever recorded, and no
+floating-point warning escapes. In ``records.jsonl`` +inf is stored as JSON ``null`` (strict
+JSON); :func:`load_sweep` turns ``null`` back into ``inf``.
+
+Run directory (:mod:`polyloss._rundir`), schema ``polyloss.sweep/1``:
+
+* ``run.json``: depth, steps, etas (the grid, sorted ascending), eta_spec, activation, optimizer,
+  param, adam ({betas, eps, exponent} or null), dtype, method, seed, data description, backend, widths,
+  seeds, m, input_dim, polyloss_version;
+* ``records.jsonl``: one line per (width, sample) appended as soon as it is finished: ``width``,
+  ``sample``, ``seed`` ({entropy, spawn_key}), ``losses`` (one list per η of the grid, the loss
+  at steps 0..steps; null = +inf), ``eta_best``/``loss_best`` (grid argmin of the final loss, null
+  if every η diverged), ``diverged`` (number of η whose final loss is +inf), ``method`` (the one
+  used), ``seconds``.
+
+``resume=True`` continues a killed run (a torn last line is dropped) and may add widths or seeds;
+everything else must match. Records do not depend on chunking or on the other widths/seeds.
+
+Example:
+  >>> from polyloss.data import linear_teacher
+  >>> ds = linear_teacher(d=4, m=10, seed=0)
+  >>> run = run_sweep(tmp_dir, depth=2, widths=[16], etas="lin:0.1:2:20", seeds=2, steps=1,
+  ...                 data=ds, progress=False)                       # doctest: +SKIP
+  >>> run.optimum(16).eta                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from polyloss import __version__
+from polyloss._backend import get_xp, to_host
+from polyloss._progress import Progress
+from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_records
+from polyloss.data import Dataset
+from polyloss.errors import SpecError, invalid
+from polyloss.spec import NetworkSpec, Parametrization, parse_widths
+from polyloss.weights import Weights, child_seed, sample_weights
+
+__all__ = [
+    "SCHEMA",
+    "ACTIVATIONS",
+    "OPTIMIZERS",
+    "DTYPES",
+    "METHODS",
+    "choose_method",
+    "ADAM_BETAS",
+    "ADAM_EXPONENTS",
+    "parse_etas",
+    "adam_exponent_for",
+    "sweep_network",
+    "SweepOptimum",
+    "sweep_optimum",
+    "SweepRun",
+    "run_sweep",
+    "load_sweep",
+    "summarise",
+]
+
+SCHEMA = "polyloss.sweep/1"
+ACTIVATIONS = ("linear", "relu")
+OPTIMIZERS = ("gd", "adam")
+DTYPES = ("float64", "float32")
+METHODS = ("auto", "dense", "lowrank")
+ADAM_BETAS = (0.9, 0.999)
+DEFAULT_ADAM_EPS = 1e-8
+DEFAULT_MEMORY_MB = 1024.0
+#: Adam width exponent κ (hidden learning rate η · n^-κ) per preset parametrization.
+ADAM_EXPONENTS = {"mup": Fraction(1), "sp": Fraction(0), "ntp": Fraction(1, 2)}
+_MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend")
+_ETAS_VALID = "'lin:START:STOP:COUNT', 'log:START:STOP:COUNT' (0 < START < STOP, COUNT >= 2) or a comma list of numbers >= 0"
+
+
+# ----------------------------------------------------------------------------------------- inputs
+def parse_etas(value) -> np.ndarray:
+    """The η grid, sorted ascending, float64.
+
+    ``value`` is ``'lin:START:STOP:COUNT'`` (``numpy.linspace``, 0 <= START < STOP), ``'log:START:STOP:COUNT'``
+    (``numpy.geomspace``, 0 < START < STOP), a comma list ``'0.1,0.2,0.5'`` or a sequence of numbers
+    (finite, >= 0, distinct). COUNT >= 2.
+
+    Example:
+      >>> parse_etas("lin:0:1:5").tolist()
+      [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+
+    def bad() -> SpecError:
+        return invalid("etas", value, _ETAS_VALID)
+
+    if isinstance(value, str):
+        text = value.strip()
+        head = text.split(":", 1)[0].strip().lower()
+        if head in ("lin", "log"):
+            parts = text.split(":")
+            if len(parts) != 4:
+                raise bad()
+            try:
+                start, stop = float(parts[1]), float(parts[2])
+                count = int(parts[3])
+            except ValueError:
+                raise bad() from None
+            if not (math.isfinite(start) and math.isfinite(stop) and count >= 2 and start < stop and start >= 0):
+                raise bad()
+            if head == "log" and start <= 0:
+                raise bad()
+            grid = np.linspace(start, stop, count) if head == "lin" else np.geomspace(start, stop, count)
+            grid[0], grid[-1] = start, stop
+            return grid
+        items = [s.strip() for s in text.split(",")]
+        if not text or any(not s for s in items):
+            raise bad()
+        try:
+            vals = [float(s) for s in items]
+        except ValueError:
+            raise bad() from None
+    else:
+        try:
+            vals = list(np.atleast_1d(np.asarray(value)).ravel())
+        except Exception:
+            raise bad() from None
+        if not vals or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.number)) for v in vals):
+            raise bad()
+        vals = [float(v) for v in vals]
+    arr = np.asarray(vals, dtype=np.float64)
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.unique(arr).size != arr.size:
+        raise bad()
+    return np.sort(arr)
+
+
+def _check_choice(name: str, value, choices) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise invalid(name, value, "one of " + ", ".join(map(repr, choices)))
+    return value.lower()
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> float:
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool):
+        raise invalid(name, value, f"a finite number {bound}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise invalid(name, value, f"a finite number {bound}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise invalid(name, value, f"a finite number {bound}")
+    return v
+
+
+def _check_count(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise invalid(name, value, f"an integer >= {minimum}")
+    return int(value)
+
+
+def adam_exponent_for(param: Parametrization, exponent=None) -> Fraction:
+    """κ in Adam's hidden learning rate η · n^-κ: ``exponent`` if given, else the preset's rule."""
+    if exponent is not None:
+        if isinstance(exponent, bool):
+            raise invalid("adam_exponent", exponent, "a finite real number, e.g. 1 (muP), 0 (SP), 1/2 (NTP)")
+        try:
+            frac = Fraction(exponent) if not isinstance(exponent, float) else Fraction(exponent).limit_denominator(10**6)
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+            raise invalid("adam_exponent", exponent, "a finite real number, e.g. 1 (muP), 0 (SP), 1/2 (NTP)") from None
+        return frac
+    if param.name in ADAM_EXPONENTS:
+        return ADAM_EXPONENTS[param.name]
+    raise SpecError(
+        f"`adam_exponent` is required with optimizer 'adam' and the custom parametrization "
+        f"({param.alpha},{param.gamma}): give the hidden Adam learning rate eta*n^-K (muP: 1, SP: 0, NTP: 1/2)"
+    )
+
+
+# ----------------------------------------------------------------------------------------- training
+def _per_eta_bytes(n: int, m: int, depth: int, steps: int, method: str, adam: bool, itemsize: int) -> int:
+    """Peak memory per learning rate of the batched trainers (weights or factors, state, temporaries)."""
+    vecs = 2 * depth + 6  # pre-/post-activations, deltas, temporaries (m × n each)
+    if method == "lowrank":
+        return itemsize * (2 * depth * steps * m * n + vecs * m * n + 4 * m * m + 8 * m)
+    mats = depth * (3 if adam else 1) + 3  # weights (+ Adam m, v) + gradient + update temporaries
+    return itemsize * (mats * n * n + vecs * m * n + 8 * m)
+
+
+def _chunk_size(n, m, depth, steps, method, adam, itemsize, memory_mb) -> int:
+    return max(1, int(memory_mb * 2**20 // _per_eta_bytes(n, m, depth, steps, method, adam, itemsize)))
+
+
+def choose_method(method: str, optimizer: str, width: int, m: int, steps: int) -> str:
+    """'dense' or 'lowrank' for ``method='auto'``: low rank for GD when ``steps · m <= 2 n``."""
+    method = _check_choice("method", method, METHODS)
+    if method == "lowrank" and optimizer != "gd":
+        raise invalid("method", method, "'auto' or 'dense' with optimizer 'adam' (Adam updates are not low rank)")
+    if method != "auto":
+        return method
+    return "lowrank" if optimizer == "gd" and steps * m <= 2 * width else "dense"
+
+
+def _prune(xp, ok, alive, arrays):
+    """Keep the learning rates with a finite loss; ``arrays``: groups of 3-D arrays whose leading axis
+    is the batch (size ``alive.size``) or 1 (shared by every η, left alone)."""
+    B = alive.size
+    keep_h = np.nonzero(ok)[0]
+    keep = xp.asarray(keep_h)
+    cut = lambda a: a[keep] if (B > 1 and a.shape[0] == B) else a  # noqa: E731
+    return alive[keep_h], keep, [[cut(a) for a in group] for group in arrays]
+
+
+def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out):
+    """GD on the η batch without per-η weight matrices (every GD update is rank <= m).
+
+    ``W_ℓ^{(k)} = W_ℓ − Σ_{s<k} P_sᵀ Q_s`` with ``P_s = δ_ℓ^{(s)}`` (m × n) and ``Q_s = λη φ(h_{ℓ−1}^{(s)})``,
+    so ``a W^{(k)ᵀ} = a W_ℓᵀ − Σ (a Q_sᵀ) P_s`` (one shared gemm plus m × m products) and
+    ``δ W^{(k)} = δ W_ℓ − Σ (δ P_sᵀ) Q_s``. Same arithmetic as GD up to rounding (~1e-16 relative).
+    """
+    E = int(lr.shape[0])
+    m, n = X.shape[0], W0.shape[0]
+    alive = np.arange(E)
+    lr3 = lr[:, None, None]
+    h0 = X @ W0.T
+    a0 = xp.maximum(h0, 0) if relu else h0
+    h1 = a0 @ hidden0[0].T  # the shared part of layer 1
+    Lh = len(hidden0)
+    P = [[] for _ in range(Lh)]
+    Q = [[] for _ in range(Lh)]
+
+    def gemm(a, W, transpose):
+        flat = a.reshape(-1, n)
+        return (flat @ (W.T if transpose else W)).reshape(a.shape)
+
+    for k in range(steps + 1):
+        pre, acts = [], [a0]
+        for l, W in enumerate(hidden0):
+            a = acts[-1]
+            h = h1[None] if l == 0 else gemm(a, W, True)
+            for Ps, Qs in zip(P[l], Q[l]):
+                h = h - (a @ Qs.transpose(0, 2, 1)) @ Ps
+            pre.append(h)
+            acts.append(xp.maximum(h, 0) if relu else h)
+        r = acts[-1] @ V - y
+        loss = to_host((r[:, None, :] @ r[:, :, None])[:, 0, 0] / (2 * m)).astype(np.float64)
+        ok = np.isfinite(loss)
+        if k == 0:
+            if not ok[0]:
+                return
+            out[:, 0] = loss[0]
+        else:
+            out[alive[ok], k] = loss[ok]
+        if k == steps:
+            return
+        if k > 0 and not ok.all():
+            alive, keep, (pre, acts1, [lr3], *PQ) = _prune(xp, ok, alive, [pre, acts[1:], [lr3]] + P + Q)
+            acts, r = [a0] + acts1, r[keep]
+            P, Q = PQ[:Lh], PQ[Lh:]
+            if alive.size == 0:
+                return
+        delta = (r / m)[:, :, None] * V
+        if relu:
+            delta = delta * (pre[-1] > 0)
+        for l in range(Lh, 0, -1):
+            newP, newQ = delta, lr3 * acts[l - 1]
+            if l > 1:
+                nd = gemm(delta, hidden0[l - 1], False)
+                for Ps, Qs in zip(P[l - 1], Q[l - 1]):
+                    nd = nd - (delta @ Ps.transpose(0, 2, 1)) @ Qs
+                delta = nd * (pre[l - 2] > 0) if relu else nd
+            P[l - 1].append(newP)
+            Q[l - 1].append(newQ)
+
+
+def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out):
+    """Train one chunk of learning rates; write losses (E, steps+1) into the host array ``out``.
+
+    ``lr`` (E,) holds the effective hidden learning rates (η × width multiplier) on ``xp``.
+    """
+    E = int(lr.shape[0])
+    m = X.shape[0]
+    b1, b2 = ADAM_BETAS
+    alive = np.arange(E)
+    lr3 = lr[:, None, None]
+    hidden = [W[None] for W in hidden0]  # leading η axis; size 1 while every η is the same network
+    h0 = X @ W0.T
+    a0 = xp.maximum(h0, 0) if relu else h0
+    mom = vel = None
+    for k in range(steps + 1):
+        pre, acts = [], [a0]
+        for W in hidden:
+            h = acts[-1] @ W.transpose(0, 2, 1)
+            pre.append(h)
+            acts.append(xp.maximum(h, 0) if relu else h)
+        f = acts[-1] @ V
+        r = f - y
+        loss = to_host((r[:, None, :] @ r[:, :, None])[:, 0, 0] / (2 * m)).astype(np.float64)  # r·r as gd.py
+        ok = np.isfinite(loss)
+        if k == 0:  # one shared network
+            if not ok[0]:
+                return
+            out[:, 0] = loss[0]
+        else:
+            out[alive[ok], k] = loss[ok]
+        if k == steps:
+            return
+        if k > 0 and not ok.all():
+            keep_h = np.nonzero(ok)[0]
+            alive = alive[keep_h]
+            if alive.size == 0:
+                return
+            keep = xp.asarray(keep_h)
+            hidden = [W[keep] for W in hidden]
+            pre = [h[keep] for h in pre]
+            acts = [acts[0]] + [a[keep] for a in acts[1:]]
+            r = r[keep]
+            lr3 = lr3[keep]
+            if adam:
+                mom = [a[keep] for a in mom]
+                vel = [a[keep] for a in vel]
+        # backward, updating W_ℓ right after its gradient (delta_{ℓ-1} uses the old W_ℓ)
+        delta = (r / m)[:, :, None] * V
+        if relu:
+            delta = delta * (pre[-1] > 0)
+        if adam:
+            c1, c2 = 1.0 - b1 ** (k + 1), 1.0 - b2 ** (k + 1)
+            if mom is None:
+                mom, vel = [None] * len(hidden), [None] * len(hidden)
+        for l in range(len(hidden), 0, -1):
+            a_prev = acts[l - 1]
+            g = delta.transpose(0, 2, 1) @ a_prev
+            if l > 1:
+                delta = delta @ hidden[l - 1]
+                if relu:
+                    delta = delta * (pre[l - 2] > 0)
+            if adam:
+                i = l - 1
+                if mom[i] is None:
+                    mom[i] = (1.0 - b1) * g
+                    vel[i] = (1.0 - b2) * (g * g)
+                else:
+                    mom[i] *= b1
+                    mom[i] += (1.0 - b1) * g
+                    vel[i] *= b2
+                    vel[i] += (1.0 - b2) * (g * g)
+                upd = (mom[i] / c1) / (xp.sqrt(vel[i] / c2) + eps)
+                upd = lr3 * upd
+            else:
+                upd = lr3 * g
+            if k > 0:  # in place on our own batched copy
+                hidden[l - 1] -= upd
+            else:  # never write into the caller's weights; broadcasts to the η axis
+                hidden[l - 1] = hidden[l - 1] - upd
+            del g, upd
+        if adam and mom[0].shape[0] != hidden[0].shape[0]:  # step 0: the state is shared
+            mom = [xp.broadcast_to(a, hidden[0].shape).copy() for a in mom]
+            vel = [xp.broadcast_to(a, hidden[0].shape).copy() for a in vel]
+
+
+def sweep_network(
+    weights: Weights,
+    data: Dataset,
+    param,
+    etas,
+    steps: int,
+    *,
+    activation: str = "linear",
+    optimizer: str = "gd",
+    adam_eps: float = DEFAULT_ADAM_EPS,
+    adam_exponent=None,
+    dtype: str = "float64",
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    method: str = "auto",
+    xp=np,
+) -> np.ndarray:
+    """Train one network at every η of ``etas``; return the losses, shape (len(etas), steps + 1), numpy float64.
+
+    Row i is the loss at steps 0..steps with learning rate ``etas[i]`` (in the given order);
+    +inf marks divergence (module docstring). ``weights`` may live on ``xp``. ``method``:
+    'dense' (per-η weight matrices; GD bit-identical to :func:`polyloss.gd.gd_train`), 'lowrank'
+    (GD only, no per-η matrices) or 'auto' (:func:`choose_method`).
+    """
+    param = Parametrization.parse(param)
+    etas = np.asarray(parse_etas(etas) if isinstance(etas, str) else etas, dtype=np.float64).ravel()
+    if etas.size == 0 or not np.all(np.isfinite(etas)) or np.any(etas < 0):
+        raise invalid("etas", etas.tolist(), _ETAS_VALID)
+    steps = _check_count("steps", steps, 1)
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    dtype = _check_choice("dtype", dtype, DTYPES)
+    adam_eps = _check_positive("adam_eps", adam_eps)
+    memory_mb = _check_positive("memory_mb", memory_mb)
+    if weights.input_dim != data.d:
+        raise invalid("data", f"d={data.d}", f"data with d = {weights.input_dim} columns to match W0")
+    n, L, m = weights.width, weights.depth, data.m
+    adam = optimizer == "adam"
+    method = choose_method(method, optimizer, n, m, steps)
+    mult = float(n) ** (-float(adam_exponent_for(param, adam_exponent))) if adam else param.lr_multiplier(n)
+    dt = getattr(xp, dtype)
+    cast = lambda a: xp.asarray(a, dtype=dt)  # noqa: E731
+    W0, V = cast(weights.W0), cast(weights.V)
+    hidden = [cast(W) for W in weights.hidden]
+    X, y = cast(data.X), cast(data.y)
+    lr_all = mult * etas  # the same float64 products as gd.py's ``lam * eta``
+    out = np.full((etas.size, steps + 1), np.inf)
+    chunk = _chunk_size(n, m, L, steps, method, adam, np.dtype(dtype).itemsize, memory_mb)
+    relu = activation == "relu"
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for i in range(0, etas.size, chunk):
+            sl = slice(i, min(i + chunk, etas.size))
+            if method == "lowrank":
+                _train_lowrank(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, out[sl])
+            else:
+                _train_chunk(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, adam, adam_eps, out[sl])
+    out[~np.isfinite(out)] = np.inf
+    # once diverged, stays diverged
+    return np.where(np.cumsum(np.isinf(out), axis=1) > 0, np.inf, out)
+
+
+# ----------------------------------------------------------------------------------------- optimum
+@dataclass(frozen=True)
+class SweepOptimum:
+    """Grid minimisers at one width (``losses`` of shape seeds × etas at one step).
+
+    ``eta``: argmin of the seed-mean loss (``None`` when every η diverged for some seed — the mean
+    over seeds is +inf wherever any seed diverged); ``loss`` the seed-mean loss there; ``index``
+    its grid index; ``spacing`` the larger grid gap next to it (for a unimodal loss the true
+    minimiser is within ``spacing`` of ``eta``); ``at_edge`` the argmin is the first or last grid
+    point (the minimum may lie outside the grid). ``seed_etas``: the per-seed argmins (NaN where
+    every η diverged), ``seed_eta_mean``/``seed_eta_se`` their mean and standard error.
+    """
+
+    eta: float | None
+    loss: float | None
+    index: int | None
+    spacing: float | None
+    at_edge: bool
+    seed_etas: tuple
+    seed_eta_mean: float
+    seed_eta_se: float
+    count: int
+    diverged: int
+
+    def to_dict(self) -> dict:
+        return {
+            "eta": self.eta, "loss": self.loss, "index": self.index, "spacing": self.spacing, "at_edge": self.at_edge,
+            "seed_etas": list(self.seed_etas), "seed_eta_mean": self.seed_eta_mean, "seed_eta_se": self.seed_eta_se,
+            "count": self.count, "diverged": self.diverged,
+        }
+
+
+def _gap(etas: np.ndarray, i: int) -> float:
+    gaps = []
+    if i > 0:
+        gaps.append(etas[i] - etas[i - 1])
+    if i + 1 < etas.size:
+        gaps.append(etas[i + 1] - etas[i])
+    return float(max(gaps)) if gaps else 0.0
+
+
+def sweep_optimum(etas, losses) -> SweepOptimum:
+    """Per-seed grid argmins and the argmin of the seed-mean loss; ``losses`` is (seeds, etas) or (etas,)."""
+    etas = np.asarray(etas, dtype=np.float64)
+    L = np.atleast_2d(np.asarray(losses, dtype=np.float64))
+    if L.shape[1] != etas.size:
+        raise invalid("losses", L.shape, f"an array of shape (seeds, {etas.size}) matching the grid")
+    if etas.size > 1 and np.any(np.diff(etas) <= 0):
+        raise invalid("etas", etas.tolist(), "a strictly increasing grid")
+    L = np.where(np.isfinite(L), L, np.inf)
+    seed_etas = []
+    for row in L:
+        seed_etas.append(float(etas[int(np.argmin(row))]) if np.isfinite(row).any() else float("nan"))
+    se_arr = np.array(seed_etas)
+    fin = se_arr[np.isfinite(se_arr)]
+    mean_eta = float(fin.mean()) if fin.size else float("nan")
+    se = float(fin.std(ddof=1) / np.sqrt(fin.size)) if fin.size > 1 else float("nan")
+    mean_loss = L.mean(axis=0)
+    diverged = int(np.sum(~np.isfinite(mean_loss)))
+    if np.isfinite(mean_loss).any():
+        i = int(np.argmin(mean_loss))
+        eta, loss, spacing = float(etas[i]), float(mean_loss[i]), _gap(etas, i)
+        edge = i == 0 or i == etas.size - 1
+    else:
+        i = eta = loss = spacing = None
+        edge = False
+    return SweepOptimum(eta, loss, i, spacing, edge, tuple(seed_etas), mean_eta, se, int(L.shape[0]), diverged)
+
+
+# ----------------------------------------------------------------------------------------- runs
+def _inf_to_null(a: np.ndarray) -> list:
+    return [[None if not math.isfinite(v) else v for v in row] for row in a.tolist()]
+
+
+def _null_to_inf(rows) -> np.ndarray:
+    return np.array([[np.inf if v is None else v for v in row] for row in rows], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """A sweep directory: its configuration and finished records (sorted by width, sample)."""
+
+    path: str
+    config: dict
+    records: tuple
+
+    @property
+    def etas(self) -> np.ndarray:
+        return np.asarray(self.config["etas"], dtype=np.float64)
+
+    @property
+    def steps(self) -> int:
+        return int(self.config["steps"])
+
+    @property
+    def widths(self) -> list[int]:
+        return sorted({r["width"] for r in self.records})
+
+    def by_width(self) -> dict:
+        out: dict[int, list] = {}
+        for r in self.records:
+            out.setdefault(r["width"], []).append(r)
+        return out
+
+    def losses(self, width: int) -> np.ndarray:
+        """Losses at ``width``: shape (seeds, etas, steps + 1), +inf where diverged."""
+        recs = self.by_width().get(int(width))
+        if not recs:
+            raise invalid("width", width, "one of the run's finished widths " + str(self.widths))
+        return np.stack([_null_to_inf(r["losses"]) for r in recs])
+
+    def final_losses(self, width: int, step: int | None = None) -> np.ndarray:
+        """Losses at ``step`` (default: the last), shape (seeds, etas)."""
+        k = self.steps if step is None else _check_step(step, self.steps)
+        return self.losses(width)[:, :, k]
+
+    def optimum(self, width: int, step: int | None = None) -> SweepOptimum:
+        return sweep_optimum(self.etas, self.final_losses(width, step))
+
+    def summary(self, step: int | None = None) -> list[dict]:
+        return summarise(self, step)
+
+
+def _check_step(step, steps: int) -> int:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 0 <= int(step) <= steps:
+        raise invalid("step", step, f"an integer in 0..{steps}")
+    return int(step)
+
+
+def summarise(run: SweepRun, step: int | None = None) -> list[dict]:
+    """Per width: :class:`SweepOptimum` as a dict, plus ``width``."""
+    return [{"width": n, **run.optimum(n, step).to_dict()} for n in run.widths]
+
+
+def load_sweep(path) -> SweepRun:
+    """Load a run directory written by :func:`run_sweep`."""
+    path = os.fspath(path)
+    config = load_config(path, SCHEMA)
+    recs = sorted(read_records(os.path.join(path, RECORDS)), key=lambda r: (r["width"], r["sample"]))
+    return SweepRun(path, config, tuple(recs))
+
+
+def _array_description(data: Dataset) -> dict:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(data.X).tobytes())
+    h.update(np.ascontiguousarray(data.y).tobytes())
+    return {"kind": "array", "source": data.source, "sha256": h.hexdigest(), "m": data.m, "d": data.d}
+
+
+def run_sweep(
+    out_dir,
+    *,
+    depth: int,
+    widths,
+    etas,
+    seeds: int,
+    steps: int,
+    data: Dataset,
+    activation: str = "linear",
+    optimizer: str = "gd",
+    param="mup",
+    data_description: dict | None = None,
+    seed: int = 0,
+    adam_eps: float = DEFAULT_ADAM_EPS,
+    adam_exponent=None,
+    dtype: str = "float64",
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    method: str = "auto",
+    backend: str = "numpy",
+    resume: bool = False,
+    progress: bool = True,
+) -> SweepRun:
+    """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
+
+    Args:
+      depth: number L of hidden n×n layers; widths: e.g. ``[64, 128]`` or ``"64,128"``.
+      etas: grid spec (see :func:`parse_etas`) or a sequence of learning rates.
+      seeds: networks per width (samples 0..seeds-1); seed: root seed (network (n, s) is
+        ``SeedSequence(seed, spawn_key=(n, s))``, as in ``polyloss sample``).
+      steps: full-batch training steps t >= 1; the loss is recorded at steps 0..t.
+      activation: 'linear' | 'relu'; optimizer: 'gd' | 'adam'; param: 'mup' | 'sp' | 'ntp' |
+        'ALPHA,GAMMA' | :class:`Parametrization`; adam_eps, adam_exponent: see the module docstring.
+      data_description: JSON description of the data kept in run.json (default: a digest of X, y).
+      dtype: 'float64' (default) or 'float32'; memory_mb: memory budget of one η chunk.
+      method: 'auto' | 'dense' | 'lowrank' (see :func:`sweep_network`; 'auto' picks per width).
+      backend: 'numpy' or 'cupy'; resume: continue (and possibly extend) an existing run.
+    Returns:
+      the :class:`SweepRun` of ``out_dir`` (all records, including earlier ones).
+    """
+    if not isinstance(data, Dataset):
+        raise invalid("data", type(data).__name__, "a polyloss.data.Dataset")
+    NetworkSpec(depth, 1, data.d)  # validates depth
+    widths = parse_widths(widths)
+    grid = parse_etas(etas)
+    seeds = _check_count("seeds", seeds, 1)
+    seed = _check_count("seed", seed, 0)
+    steps = _check_count("steps", steps, 1)
+    param = Parametrization.parse(param)
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    dtype = _check_choice("dtype", dtype, DTYPES)
+    adam_eps = _check_positive("adam_eps", adam_eps)
+    memory_mb = _check_positive("memory_mb", memory_mb)
+    choose_method(method, optimizer, 1, 1, 1)  # validates method
+    method = method.lower()
+    adam = None
+    if optimizer == "adam":
+        kappa = adam_exponent_for(param, adam_exponent)
+        adam = {"betas": list(ADAM_BETAS), "eps": adam_eps, "exponent": str(kappa)}
+        adam_exponent = kappa
+    xp = get_xp(backend)
+    out_dir = os.fspath(out_dir)
+    config = {
+        "schema": SCHEMA,
+        "polyloss_version": __version__,
+        "depth": depth,
+        "steps": steps,
+        "etas": grid.tolist(),
+        "eta_spec": etas if isinstance(etas, str) else None,
+        "activation": activation,
+        "optimizer": optimizer,
+        "param": param.to_dict(),
+        "adam": adam,
+        "dtype": dtype,
+        "method": method,
+        "seed": seed,
+        "data": data_description if data_description is not None else _array_description(data),
+        "backend": backend,
+        "widths": list(widths),
+        "seeds": seeds,
+        "m": data.m,
+        "input_dim": data.d,
+    }
+    config, old = open_run(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"))
+    done = {(r["width"], r["sample"]) for r in old}
+    todo = [(n, s) for n in widths for s in range(seeds) if (n, s) not in done]
+    desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
+    bar = Progress(len(todo), desc=desc, enabled=progress)
+    with RecordWriter(out_dir) as writer:
+        for n, s in todo:
+            t0 = time.perf_counter()
+            weights = sample_weights(NetworkSpec(depth, n, data.d), param, child_seed(seed, n, s), xp=xp)
+            losses = sweep_network(weights, data, param, grid, steps, activation=activation, optimizer=optimizer,
+                                   adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
+                                   memory_mb=memory_mb, method=method, xp=xp)
+            final = losses[:, -1]
+            best = int(np.argmin(final)) if np.isfinite(final).any() else None
+            rec = {
+                "width": n,
+                "sample": s,
+                "seed": {"entropy": seed, "spawn_key": [n, s]},
+                "losses": _inf_to_null(losses),
+                "eta_best": None if best is None else float(grid[best]),
+                "loss_best": None if best is None else float(final[best]),
+                "diverged": int(np.sum(np.isinf(final))),
+                "method": choose_method(method, optimizer, n, data.m, steps),
+                "seconds": round(time.perf_counter() - t0, 4),
+            }
+            writer.write(rec)
+            bar.update()
+    bar.close()
+    return load_sweep(out_dir)

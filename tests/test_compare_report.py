@@ -1,0 +1,170 @@
+"""compare: planted bias vs unbiased samples, a real L = 1 run vs kernel GD's closed form; report files."""
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from polyloss.cli import main
+from polyloss.compare import Limit, compare, run_dataset
+from polyloss.errors import RunError
+from polyloss.sampling import load_run
+
+LIMIT = [0.5, -1.0, 0.7, -0.2]
+ETA_INF = 0.8
+
+
+def _run(tmp_path, name, extra=()):
+    out = tmp_path / name
+    args = ["sample", "--depth", "2", "--steps", "1", "--d", "4", "--m", "12", "--samples", "2", "--quiet",
+            "--widths", "16,32,64,128", "--out", str(out), *extra]
+    assert main(args) == 0
+    return out
+
+
+def _plant(run_dir, bias=0.0, seeds=60, seed=0):
+    """Replace the records by planted ones: c_k = limit + noise/sqrt(n) (+ bias on c_1)."""
+    rng = np.random.default_rng(seed)
+    cfg = load_run(run_dir).config
+    lines = []
+    for n in cfg["widths"]:
+        for s in range(seeds):
+            c = np.array(LIMIT) + rng.standard_normal(4) / np.sqrt(n)
+            c[1] += bias
+            eta = ETA_INF + rng.standard_normal() / np.sqrt(n)
+            lines.append(json.dumps({"width": n, "sample": s, "loss_coefficients": c.tolist(), "eta_opt": eta,
+                                     "at_edge": False, "curve_loss": [0.0] * len(cfg["curve_etas"])}))
+    (run_dir / "records.jsonl").write_text("\n".join(lines) + "\n")
+
+
+PLANTED_LIMIT = Limit(tuple(LIMIT), ETA_INF, ETA_INF, ETA_INF, 4.0, False, "planted")
+
+
+def test_compare_passes_unbiased_samples(tmp_path):
+    run = _run(tmp_path, "u")
+    _plant(run)
+    cmp_ = compare(run, limit=PLANTED_LIMIT)
+    assert cmp_.consistent, [r for r in cmp_.rows if not r.consistent]
+    assert cmp_.n_comparisons == 4 * 5  # 4 widths × (c_0..c_3, η_n)
+
+
+def test_compare_flags_planted_bias(tmp_path):
+    run = _run(tmp_path, "b")
+    _plant(run, bias=0.05)
+    cmp_ = compare(run, limit=PLANTED_LIMIT)
+    bad = {(r.width, r.quantity) for r in cmp_.rows if not r.consistent}
+    assert {(128, "c_1"), (64, "c_1")} <= bad
+    assert all(q == "c_1" for _, q in bad)
+
+
+def _kernel_gd_limit(data, steps):
+    """L = 1 at n = ∞ is kernel GD: 𝓛_∞ = (1/2m) ‖(I − η K̄)^t y‖² (THEORY §5), exact in rationals."""
+    m = data.m
+    K = [[Fraction(float(v)) for v in row] for row in data.kernel() / m]
+    y = [Fraction(float(v)) for v in data.y]
+    from math import comb
+
+    vecs, v = [], y
+    for j in range(steps + 1):
+        vecs.append([comb(steps, j) * (-1) ** j * x for x in v])
+        v = [sum(K[i][k] * v[k] for k in range(m)) for i in range(m)]
+    coeffs = [Fraction(0)] * (2 * steps + 1)
+    for a in range(steps + 1):
+        for b in range(steps + 1):
+            coeffs[a + b] += sum(p * q for p, q in zip(vecs[a], vecs[b])) / (2 * m)
+    return coeffs
+
+
+def test_real_L1_run_is_consistent_with_kernel_gd(tmp_path):
+    out = tmp_path / "k"
+    assert main(["sample", "--depth", "1", "--steps", "2", "--d", "3", "--m", "8", "--samples", "30", "--quiet",
+                 "--widths", "256,1024", "--out", str(out)]) == 0
+    run = load_run(out)
+    coeffs = _kernel_gd_limit(run_dataset(run), 2)
+    P = np.polynomial.Polynomial([float(c) for c in coeffs])
+    crit = [r.real for r in P.deriv().roots() if abs(r.imag) < 1e-12 and 0 < r.real <= run.config["window"]]
+    eta_w = min(crit + [run.config["window"]], key=P)
+    lim = Limit(tuple(coeffs), eta_w, min(crit) if crit else None, None, run.config["window"], True, "kernel GD")
+    cmp_ = compare(out, limit=lim)
+    assert cmp_.consistent, [r for r in cmp_.rows if not r.consistent]
+    # and the deviation shrinks with width
+    rel = {(r.width, r.quantity): r.rel_rms for r in cmp_.rows}
+    assert rel[(1024, "c_2")] < rel[(256, "c_2")]
+
+
+def test_compare_refuses_non_mup_and_empty_and_missing(tmp_path):
+    run = _run(tmp_path, "sp", ["--param", "sp"])
+    with pytest.raises(RunError, match="muP"):
+        compare(run)
+    with pytest.raises(RunError, match="does not exist"):
+        compare(tmp_path / "nope")
+    empty = _run(tmp_path, "e")
+    (empty / "records.jsonl").write_text("")
+    with pytest.raises(RunError, match="no finished records"):
+        compare(empty, limit=PLANTED_LIMIT)
+
+
+def test_compare_rejects_mismatched_derivation(tmp_path):
+    run = _run(tmp_path, "m")
+    doc = {"schema": "polyloss.derivation/1", "depth": 3, "steps": 1, "loss_coefficients": ["1/2", "-1"]}
+    (tmp_path / "d.json").write_text(json.dumps(doc))
+    with pytest.raises(RunError, match="depth=3"):
+        compare(run, str(tmp_path / "d.json"))
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(RunError, match="readable JSON"):
+        compare(run, str(tmp_path / "x.json"))
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["compare", "/nonexistent-run"], "does not exist"),
+    (["compare", "{run}", "--level", "2"], "level"),
+    (["report", "/nonexistent-run", "--out", "{tmp}/r"], "run directory"),
+])
+def test_cli_bad_inputs_are_one_line(tmp_path, capsys, args, needle):
+    run = _run(tmp_path, "c")
+    capsys.readouterr()
+    args = [a.replace("{run}", str(run)).replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_report_writes_every_file_with_the_data_shown(tmp_path):
+    from polyloss.report import report
+
+    common = ["--d", "5", "--m", "20", "--quiet", "--widths", "16,32,64"]
+    sp, sw = tmp_path / "sp", tmp_path / "sw"
+    assert main(["sample", "--depth", "2", "--steps", "1", "--samples", "6", "--param", "sp", "--out", str(sp)] + common) == 0
+    assert main(["sweep", "--depth", "2", "--steps", "1", "--seeds", "2", "--etas", "log:0.05:6:12", "--out", str(sw)] + common) == 0
+    rep = report([sp, sw], tmp_path / "rep")
+    names = {p.split("/")[-1] for p in rep.files}
+    assert {"report.html", "report.md", "report.json"} <= names
+    assert sum(n.endswith(".png") for n in names) == len(rep.figures) == 3
+    for f in rep.files:
+        assert (tmp_path / "rep" / f.split("/")[-1]).stat().st_size > 0
+    figs = rep.figures
+    (b,) = [v for k, v in figs.items() if k.startswith("fig_b")]
+    assert b["width"] == [16, 32, 64] and len(b["mean"]) == 3
+    run = load_run(sp)
+    assert b["mean"][0] == pytest.approx(np.mean([r["eta_opt"] for r in run.records if r["width"] == 16]))
+    (a,) = [v for k, v in figs.items() if k.startswith("fig_a")]
+    curves = next(iter(a.values()))
+    assert set(curves) == {16, 32, 64} and len(curves[16]["eta"]) == len(curves[16]["loss"]) > 50
+    (e,) = [v for k, v in figs.items() if k.startswith("fig_e")]
+    # linear + GD sweep: the trained losses equal the polynomial's (same networks)
+    np.testing.assert_allclose(e[32]["measured"], e[32]["predicted"], rtol=1e-10)
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    (entry,) = doc["runs"].values()
+    assert entry["eta_scaling"]["predicted_exponent"] == -1.0 and entry["eta_scaling"]["ci_low"] < entry["eta_scaling"]["slope"]
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+
+
+def test_report_rejects_empty_run(tmp_path):
+    from polyloss.report import report
+
+    run = _run(tmp_path, "e")
+    (run / "records.jsonl").write_text("")
+    with pytest.raises(RunError, match="no finished records"):
+        report([run], tmp_path / "rep")
