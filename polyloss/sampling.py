@@ -3,16 +3,24 @@
 A run directory holds
 
 * ``run.json`` — schema ``polyloss.sample/1``: depth, steps, parametrization, degree, root seed,
-  data description, window, backend, polyloss version, and the widths/samples asked for;
+  data description, window, backend, sampler ('dense' | 'lazy' | 'auto', with ``lazy_min_width``),
+  polyloss version, and the widths/samples asked for;
 * ``records.jsonl`` — one JSON line per (width, sample), appended and flushed as soon as that
   network is done: ``width``, ``sample``, ``seed`` ({entropy, spawn_key}), ``loss_coefficients``
   (c_0..c_K), ``eta_opt``, ``loss_at_eta_opt``, ``at_edge``, ``local_minima``, ``curve_loss`` (the
-  stable loss at the η values ``config["curve_etas"]``, the minimiser's search grid), ``seconds``.
+  stable loss at the η values ``config["curve_etas"]``, the minimiser's search grid), ``sampler``
+  (the one used for this network: 'dense' or 'lazy'), ``seconds``.
 
 Network (n, s) is drawn from ``SeedSequence(seed, spawn_key=(n, s))`` (see :mod:`polyloss.weights`),
 so records do not depend on chunking or on which other widths/samples are in the run. A killed run
 resumes with ``resume=True`` and loses no finished record; resuming may also add widths or samples
 (everything else must match). Synthetic data are drawn from ``SeedSequence(seed, spawn_key=(0,))``.
+
+Samplers (``sampler``): 'dense' draws every n×n matrix; 'lazy' samples the hidden layers by Gaussian
+conditioning on the few vectors the program touches (:mod:`polyloss.lazy`: exact in distribution,
+cost independent of n); 'auto' is lazy for n ≥ ``lazy_min_width`` (2048), dense below. Dense and
+lazy draws from the same seed are different networks with the same distribution, so the sampler is
+part of what a resumed run must match.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_records
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
+from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
 from polyloss.minimize import minimise, search_grid
 from polyloss.poly import _check_window, default_window, polynomial_for_minimisation
 from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
@@ -39,7 +48,8 @@ __all__ = ["SampleRun", "run_sample", "load_run", "summarise", "sample_loss_coef
 
 SCHEMA = "polyloss.sample/1"
 DEFAULT_SAMPLE_DEGREE = 8
-_MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend", "n_grid")
+_MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend", "n_grid", "sampler",
+               "lazy_min_width")
 
 
 def data_seed(seed: int) -> np.random.SeedSequence:
@@ -101,12 +111,15 @@ def run_sample(
     resume: bool = False,
     progress: bool = True,
     n_grid: int = 96,
+    sampler: str = "auto",
 ) -> SampleRun:
     """Sample networks and append one record per (width, sample) to ``out_dir/records.jsonl``.
 
     ``training.degree`` None means :data:`DEFAULT_SAMPLE_DEGREE` (capped at the full degree).
+    ``sampler``: 'dense', 'lazy' or 'auto' (lazy for n ≥ :data:`polyloss.lazy.LAZY_MIN_WIDTH`).
     """
     NetworkSpec(depth, 1, data.d)  # validates depth
+    resolve_sampler(sampler, 1)  # validates sampler
     xp = get_xp(backend)
     full = loss_degree(depth, training.steps)
     degree = min(DEFAULT_SAMPLE_DEGREE if training.degree is None else training.degree, full)
@@ -123,6 +136,8 @@ def run_sample(
         "data": data_description,
         "window": window,
         "backend": backend,
+        "sampler": sampler,
+        "lazy_min_width": LAZY_MIN_WIDTH,
         "widths": list(sampling.widths),
         "samples": sampling.samples,
         "m": data.m,
@@ -137,8 +152,9 @@ def run_sample(
     with RecordWriter(out_dir) as writer:
         for n, s in todo:
             t0 = time.perf_counter()
-            weights = sample_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp)
-            rec = {"width": n, "sample": s, "seed": {"entropy": sampling.seed, "spawn_key": [n, s]}}
+            weights, used = draw_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp,
+                                         sampler=sampler, steps=training.steps)
+            rec = {"width": n, "sample": s, "seed": {"entropy": sampling.seed, "spawn_key": [n, s]}, "sampler": used}
             rec.update(_analyse(LossEngine(weights, data, param, xp=xp), training.steps, degree, window, n_grid))
             rec["seconds"] = round(time.perf_counter() - t0, 4)
             writer.write(rec)

@@ -14,6 +14,10 @@ EPILOG = """example:
   writes results/mup-L3/run.json and appends one line per (width, sample) to records.jsonl as
   soon as it is done; a killed run continues with the same command plus --resume (which may also
   add widths or samples). Network (n, s) is drawn from SeedSequence(seed, spawn_key=(n, s)).
+
+  --sampler auto (default) samples widths >= 2048 lazily (Gaussian conditioning on the vectors
+  the program touches: exact in distribution, cost independent of the width), e.g. --widths
+  1048576; dense and lazy draws from one seed are different networks with the same law.
 """
 
 
@@ -33,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping finished (width, sample) pairs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--sampler", choices=("dense", "lazy", "auto"), default="auto",
+                   help="hidden-layer sampler: dense n x n matrices, lazy (Gaussian conditioning), "
+                        "or auto = lazy for width >= 2048 (default)")
     add_backend(p)
     p.set_defaults(func=run)
 
@@ -47,7 +54,7 @@ def run(args) -> int:
     data, desc = resolve_data(args, data_seed(args.seed))
     run_ = run_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
                       data=data, data_description=desc, window=args.window, backend=args.backend,
-                      resume=args.resume, progress=not args.quiet)
+                      resume=args.resume, progress=not args.quiet, sampler=args.sampler)
     rows = summarise(run_)
     print(f"run {args.out}: L={args.depth} T={args.steps} param={args.param.name} m={data.m} d={data.d}; "
           f"window (0, {run_.config['window']:.6g}]")
