@@ -214,16 +214,26 @@ def extrapolate(groups: dict) -> Extrapolation:
     return Extrapolation(float(coef[0]), float(np.sqrt(cov[0, 0])), model)
 
 
-def fit_scaling(groups: dict, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> RateFit:
-    """Slope of ``log |mean over seeds|`` vs ``log n`` with a stratified bootstrap CI (e.g. SP's η_n ∝ n^{-1})."""
-    ns, vals = _groups(groups, 3, "fit_scaling")
+def fit_scaling(groups: dict, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
+                correction: float | None = None) -> RateFit:
+    """Slope of ``log |mean over seeds|`` vs ``log n`` with a stratified bootstrap CI (e.g. SP's η_n ∝ n^{-1}).
+
+    ``correction``: also fit a finite-size term, ``log|mean| = c + slope·log n + q·n^{-correction}``,
+    so that ``slope`` estimates the asymptotic exponent rather than a local one (needs ≥ 4 widths).
+    """
+    ns, vals = _groups(groups, 3 if correction is None else 4, "fit_scaling")
     logn = np.log(ns)
+    X = np.column_stack([np.ones_like(logn), logn] + ([ns ** (-float(correction))] if correction is not None else []))
+
+    def fit(means):
+        coef, *_ = np.linalg.lstsq(X, np.log(np.maximum(np.abs(means), 1e-300)), rcond=None)
+        return coef
 
     def slope_of(*samples):
-        return _ols_slope(logn, np.log(np.maximum(np.abs([s.mean() for s in samples]), 1e-300)))[0]
+        return fit([s.mean() for s in samples])[1]
 
     means = np.abs([v.mean() for v in vals])
-    slope, intercept = _ols_slope(logn, np.log(np.maximum(means, 1e-300)))
+    intercept, slope = fit(means)[:2]
     boot = stats.bootstrap(tuple(vals), slope_of, vectorized=False, paired=False, n_resamples=n_resamples,
                            confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
     ci = boot.confidence_interval

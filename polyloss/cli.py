@@ -14,7 +14,7 @@ import sys
 from polyloss import __version__
 from polyloss.errors import PolylossError
 
-COMMANDS = ("poly", "sample", "sweep", "compare", "report")
+COMMANDS = ("poly", "sample", "sweep", "compare", "report", "verify", "derive")
 
 
 class _UsageError(Exception):

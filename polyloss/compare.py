@@ -106,14 +106,22 @@ def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
         raise RunError(f"`derivation`={derivation!r} is not a readable JSON file ({exc})") from None
     if doc.get("schema") != "polyloss.derivation/1":
         raise RunError(f"`derivation`={derivation!r} has schema {doc.get('schema')!r}, expected 'polyloss.derivation/1'")
+    spec = doc.get("spec", {})
     for key in ("depth", "steps"):
-        if doc.get(key) != cfg[key]:
-            raise RunError(f"derivation {derivation!r} is for {key}={doc.get(key)}, but the run has {key}={cfg[key]}")
+        if spec.get(key) != cfg[key]:
+            raise RunError(f"derivation {derivation!r} is for {key}={spec.get(key)}, but the run has {key}={cfg[key]}")
     try:
         [Fraction(c) for c in doc["loss_coefficients"]]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):
         raise RunError(f"derivation {derivation!r} is a closed form in the moments mu_j, not evaluated on data; "
                        "derive it with --data (the run's data) or use --derivation auto") from None
+    moments = doc.get("moments") or {}
+    if "mu1" in moments:
+        mine = run_dataset(run).moments(2)[1]
+        theirs = float(Fraction(moments["mu1"]))
+        if abs(mine - theirs) > 1e-9 * max(abs(mine), abs(theirs)):
+            raise RunError(f"derivation {derivation!r} was computed on other data (mu_1 = {theirs:.6g}, the run's "
+                           f"data have mu_1 = {mine:.6g})")
     return _limit_from_derivation(doc, window, f"file {derivation}")
 
 

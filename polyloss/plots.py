@@ -94,7 +94,7 @@ def convergence(ax, series: dict, title: str) -> dict:
         w = np.array(sorted(set(allw)))
         first = next(iter(series.values()))
         ref = first.rms[0] * (w / w[0]) ** -0.5
-        ax.loglog(w, ref, "k:", label="n^{-1/2} reference")
+        ax.loglog(w, ref, "k:", label="$n^{-1/2}$ reference")
         drawn["reference"] = {"width": w.tolist(), "rms": ref.tolist()}
     ax.set_xlabel("width n")
     ax.set_ylabel("RMS over seeds of |value − limit|")

@@ -76,9 +76,13 @@ def _eval_limit(coeffs, etas) -> list:
     return out
 
 
+def _cell(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
 def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(x) for x in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -309,7 +313,8 @@ def _html(doc: _Doc) -> str:
                 lvl = len(lines[0]) - len(lines[0].lstrip("#"))
                 body.append(f"<h{lvl}>{html.escape(lines[0][lvl:].strip())}</h{lvl}>")
             elif lines[0].startswith("|"):
-                rows = [l.strip("|").split(" | ") for l in lines if not l.startswith("|---")]
+                rows = [[c.replace("\\|", "|") for c in re.split(r"(?<!\\) \| ", l[2:-2])]
+                        for l in lines if not l.startswith("|---")]
                 head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
                 trs = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")

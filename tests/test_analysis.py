@@ -72,3 +72,13 @@ def test_change_point_runs_at_the_minimum_number_of_widths():
     groups = {n: v for n, v in planted(lambda n: n**-0.5).items() if n <= 1024}
     cp = change_point(groups, reference=1.5, min_side=3)
     assert cp.break_width == 256 and cp.verdict in ("no change", "cannot tell")
+
+
+def test_scaling_with_finite_size_correction_recovers_asymptotic_exponent():
+    rng = np.random.default_rng(5)
+    # η_n = 28/n · exp(−3 n^-1/2): the plain slope is biased, the corrected one is not
+    groups = {n: 28.0 / n * np.exp(-3 * n**-0.5) * (1 + 0.05 * rng.standard_normal(64)) for n in WIDTHS}
+    plain = fit_scaling(groups)
+    corrected = fit_scaling(groups, correction=0.5)
+    assert not plain.ci_low <= -1.0 <= plain.ci_high
+    assert corrected.ci_low <= -1.0 <= corrected.ci_high and corrected.ci_high - corrected.ci_low < 0.1

@@ -60,8 +60,9 @@ def test_compare_flags_planted_bias(tmp_path):
 
 def _kernel_gd_limit(data, steps):
     """L = 1 at n = ∞ is kernel GD: 𝓛_∞ = (1/2m) ‖(I − η K̄)^t y‖² (THEORY §5), exact in rationals."""
-    m = data.m
-    K = [[Fraction(float(v)) for v in row] for row in data.kernel() / m]
+    m, d = data.m, data.d
+    X = [[Fraction(float(v)) for v in row] for row in data.X]  # the floats' exact binary values
+    K = [[sum(a * b for a, b in zip(X[i], X[j])) / (d * m) for j in range(m)] for i in range(m)]
     y = [Fraction(float(v)) for v in data.y]
     from math import comb
 
@@ -91,6 +92,12 @@ def test_real_L1_run_is_consistent_with_kernel_gd(tmp_path):
     # and the deviation shrinks with width
     rel = {(r.width, r.quantity): r.rel_rms for r in cmp_.rows}
     assert rel[(1024, "c_2")] < rel[(256, "c_2")]
+    # the symbolic engine's limit (derived on the run's data) is the same polynomial, exactly
+    from polyloss.compare import limit_for_run
+
+    auto = limit_for_run(run)
+    assert list(auto.loss_coefficients) == coeffs
+    assert auto.eta_window_min == pytest.approx(eta_w, rel=1e-12)
 
 
 def test_compare_refuses_non_mup_and_empty_and_missing(tmp_path):
@@ -106,11 +113,22 @@ def test_compare_refuses_non_mup_and_empty_and_missing(tmp_path):
 
 
 def test_compare_rejects_mismatched_derivation(tmp_path):
+    from polyloss.data import linear_teacher
+    from polyloss.derive import derive
+
     run = _run(tmp_path, "m")
-    doc = {"schema": "polyloss.derivation/1", "depth": 3, "steps": 1, "loss_coefficients": ["1/2", "-1"]}
-    (tmp_path / "d.json").write_text(json.dumps(doc))
+    data = run_dataset(load_run(run))
+    (tmp_path / "d.json").write_text(json.dumps(derive(3, 1, data=data).to_json()))
     with pytest.raises(RunError, match="depth=3"):
         compare(run, str(tmp_path / "d.json"))
+    (tmp_path / "o.json").write_text(json.dumps(derive(2, 1, data=linear_teacher(4, 12, seed=99)).to_json()))
+    with pytest.raises(RunError, match="other data"):
+        compare(run, str(tmp_path / "o.json"))
+    (tmp_path / "c.json").write_text(json.dumps(derive(2, 1).to_json()))
+    with pytest.raises(RunError, match="closed form"):
+        compare(run, str(tmp_path / "c.json"))
+    (tmp_path / "ok.json").write_text(json.dumps(derive(2, 1, data=data, window=load_run(run).config["window"]).to_json()))
+    assert compare(run, str(tmp_path / "ok.json")).limit.exact
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(RunError, match="readable JSON"):
         compare(run, str(tmp_path / "x.json"))

@@ -1,0 +1,294 @@
+"""The claim-verification framework behind ``polyloss verify``.
+
+A claim suite (a module of ``verify/``, installed as ``polyloss.claims``) states one claim of the
+paper or of THEORY.md as a :class:`Claim` and checks it in ``run(ctx) -> Verdict``. The
+:class:`Context` gives it the scale of the run (``quick``: CI-sized, about 3 minutes for all claims
+on 2 cores; ``full``: the paper's scale), a data set, and resumable ``sample``/``sweep`` runs
+stored under the verification directory, so a killed ``verify`` loses no finished network.
+
+A :class:`Verdict` is ``pass``, ``fail``, ``inconclusive`` or ``observation`` (for open questions,
+where the data are reported rather than judged), with the numbers behind it, the seeds and widths,
+package versions and the runtime. :func:`run_claims` runs suites, writes ``verdicts/<id>.json`` as
+each finishes (``resume`` skips finished claims), and writes the verdict report (HTML, Markdown,
+JSON) through the report machinery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from polyloss import __version__
+from polyloss.errors import SpecError, invalid
+
+__all__ = ["Claim", "Verdict", "Context", "Scale", "SCALES", "run_claims", "claim_ids", "VERDICTS"]
+
+VERDICTS = ("pass", "fail", "inconclusive", "observation")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    title: str
+    statement: str  # the claim in our words
+    source: str  # paper section or THEORY.md §
+    statistic: str  # what is measured
+    tolerance: str  # the decision rule and why
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    verdict: str
+    summary: str
+    numbers: dict
+    seeds: dict
+    widths: list
+    mode: str
+    runtime_s: float = 0.0
+    versions: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise invalid("verdict", self.verdict, "one of " + ", ".join(VERDICTS))
+
+    def to_json(self) -> dict:
+        return {"schema": "polyloss.verdict/1", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Verdict":
+        d = {k: v for k, v in doc.items() if k != "schema"}
+        d["claim"] = Claim(**d["claim"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of a verification run."""
+
+    d: int
+    m: int
+    widths: tuple
+    seeds: int
+    depth: int
+    depths: tuple  # for the depth claim
+    steps_any: tuple  # t values for the any-step claim
+    depth_any: int
+    widths_any: tuple
+    seeds_any: int
+    sweep_widths: tuple
+    sweep_seeds: int
+    sweep_etas: str
+    sweep_depth: int
+    teachers: tuple
+
+
+SCALES = {
+    "quick": Scale(d=10, m=40, widths=(64, 128, 256, 512, 1024), seeds=24, depth=3, depths=(1, 2, 3, 4),
+                   steps_any=(2,), depth_any=2, widths_any=(64, 128, 256, 512), seeds_any=16,
+                   sweep_widths=(64, 256, 1024), sweep_seeds=4, sweep_etas="log:1e-6:1e3:46", sweep_depth=2,
+                   teachers=("linear",)),
+    # the paper stops at 2^13; the lazy sampler (n >= 2048) makes 2^18 cost about as much as 2^11
+    "full": Scale(d=100, m=1000, widths=tuple(2**k for k in range(7, 19)), seeds=64, depth=3,
+                  depths=(3, 6, 9, 12, 15, 18, 21, 24, 27), steps_any=(2, 3), depth_any=3,
+                  widths_any=tuple(2**k for k in range(7, 17)), seeds_any=32,
+                  sweep_widths=(128, 512, 2048), sweep_seeds=6, sweep_etas="log:1e-7:1e3:61", sweep_depth=3,
+                  teachers=("linear", "nonlinear")),
+}
+
+
+class Context:
+    """What a claim suite gets: the scale, data, resumable runs, and parametrization overrides.
+
+    ``overrides`` maps a parametrization name to the one actually used (e.g. ``{"mup": "sp"}``
+    runs the μP claims with the SP readout — a deliberately broken setup the verifier must reject).
+    """
+
+    def __init__(self, mode: str, work_dir: str, *, seed: int = 0, progress: bool = True, overrides: dict | None = None):
+        if mode not in SCALES:
+            raise invalid("mode", mode, "'quick' or 'full'")
+        self.mode, self.scale, self.work_dir, self.seed = mode, SCALES[mode], work_dir, seed
+        self.progress = progress
+        self.overrides = dict(overrides or {})
+
+    def param(self, name: str):
+        from polyloss.spec import Parametrization
+
+        return Parametrization.parse(self.overrides.get(name, name))
+
+    def _run_path(self, name: str, param: str) -> str:
+        if param in self.overrides:  # keep overridden runs apart from genuine ones
+            name = f"{name}@{self.overrides[param].replace(',', '_').replace('/', 'o')}"
+        return os.path.join(self.work_dir, "runs", name)
+
+    def data(self, teacher: str = "linear"):
+        from polyloss.data import synthetic
+        from polyloss.sampling import data_seed
+
+        s = self.scale
+        return synthetic(teacher, s.d, s.m, 0.0, data_seed(self.seed)), {
+            "kind": "synthetic", "teacher": teacher, "d": s.d, "m": s.m, "noise": 0.0}
+
+    def sample(self, name: str, *, depth: int, widths, samples: int, steps: int, param: str, teacher: str = "linear",
+               degree: int | None = None, window: float | None = None):
+        """A resumable ``sample`` run under ``work_dir/runs/name``."""
+        from polyloss.sampling import run_sample
+        from polyloss.spec import SamplingSpec, TrainingSpec
+
+        data, desc = self.data(teacher)
+        path = self._run_path(name, param)
+        return run_sample(path, depth=depth, sampling=SamplingSpec(tuple(widths), samples, self.seed),
+                          training=TrainingSpec(steps, degree), param=self.param(param), data=data,
+                          data_description=desc, window=window, resume=True, progress=self.progress)
+
+    def sweep(self, name: str, *, depth: int, widths, seeds: int, steps: int, etas: str, activation: str,
+              optimizer: str, param: str, teacher: str = "linear"):
+        """A resumable ``sweep`` run under ``work_dir/runs/name``."""
+        from polyloss.sweep import parse_etas, run_sweep
+
+        data, desc = self.data(teacher)
+        path = self._run_path(name, param)
+        return run_sweep(path, depth=depth, widths=list(widths), etas=parse_etas(etas), seeds=seeds, steps=steps,
+                         activation=activation, optimizer=optimizer, param=self.param(param), data=data,
+                         data_description=desc, seed=self.seed, resume=True, progress=self.progress)
+
+
+def claim_ids() -> dict:
+    """``{claim id: module}`` for every suite in ``verify/``."""
+    from polyloss import claims
+
+    out = {}
+    for name in claims.SUITES:
+        mod = importlib.import_module(f"polyloss.claims.{name}")
+        out[mod.CLAIM.id] = mod
+    return out
+
+
+def parse_claims(value) -> list:
+    known = claim_ids()
+    if value is None or value == "" or value == "all":
+        return list(known)
+    ids = [v.strip().upper() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    bad = [i for i in ids if i not in known]
+    if bad or not ids:
+        raise SpecError(f"`claims`={value!r} is invalid: must be a comma-separated subset of {','.join(known)}")
+    return ids
+
+
+def versions() -> dict:
+    import scipy
+    import sympy
+
+    out = {"polyloss": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "scipy": scipy.__version__, "sympy": sympy.__version__, "machine": platform.machine()}
+    try:
+        import flint
+
+        out["python-flint"] = flint.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def run_claims(ids, mode: str, out_dir, *, resume: bool = False, progress: bool = True, overrides: dict | None = None,
+               seed: int = 0, write_report: bool = True, log=None) -> list:
+    """Run claim suites ``ids`` and return their verdicts (see the module docstring)."""
+    ids = parse_claims(ids)
+    out_dir = os.fspath(out_dir)
+    vdir = os.path.join(out_dir, "verdicts")
+    if os.path.isdir(vdir) and os.listdir(vdir) and not resume:
+        from polyloss.errors import RunError
+
+        raise RunError(f"`out`={out_dir!r} already holds verdicts; pass --resume to continue or choose another directory")
+    os.makedirs(vdir, exist_ok=True)
+    ctx = Context(mode, out_dir, seed=seed, progress=progress, overrides=overrides)
+    suites = claim_ids()
+    verdicts = []
+    for cid in ids:
+        path = os.path.join(vdir, f"{cid}.json")
+        if resume and os.path.exists(path):
+            with open(path) as fh:
+                doc = json.load(fh)
+            if doc.get("mode") == mode and doc.get("numbers", {}).get("_overrides", {}) == (overrides or {}):
+                verdicts.append(Verdict.from_json(doc))
+                if log:
+                    log(f"{cid}: {verdicts[-1].verdict} (from an earlier run)")
+                continue
+        if log:
+            log(f"{cid}: {suites[cid].CLAIM.title} ...")
+        t0 = time.perf_counter()
+        v = suites[cid].run(ctx)
+        numbers = dict(v.numbers, _overrides=dict(overrides or {}))
+        v = dataclasses.replace(v, numbers=numbers, runtime_s=round(time.perf_counter() - t0, 2), versions=versions(), mode=mode)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(v.to_json(), fh, indent=1, default=_default)
+        os.replace(tmp, path)
+        verdicts.append(v)
+        if log:
+            log(f"{cid}: {v.verdict} — {v.summary} ({v.runtime_s:.1f} s)")
+    if write_report:
+        verdict_report(verdicts, out_dir)
+    return verdicts
+
+
+def _default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _rate_fits(numbers: dict, prefix: str = "") -> dict:
+    """Every rate fit recorded in a verdict's numbers (dicts with slope, ci, intercept, widths, rms)."""
+    from types import SimpleNamespace
+
+    out = {}
+    for key, val in numbers.items():
+        if not isinstance(val, dict):
+            continue
+        label = f"{prefix}{key}"
+        if {"slope", "ci", "intercept", "widths", "rms"} <= set(val) and val["ci"] is not None:
+            out[label] = SimpleNamespace(slope=val["slope"], ci_low=val["ci"][0], ci_high=val["ci"][1],
+                                         intercept=val["intercept"], widths=tuple(val["widths"]), rms=tuple(val["rms"]))
+        else:
+            out.update(_rate_fits(val, prefix=f"{label} "))
+    return out
+
+
+def verdict_report(verdicts, out_dir) -> None:
+    """verify.html / verify.md / verify.json: one section per claim, a summary table first."""
+    from polyloss.report import _Doc, _table, _write_named
+
+    doc = _Doc(out_dir)
+    doc.h("polyloss verify: the claims of Hayou (2025) checked by computation", 1)
+    doc.p("Each claim is stated in our words with its source, the statistic, and the decision rule. "
+          "**pass**: the data support the claim under the stated rule; **fail**: they contradict it; "
+          "**inconclusive**: the data cannot decide at this scale; **observation**: an open question, reported.")
+    doc.p(_table(["claim", "title", "verdict", "summary", "runtime s"],
+                 [[v.claim.id, v.claim.title, v.verdict.upper(), v.summary, f"{v.runtime_s:.1f}"] for v in verdicts]))
+    for v in verdicts:
+        doc.h(f"{v.claim.id}: {v.claim.title} — {v.verdict.upper()}")
+        doc.p(f"**Claim.** {v.claim.statement} (source: {v.claim.source})")
+        doc.p(f"**Statistic.** {v.claim.statistic}")
+        doc.p(f"**Decision rule.** {v.claim.tolerance}")
+        doc.p(f"**Result.** {v.summary}")
+        doc.p(f"Mode {v.mode}; widths {v.widths}; {v.seeds.get('per_width')} seeds per width from root seed "
+              f"{v.seeds.get('root')} ({v.seeds.get('scheme')}); runtime {v.runtime_s:.1f} s.")
+        fits = _rate_fits(v.numbers)
+        if fits:
+            from polyloss import plots
+
+            fig, (ax,) = plots.new_figure()
+            data = plots.convergence(ax, fits, f"{v.claim.id}: rates measured")
+            doc.fig(f"fig_{v.claim.id}", fig, f"{v.claim.id}: RMS over seeds vs width, fitted slopes with 95% CIs", data)
+    numbers = {"schema": "polyloss.verify/1", "verdicts": [v.to_json() for v in verdicts]}
+    _write_named(doc, numbers, "verify")

@@ -1,0 +1,1478 @@
+"""Exact infinite-width derivations: closed forms, data evaluation, minimisers, power counting.
+
+This module owns the public :func:`derive` (the ``polyloss derive`` command) and the stored
+``derivations/``. It drives the Fock-space engine of :mod:`polyloss.fock` (THEORY §5):
+
+* **closed form** (no data): ``𝓛_∞^{(t)}(η) = Σ_k c_k η^k`` with each ``c_k`` a polynomial with
+  rational coefficients in the moments ``μ_j = (1/m) yᵀK̄^j y``; likewise
+  ``f_∞^{(t)} = Σ_b F_b(η) K̄^b y``;
+* **data** (exact): the same engine with the exact moments of the data substituted (floats are
+  converted to their exact binary value unless ``rationalize`` gives a tolerance), so the result is
+  the closed form evaluated at the data, exactly (tested);
+* **data** (``exact=False``): the same program in float64, labelled inexact;
+* all positive **critical points** of the exact polynomial, certified by real-root isolation over
+  Q (sympy ``Poly.intervals``), refined to the requested number of digits, classified;
+* **power counting** for SP, NTP and the (α, γ) family (THEORY §2), with the SP/NTP rescaled limit;
+* the **finite-width expansion** at t = 1 (THEORY §4): φ_k as sums over k-subsets of layers.
+
+Heavy imports (sympy, numpy) happen inside functions; the engine itself never sees numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import combinations
+from typing import Any, Sequence
+
+from polyloss import __version__
+from polyloss.errors import DataError, SpecError, invalid
+from polyloss.fock import (
+    HAS_FLINT,
+    ExplicitEvaluator,
+    FloatRing,
+    KrylovEvaluator,
+    MomentIndexError,
+    default_ring,
+    limit_degree_f,
+    limit_degree_loss,
+    run_program,
+)
+from polyloss.spec import Parametrization
+
+__all__ = [
+    "SCHEMA",
+    "CriticalPoint",
+    "PowerCounting",
+    "FiniteExpansion",
+    "Derivation",
+    "derive",
+    "closed_form",
+    "data_moments",
+    "evaluate_closed_form",
+    "critical_points",
+    "power_counting",
+    "finite_expansion",
+    "moment_expr",
+    "moment_latex",
+]
+
+SCHEMA = "polyloss.derivation/1"
+DEFAULT_DIGITS = 30
+MAX_DEPTH = 64
+MAX_STEPS = 12
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _check_int(name, value, lo, hi=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise invalid(name, value, f"an integer >= {lo}" + (f" and <= {hi}" if hi else ""))
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        raise invalid(name, value, f"an integer >= {lo}" + (f" and <= {hi}" if hi else ""))
+    return value
+
+
+def _check_positive_fraction(name, value) -> Fraction | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise invalid(name, value, "a positive finite number")
+    try:
+        q = Fraction(value) if not isinstance(value, str) else Fraction(value.strip())
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        raise invalid(name, value, "a positive finite number") from None
+    if q <= 0:
+        raise invalid(name, value, "a positive finite number")
+    return q
+
+
+# --------------------------------------------------------------------------------------------
+# Moment polynomials: {exponent tuple over (mu0, mu1, ...): Fraction}
+# --------------------------------------------------------------------------------------------
+
+
+def _frac_str(q: Fraction) -> str:
+    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
+
+
+def _mono_key(mon: tuple) -> tuple:
+    # graded: by total degree, then lexicographically on the exponents (highest mu first)
+    return (sum(mon), tuple(reversed(mon)))
+
+
+def moment_expr(poly: dict) -> str:
+    """A moment polynomial as a sympy-parsable string in ``mu0, mu1, …`` (``'0'`` if empty)."""
+    if not poly:
+        return "0"
+    parts = []
+    for mon in sorted(poly, key=_mono_key):
+        c = poly[mon]
+        if c == 0:
+            continue
+        factors = [f"mu{j}" + (f"**{e}" if e > 1 else "") for j, e in enumerate(mon) if e]
+        a = abs(c)
+        if not factors:
+            body = _frac_str(a)
+        elif a == 1:
+            body = "*".join(factors)
+        elif a.denominator == 1:
+            body = f"{a.numerator}*" + "*".join(factors)
+        else:
+            body = f"{a.numerator}*" * (a.numerator != 1) + "*".join(factors) + f"/{a.denominator}"
+        parts.append(("-" if c < 0 else "+", body))
+    if not parts:
+        return "0"
+    out = ("-" if parts[0][0] == "-" else "") + parts[0][1]
+    for sign, body in parts[1:]:
+        out += f" {sign} {body}"
+    return out
+
+
+def moment_latex(poly: dict) -> str:
+    """A moment polynomial in LaTeX (``\\mu_j``)."""
+    if not poly:
+        return "0"
+    parts = []
+    for mon in sorted(poly, key=_mono_key):
+        c = poly[mon]
+        if c == 0:
+            continue
+        factors = "".join(r"\mu_{%d}" % j + (f"^{{{e}}}" if e > 1 else "") for j, e in enumerate(mon) if e)
+        a = abs(c)
+        if not factors:
+            coef = _frac_latex(a)
+        elif a == 1:
+            coef = ""
+        else:
+            coef = _frac_latex(a)
+        parts.append(("-" if c < 0 else "+", coef + factors))
+    if not parts:
+        return "0"
+    out = ("-" if parts[0][0] == "-" else "") + parts[0][1]
+    for sign, body in parts[1:]:
+        out += f" {sign} {body}"
+    return out
+
+
+def _frac_latex(q: Fraction) -> str:
+    if q.denominator == 1:
+        return str(q.numerator)
+    s = "-" if q < 0 else ""
+    return s + r"\tfrac{%d}{%d}" % (abs(q.numerator), q.denominator)
+
+
+def _eval_moment_poly(poly: dict, mus: Sequence[Fraction]) -> Fraction:
+    total = Fraction(0)
+    for mon, c in poly.items():
+        term = c
+        for j, e in enumerate(mon):
+            if e:
+                term *= mus[j] ** e
+        total += term
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Closed forms (cached) and data evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """``𝓛_∞^{(t)} = Σ_k loss[k] η^k`` and ``f_∞^{(t)} = Σ_b Σ_k f[b][k] η^k K̄^b y`` (moment polys)."""
+
+    depth: int
+    steps: int
+    loss: tuple  # tuple[dict]
+    f: dict  # b -> tuple[dict]
+
+    @property
+    def n_terms(self) -> int:
+        return sum(len(c) for c in self.loss)
+
+
+@functools.lru_cache(maxsize=64)
+def closed_form(depth: int, steps: int, backend: str = "auto", max_degree: int | None = None) -> ClosedForm:
+    """The exact closed form of the μP limit for depth ``L`` and ``t`` steps (cached).
+
+    Computed in the η-free ring ``Q[μ_0..μ_{2t}]`` (the power of η is the weight of the monomial,
+    see :func:`polyloss.fock._group_by_eta`). With ``max_degree=K`` only the loss coefficients up
+    to η^K are formed (exact; f is always complete) — the squaring of f is the expensive part.
+    """
+    depth = _check_int("depth", depth, 1, MAX_DEPTH)
+    steps = _check_int("steps", steps, 1, MAX_STEPS)
+    if max_degree is not None:
+        max_degree = _check_int("max_degree", max_degree, 0)
+    n_mu = 2 * steps + 1
+    while True:
+        R = default_ring(None, n_mu, backend=backend, eta_free=True)
+        ev = KrylovEvaluator(R)
+        try:
+            res = run_program(ev, depth, steps, want_loss=max_degree is None)
+            break
+        except MomentIndexError as exc:  # pragma: no cover - 2t+1 moments always sufficed
+            n_mu = max(2 * n_mu, exc.j + 1)
+    f = {b: tuple(R.eta_coefficients(v, offset=b)) for b, v in sorted(res.f.items())}
+    if max_degree is None:
+        loss = tuple(R.eta_coefficients(res.loss, offset=-1))
+    else:
+        # r_b truncated at η-degree K gives the loss exactly up to η^K
+        r = {}
+        for b, v in ev.residual(res.f).items():
+            kept = [(mon, c) for mon, c in _ring_items(v) if sum((j + 1) * e for j, e in enumerate(mon)) + b <= max_degree]
+            r[b] = _ring_from_items(R, kept)
+        loss = tuple(R.eta_coefficients(ev.loss(r), offset=-1))[: max_degree + 1]
+    return ClosedForm(depth, steps, loss, f)
+
+
+def _ring_items(x):
+    return list(x.to_dict().items()) if hasattr(x, "to_dict") else list(x.items())
+
+
+def _ring_from_items(R, items):
+    out = R.zero
+    for mon, c in items:
+        term = R.const(_frac(c))
+        for j, e in enumerate(mon):
+            if e:
+                term = term * R.mu(j) ** e
+        out = out + term
+    return out
+
+
+def _frac(c) -> Fraction:
+    num = getattr(c, "numerator", None)
+    if num is None:
+        return Fraction(int(c.p), int(c.q))
+    return Fraction(int(num), int(c.denominator))
+
+
+def evaluate_closed_form(cf: ClosedForm, mus: Sequence[Fraction]) -> list[Fraction]:
+    """Substitute exact moments into the closed-form loss coefficients."""
+    return [_eval_moment_poly(c, mus) for c in cf.loss]
+
+
+@dataclass(frozen=True)
+class DataMoments:
+    """Exact (or float) moments of a data set, and the Krylov vectors ``K̄^b y`` for b ≤ t."""
+
+    mus: tuple  # μ_0..μ_{2t}
+    krylov: tuple  # K̄^b y for b = 0..t (tuples of length m)
+    m: int
+    d: int
+    conversion: str  # 'exact-binary', 'rationalized(tol)', 'rational', 'float64'
+    K: tuple | None = None  # Gram matrix x_iᵀx_j/d (only when requested)
+
+
+def _to_rational(v, tol: Fraction | None) -> Fraction:
+    if isinstance(v, Fraction):
+        return v
+    if isinstance(v, numbers.Integral):
+        return Fraction(int(v))
+    x = float(v)
+    if not math.isfinite(x):
+        raise DataError(f"data contain a non-finite value ({x!r}); remove or impute it")
+    q = Fraction(x)
+    if tol is None:
+        return q
+    # round to the decimal grid 10^-k with 10^-k / 2 <= tol: one common denominator for all data,
+    # so the exact moments stay small (independent per-value denominators would multiply up)
+    k = 0
+    while Fraction(1, 2 * 10**k) > tol:
+        k += 1
+    scaled = q * 10**k
+    n = math.floor(scaled + Fraction(1, 2))
+    return Fraction(n, 10**k)
+
+
+def _as_xy(data) -> tuple[list, list]:
+    """Accept a Dataset-like object (``.X``, ``.y``), a mapping with 'X'/'y', or a pair (X, y)."""
+    if hasattr(data, "X") and hasattr(data, "y"):
+        X, y = data.X, data.y
+    elif isinstance(data, dict) and "X" in data and "y" in data:
+        X, y = data["X"], data["y"]
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        X, y = data
+    else:
+        raise DataError("`data` must be a Dataset, a mapping with keys 'X' and 'y', or a pair (X, y)")
+    try:
+        X = [list(row) for row in (X.tolist() if hasattr(X, "tolist") else X)]
+        y = list(y.tolist() if hasattr(y, "tolist") else y)
+    except TypeError:
+        raise DataError("`X` must be a 2-D array (m × d) and `y` a 1-D array (m,)") from None
+    if not X or not X[0]:
+        raise DataError("`X` is empty: need at least one sample and one feature")
+    d = len(X[0])
+    if any(len(r) != d for r in X):
+        raise DataError("`X` rows have different lengths")
+    if any(isinstance(v, (list, tuple)) for v in y):
+        raise DataError("`y` must be 1-D (one target per sample)")
+    if len(y) != len(X):
+        raise DataError(f"`X` has {len(X)} rows but `y` has {len(y)} entries")
+    return X, y
+
+
+def data_moments(data, steps: int, *, exact: bool = True, rationalize=None, need_K: bool = False) -> DataMoments:
+    """Moments ``μ_0..μ_{2t}`` and Krylov vectors ``K̄^b y`` (b ≤ t) of ``data``.
+
+    Exact mode converts every float to its exact binary value (or, with ``rationalize=tol``, rounds
+    it to the decimal grid 10^-k with 10^-k/2 ≤ tol) and works in exact rationals, using the
+    factorisation ``K̄ v = X (Xᵀ v) / (d m)`` (cost O(m d) per power).
+    """
+    X, y = _as_xy(data)
+    m, d = len(X), len(X[0])
+    tol = _check_positive_fraction("rationalize", rationalize)
+    if exact:
+        Xq = [[_to_rational(v, tol) for v in row] for row in X]
+        yq = [_to_rational(v, tol) for v in y]
+        all_rational = all(isinstance(v, (Fraction, numbers.Integral)) for row in X for v in row) and all(
+            isinstance(v, (Fraction, numbers.Integral)) for v in y
+        )
+        conversion = "rational" if all_rational else (f"rationalized(tol={tol})" if tol else "exact-binary")
+        scale = Fraction(1, d * m)
+
+        def kbar(v):
+            w = [sum(Xq[i][k] * v[i] for i in range(m)) for k in range(d)]
+            return [scale * sum(row[k] * w[k] for k in range(d)) for row in Xq]
+
+        zero = Fraction(0)
+        inv_m = Fraction(1, m)
+    else:
+        for row in X:
+            for v in row:
+                if not math.isfinite(float(v)):
+                    raise DataError(f"data contain a non-finite value ({v!r}); remove or impute it")
+        Xq = [[float(v) for v in row] for row in X]
+        yq = [float(v) for v in y]
+        if not all(math.isfinite(v) for v in yq):
+            raise DataError("`y` contains a non-finite value; remove or impute it")
+        conversion = "float64"
+        scale = 1.0 / (d * m)
+
+        def kbar(v):
+            w = [math.fsum(Xq[i][k] * v[i] for i in range(m)) for k in range(d)]
+            return [scale * math.fsum(row[k] * w[k] for k in range(d)) for row in Xq]
+
+        zero = 0.0
+        inv_m = 1.0 / m
+    vecs = [list(yq)]
+    for _ in range(2 * steps):
+        vecs.append(kbar(vecs[-1]))
+    # μ_{i+j} = (1/m) (K̄^i y)ᵀ (K̄^j y): use the two halves to keep the powers low
+    mus = []
+    for n in range(2 * steps + 1):
+        i = min(n, steps)
+        j = n - i
+        mus.append(sum((a * b for a, b in zip(vecs[i], vecs[j])), zero) * inv_m)
+    K = None
+    if need_K:
+        dd = Fraction(1, d) if exact else 1.0 / d
+        K = tuple(tuple(sum((a * b for a, b in zip(Xq[i], Xq[j])), zero) * dd for j in range(m)) for i in range(m))
+    return DataMoments(tuple(mus), tuple(tuple(v) for v in vecs[: steps + 1]), m, d, conversion, K)
+
+
+def _kernel_traces(data, count: int, rationalize=None) -> list[Fraction]:
+    """``κ_k = tr(K̄^{k+1})`` for k < count, exactly, via the smaller of XXᵀ and XᵀX."""
+    X, _ = _as_xy(data)
+    tol = _check_positive_fraction("rationalize", rationalize)
+    Xq = [[_to_rational(v, tol) for v in row] for row in X]
+    m, d = len(Xq), len(Xq[0])
+    s = Fraction(1, d * m)
+    if m <= d:
+        G = [[s * sum(a * b for a, b in zip(Xq[i], Xq[j])) for j in range(m)] for i in range(m)]
+    else:
+        G = [[s * sum(Xq[r][i] * Xq[r][j] for r in range(m)) for j in range(d)] for i in range(d)]
+    n = len(G)
+    out, P = [], G
+    for _ in range(count):
+        out.append(sum(P[i][i] for i in range(n)))
+        P = [[sum(P[i][l] * G[l][j] for l in range(n)) for j in range(n)] for i in range(n)]
+    return out
+
+
+def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto"):
+    """Loss coefficients (Fractions or floats) and the value vector of f via the Krylov evaluator."""
+    R = default_ring(dm.mus, backend=backend) if exact else FloatRing(dm.mus)
+    res = run_program(KrylovEvaluator(R), depth, steps)
+    loss = R.eta_coefficients(res.loss)
+    f = {b: R.eta_coefficients(v) for b, v in res.f.items()}
+    return loss, f
+
+
+def explicit_limit(depth: int, steps: int, data, *, rationalize=None, backend: str = "auto") -> list[Fraction]:
+    """Loss coefficients through the independent explicit evaluator (cost ~ m²; for checks)."""
+    dm = data_moments(data, steps, rationalize=rationalize, need_K=True)
+    _, y = _as_xy(data)
+    tol = _check_positive_fraction("rationalize", rationalize)
+    yq = [_to_rational(v, tol) for v in y]
+    R = default_ring([], backend=backend)
+    res = run_program(ExplicitEvaluator(R, dm.K, yq), depth, steps)
+    return R.eta_coefficients(res.loss)
+
+
+# --------------------------------------------------------------------------------------------
+# Critical points: certified real-root isolation over Q
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """A positive critical point of the loss polynomial.
+
+    ``interval`` is a certified isolating interval ``[lo, hi]`` (rationals) for the root of 𝓛′,
+    refined until its width is below ``10^{-digits}·max(1, η)``; ``eta`` and ``loss`` are decimal
+    strings with ``digits`` significant digits; ``eta_exact``/``loss_exact`` are set when the root is
+    rational. ``kind`` is 'min', 'max' or 'inflection' (even multiplicity).
+    """
+
+    eta: str
+    loss: str
+    kind: str
+    multiplicity: int
+    interval: tuple[Fraction, Fraction]
+    eta_exact: Fraction | None = None
+    loss_exact: Fraction | None = None
+    # private: for ordering / comparisons
+    _eta_mid: Fraction = field(default=Fraction(0), repr=False, compare=False)
+    _loss_mid: Fraction = field(default=Fraction(0), repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        out = {
+            "eta": self.eta,
+            "loss": self.loss,
+            "kind": self.kind,
+            "multiplicity": self.multiplicity,
+            "interval": [_frac_str(self.interval[0]), _frac_str(self.interval[1])],
+        }
+        if self.eta_exact is not None:
+            out["eta_exact"] = _frac_str(self.eta_exact)
+        if self.loss_exact is not None:
+            out["loss_exact"] = _frac_str(self.loss_exact)
+        return out
+
+
+def _decimal(q: Fraction, digits: int) -> str:
+    import mpmath
+
+    with mpmath.workdps(digits + 10):
+        v = mpmath.mpf(q.numerator) / q.denominator
+        return mpmath.nstr(v, digits, min_fixed=-5, max_fixed=8)
+
+
+def _horner(coeffs: Sequence[Fraction], x: Fraction) -> Fraction:
+    acc = Fraction(0)
+    for c in reversed(coeffs):
+        acc = acc * x + c
+    return acc
+
+
+def _sign_at_fast(ints: Sequence[int], q: Fraction) -> int:
+    """Sign of the integer polynomial ``Σ ints[k] x^k`` at the rational ``q`` (exact)."""
+    p, r = q.numerator, q.denominator
+    acc = 0
+    # evaluate Σ a_k p^k r^(n-k) by Horner from the top: acc = acc*p + a_k r^(n-k)
+    n = len(ints) - 1
+    rpow = [1] * (n + 1)
+    for k in range(1, n + 1):
+        rpow[k] = rpow[k - 1] * r
+    for k in range(n, -1, -1):
+        acc = acc * p + ints[k] * rpow[n - k]
+    return (acc > 0) - (acc < 0)
+
+
+def _mpf_to_fraction(x) -> Fraction:
+    man, exp = x.man_exp
+    man = int(man)
+    return Fraction(man * 2**exp) if exp >= 0 else Fraction(man, 2 ** (-exp))
+
+
+class _SignOracle:
+    """Certified sign of an integer polynomial at rationals: arb ball arithmetic (python-flint) when
+    its ball excludes 0, else exact evaluation."""
+
+    def __init__(self, ints: Sequence[int], digits: int):
+        self.ints = list(ints)
+        # the monomial form cancels catastrophically (THEORY §6): allow ~2 bits per degree
+        self.prec = int(3.33 * digits) + 96 + 2 * len(self.ints)
+        self.P = _flint_mod().fmpz_poly(self.ints) if HAS_FLINT else None
+
+    def sign(self, q: Fraction) -> int:
+        if self.P is not None:
+            fl = _flint_mod()
+            old = fl.ctx.prec
+            x = fl.fmpq(q.numerator, q.denominator)
+            try:
+                for extra in (1, 2, 4):
+                    fl.ctx.prec = self.prec * extra
+                    v = self.P(fl.arb(x))
+                    if v > 0:
+                        return 1
+                    if v < 0:
+                        return -1
+            finally:
+                fl.ctx.prec = old
+            e = self.P(x)
+            return (e > 0) - (e < 0)
+        return _sign_at_fast(self.ints, q)
+
+    def newton(self, lo: Fraction, hi: Fraction, tol: Fraction):
+        """Safeguarded Newton from the midpoint; returns a Fraction or None."""
+        m = (lo + hi) / 2
+        if self.P is not None:
+            fl = _flint_mod()
+            old = fl.ctx.prec
+            try:
+                fl.ctx.prec = self.prec
+                dP = self.P.derivative()
+                x = fl.arb(fl.fmpq(m.numerator, m.denominator))
+                a = fl.arb(fl.fmpq(lo.numerator, lo.denominator))
+                b = fl.arb(fl.fmpq(hi.numerator, hi.denominator))
+                step_tol = fl.arb(fl.fmpq(tol.numerator, tol.denominator)) / 8
+                for _ in range(100):
+                    d = dP(x).mid()
+                    if d == 0:
+                        return None
+                    nx = (x - self.P(x).mid() / d).mid()
+                    if not (nx > a and nx < b):
+                        return None
+                    done = abs(nx - x) < step_tol
+                    x = nx
+                    if done:
+                        mant, exp = x.mid().man_exp()
+                        mant, exp = int(mant), int(exp)
+                        return Fraction(mant * 2**exp) if exp >= 0 else Fraction(mant, 2 ** (-exp))
+                return None
+            finally:
+                fl.ctx.prec = old
+        import mpmath
+
+        with mpmath.workdps(self.prec // 3):
+            coeffs = [mpmath.mpf(v) for v in reversed(self.ints)]
+            dcoeffs = [mpmath.mpf(k * self.ints[k]) for k in range(len(self.ints) - 1, 0, -1)]
+            x = mpmath.mpf(m.numerator) / m.denominator
+            a_mp, b_mp = mpmath.mpf(lo.numerator) / lo.denominator, mpmath.mpf(hi.numerator) / hi.denominator
+            step_tol = mpmath.mpf(tol.numerator) / tol.denominator / 8
+            for _ in range(100):
+                d = mpmath.polyval(dcoeffs, x)
+                if d == 0:
+                    return None
+                nx = x - mpmath.polyval(coeffs, x) / d
+                if not (a_mp < nx < b_mp):
+                    return None
+                done = abs(nx - x) <= step_tol
+                x = nx
+                if done:
+                    return _mpf_to_fraction(x)
+        return None
+
+
+def _flint_mod():
+    import flint
+
+    return flint
+
+
+def _refine(ints: Sequence[int], lo: Fraction, hi: Fraction, tol: Fraction, digits: int):
+    """Shrink the isolating interval (lo, hi) of the square-free integer polynomial ``ints`` to width
+    ≤ tol. Newton proposes a point; certified signs at ``x ± tol/4`` prove it brackets the root
+    (the interval isolates it); exact bisection is the fallback."""
+    oracle = _SignOracle(ints, digits)
+    # the open interval (lo, hi) holds exactly one root; an endpoint may be another (rational)
+    # root, in which case the sign just inside is that of ±S' there (S is square-free)
+    s_lo, s_hi = oracle.sign(lo), oracle.sign(hi)
+    if s_lo == 0 or s_hi == 0:
+        dS = [k * ints[k] for k in range(1, len(ints))]
+        if s_lo == 0:
+            s_lo = _SignOracle(dS, digits).sign(lo)
+        if s_hi == 0:
+            s_hi = -_SignOracle(dS, digits).sign(hi)
+    if s_lo == s_hi or s_lo == 0:  # pragma: no cover - an isolating interval changes sign
+        raise ArithmeticError("isolating interval without a sign change")
+    attempts = 0
+    while hi - lo > tol:
+        attempts += 1
+        xq = oracle.newton(lo, hi, tol)
+        if xq is not None and lo < xq < hi:
+            delta = tol / 4
+            a, b = max(lo, xq - delta), min(hi, xq + delta)
+            if a == lo:
+                a = (lo + xq) / 2
+            if b == hi:
+                b = (xq + hi) / 2
+            sa, sb = oracle.sign(a), oracle.sign(b)
+            if sa == 0:
+                return a, a
+            if sb == 0:
+                return b, b
+            if sa == s_lo and sb == s_hi:
+                return a, b
+        for _ in range(6 if attempts < 20 else 64):
+            mid = (lo + hi) / 2
+            sm = oracle.sign(mid)
+            if sm == 0:
+                return mid, mid
+            if sm == s_lo:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo <= tol:
+                break
+    return lo, hi
+
+
+def _eval_approx(ints: Sequence[int], den: int, q: Fraction, digits: int) -> tuple[Fraction, str]:
+    """``Σ ints[k] q^k / den`` to ``digits`` significant digits (arb with adaptive precision, or
+    exact integer evaluation); returns (a dyadic/rational approximation, the decimal string)."""
+    if HAS_FLINT:
+        fl = _flint_mod()
+        old = fl.ctx.prec
+        try:
+            prec = int(3.33 * digits) + 96 + 2 * len(ints)
+            P = fl.fmpz_poly(list(ints))
+            x = fl.fmpq(q.numerator, q.denominator)
+            for _ in range(6):
+                fl.ctx.prec = prec
+                v = P(fl.arb(x)) / den
+                if v.rel_accuracy_bits() >= 3.33 * digits + 16:
+                    mant, exp = v.mid().man_exp()
+                    mant, exp = int(mant), int(exp)
+                    fr = Fraction(mant * 2**exp) if exp >= 0 else Fraction(mant, 2 ** (-exp))
+                    return fr, _decimal(fr, digits)
+                prec *= 2
+        finally:
+            fl.ctx.prec = old
+    fr = _eval_exact([Fraction(v, den) for v in ints], q, den, ints)
+    return fr, _decimal(fr, digits)
+
+
+def _eval_exact(c: Sequence[Fraction], q: Fraction, den: int | None = None, ints=None) -> Fraction:
+    """``Σ c_k q^k`` exactly, with one final division (fast for big coefficients)."""
+    if den is None:
+        den = math.lcm(*[v.denominator for v in c])
+        ints = [v.numerator * (den // v.denominator) for v in c]
+    if HAS_FLINT:
+        fl = _flint_mod()
+        v = fl.fmpz_poly(ints)(fl.fmpq(q.numerator, q.denominator))
+        return Fraction(int(v.p), int(v.q) * den)
+    p, r = q.numerator, q.denominator
+    n = len(ints) - 1
+    acc = 0
+    rpow = [1] * (n + 1)
+    for k in range(1, n + 1):
+        rpow[k] = rpow[k - 1] * r
+    for k in range(n, -1, -1):
+        acc = acc * p + ints[k] * rpow[n - k]
+    return Fraction(acc, den * rpow[n])
+
+
+def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[CriticalPoint, ...]:
+    """All critical points η > 0 of ``Σ coeffs[k] η^k`` (exact rationals; floats are taken exactly).
+
+    Real roots of the derivative are isolated over Q with sympy's ``Poly.intervals`` (Descartes /
+    continued fractions, certified), refined by Newton steps whose result is certified by exact sign
+    evaluation (bisection as fallback), and classified by the sign of the derivative to the right of
+    the root (odd multiplicity) — never from roots of a float polynomial.
+    """
+    from sympy import Poly, QQ, Symbol
+
+    digits = _check_int("digits", digits, 1, 10_000)
+    c = [Fraction(v) for v in coeffs]
+    while c and c[-1] == 0:
+        c.pop()
+    if len(c) <= 2:
+        return ()
+    dc = [k * c[k] for k in range(1, len(c))]
+    den = math.lcm(*[v.denominator for v in dc])
+    ints = [v.numerator * (den // v.denominator) for v in dc]
+    c_den = math.lcm(*[v.denominator for v in c])
+    c_ints = [v.numerator * (c_den // v.denominator) for v in c]
+    x = Symbol("eta")
+    P = Poly(list(reversed(ints)), x, domain="ZZ")
+    S = P.sqf_part() if P.degree() > 1 else P
+    s_ints = [int(v) for v in reversed(S.all_coeffs())]
+    out = []
+    for (lo, hi), mult in P.intervals(inf=0):
+        lo, hi = Fraction(int(QQ.numer(lo)), int(QQ.denom(lo))), Fraction(int(QQ.numer(hi)), int(QQ.denom(hi)))
+        if hi <= 0:
+            continue  # a root at 0 is not a positive critical point
+        if lo != hi and S.degree() == 1:  # linear: the root is rational
+            lo = hi = Fraction(-s_ints[0], s_ints[1])
+        if lo != hi:
+            tol = Fraction(1, 10 ** (digits + 3)) * max(Fraction(1), abs(hi))
+            lo, hi = _refine(s_ints, lo, hi, tol, digits)
+            # a simple rational inside the certified interval that is an exact root?
+            for bound in (10**3, 10 ** max(3, digits // 2)):
+                cand = ((lo + hi) / 2).limit_denominator(bound)
+                if lo <= cand <= hi and _SignOracle(s_ints, digits).sign(cand) == 0:
+                    lo = hi = cand
+                    break
+        exact_root = lo == hi
+        mid = (lo + hi) / 2
+        if mult % 2 == 0:
+            kind = "inflection"
+        else:
+            if exact_root:
+                # sign of P just right of a rational root of odd multiplicity: first nonzero derivative
+                Q = P
+                for _ in range(mult):
+                    Q = Q.diff(x)
+                s = Q.eval(QQ(lo.numerator, lo.denominator))
+            else:
+                s = _SignOracle(ints, 10).sign(hi)
+            kind = "min" if s > 0 else "max"
+        if exact_root:
+            loss_mid = _eval_exact(c, mid, c_den, c_ints)
+            loss_str = _decimal(loss_mid, digits)
+        else:
+            loss_mid, loss_str = _eval_approx(c_ints, c_den, mid, digits)
+        out.append(
+            CriticalPoint(
+                eta=_decimal(mid, digits),
+                loss=loss_str,
+                kind=kind,
+                multiplicity=int(mult),
+                interval=(lo, hi),
+                eta_exact=lo if exact_root else None,
+                loss_exact=loss_mid if exact_root else None,
+                _eta_mid=mid,
+                _loss_mid=loss_mid,
+            )
+        )
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Power counting for other parametrizations (THEORY §2, t = 1)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerCounting:
+    """Width exponents (typical size ``n^e``) of the t = 1 quantities under ``V ~ N(0, n^{-α})``,
+    hidden learning rate ``η n^{-γ}``; predictions for the measured slopes.
+
+    ``phi``: exponent of φ_k (k = 1..L); ``loss``: exponent of c_j (j = 0..2L);
+    ``eta``: exponent ``s`` of the optimal learning rate, ``η_n ∝ n^s``; ``residual``: exponent of
+    ``r = f^{(0)} − y``. ``rescaled``: description of the limit in ``η̃ = n^{-s} η`` where derived.
+    """
+
+    alpha: Fraction
+    gamma: Fraction
+    depth: int
+    residual: Fraction
+    phi: tuple
+    loss: tuple
+    eta: Fraction
+    rescaled: str
+    notes: tuple
+
+    def to_json(self) -> dict:
+        return {
+            "alpha": str(self.alpha),
+            "gamma": str(self.gamma),
+            "residual_exponent": str(self.residual),
+            "phi_exponents": {str(k): str(e) for k, e in enumerate(self.phi, start=1)},
+            "loss_coefficient_exponents": {str(j): str(e) for j, e in enumerate(self.loss)},
+            "eta_exponent": str(self.eta),
+            "rescaled_limit": self.rescaled,
+            "notes": list(self.notes),
+        }
+
+
+def power_counting(param, depth: int) -> PowerCounting:
+    r"""Power counting at t = 1 for the (α, γ) family.
+
+    With ``b_ℓ = W_{ℓ+1}ᵀ⋯W_Lᵀ V`` (entries ``n^{-α/2}``) and forward vectors of O(1) entries, the
+    k-subset term of φ_k factorises into ``n^{-kγ}`` × ``‖b‖² ~ n^{1-α}`` × (k−1) cross factors
+    ``uᵀ(W⋯)b ~ n^{(1-α)/2}`` (mean zero: V and W_0 occur once) × ``uᵀh ~ n`` × ``r^k``, with
+    ``r ~ n^ρ``, ``ρ = max(0, (1−α)/2)``. So ``e_k = A + Bk`` with ``A = 1 + (1−α)/2`` and
+    ``B = (1−α)/2 − γ + ρ``; ``c_0 ~ n^{2ρ}``, ``c_1 ~ n^{ρ+A+B}``, ``c_j ~ n^{max(ρ+A, 2A) + Bj}``.
+    The optimal rate sits where the first terms balance ``c_0`` (Newton polygon):
+    ``s = min_j (E_0 − E_j)/j``, which is ``α + γ − 2`` whenever ``α ≤ 3``.
+    """
+    p = Parametrization.parse(param)
+    depth = _check_int("depth", depth, 1, MAX_DEPTH)
+    a, g = p.alpha, p.gamma
+    half = Fraction(1, 2)
+    rho = max(Fraction(0), (1 - a) * half)
+    A = 1 + (1 - a) * half
+    B = (1 - a) * half - g + rho
+    phi = tuple(A + B * k for k in range(1, depth + 1))
+    E = [2 * rho, rho + A + B] + [max(rho + A, 2 * A) + B * j for j in range(2, 2 * depth + 1)]
+    s = min((E[0] - E[j]) / j for j in range(1, len(E)))
+    notes = [
+        "exponents are of the typical size (fluctuation scale) at leading order in n; a mean can be smaller",
+        f"optimal learning rate eta_n ~ n^({s})",
+    ]
+    if a == 2 and g == 0:
+        rescaled = (
+            "muP: no rescaling needed; L_inf^(t)(eta) is the exact Fock-space limit "
+            "(t = 1: (mu0 - 2 L mu1 eta + L^2 mu2 eta^2)/2)"
+        )
+    elif a == 2:
+        rescaled = f"same limit as muP in eta~ = n^({-g})*eta: L(eta) -> L_inf^muP(eta~)"
+    elif a == 1:
+        rescaled = (
+            f"lazy (kernel) regime: with eta~ = n^({1 - g})*eta, for every t, "
+            "L(eta) -> (1/(2m))||(I - eta~ L Kbar)^t r0||^2, r0 = f0 - y, f0 ~ N(0, K) at the training "
+            "inputs (a random limit: f0 is an O(1) Gaussian process); its mean is "
+            "(1/2) sum_k C(2t,k) (-L eta~)^k (mu_k + kappa_k), kappa_k = tr(Kbar^(k+1))"
+        )
+    else:
+        rescaled = "not derived for this (alpha, gamma): exponents only"
+    if a > 3:
+        notes.append("alpha > 3: the residual term r*phi_k dominates c_k and all orders balance at eta_n")
+    if a < 1:
+        notes.append("alpha < 1: the output at initialisation diverges like n^((1-alpha)/2)")
+    return PowerCounting(a, g, depth, rho, phi, tuple(E), s, rescaled, tuple(notes))
+
+
+def sp_rescaled_mean_coefficients(depth: int, steps: int, mus: Sequence, kappas: Sequence) -> list:
+    """Mean of the SP/NTP rescaled limit: ``½ Σ_k C(2t,k)(−L)^k (μ_k + κ_k) η̃^k`` (exact)."""
+    return [
+        Fraction(math.comb(2 * steps, k)) * Fraction(-depth) ** k * (mus[k] + kappas[k]) / 2
+        for k in range(2 * steps + 1)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Finite-width expansion at t = 1 (THEORY §4)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FiniteTerm:
+    subset: tuple[int, ...]
+    text: str
+    latex: str
+    limit_text: str
+    limit_latex: str
+    rate: Fraction  # term = O_P(n^rate); 0 means it survives
+    survives: bool
+
+
+@dataclass(frozen=True)
+class FiniteExpansion:
+    """``f^{(1)}(x) = f^{(0)}(x) + Σ_k φ_k(x) η^k`` with φ_k a sum over k-subsets of layers."""
+
+    depth: int
+    terms: dict  # k -> tuple[FiniteTerm]
+
+    def to_text(self) -> str:
+        L = self.depth
+        lines = [
+            f"Finite-width expansion at t = 1 (muP, depth L = {L}); <a,b> = a^T b / n, g_l = n b_l,",
+            "b_l = W_{l+1}^T ... W_L^T V, u_l = (1/m) sum_i r_i h_{l-1}(x_i), r_i = f0(x_i) - y_i:",
+            f"  f1(x) = f0(x) + sum_(k=1..{L}) phi_k(x) eta^k,   phi_k = (-1)^k sum over k-subsets S of layers",
+            "  f0(x) = <g_L, h_L(x)> -> 0, fluctuation n^(-1/2);  r_i -> -y_i",
+        ]
+        for k, terms in self.terms.items():
+            lines.append(f"phi_{k} (eta^{k}), {len(terms)} term(s):")
+            for tm in terms:
+                status = "survives" if tm.survives else f"vanishes like n^({tm.rate})"
+                lines.append(f"  S={set(tm.subset)}: {tm.text}")
+                lines.append(f"      -> {tm.limit_text}   [{status}]")
+        lines += [
+            "Limit: phi_1 -> L Kbar y (each of the L single-layer terms contributes Kbar y); phi_k -> 0 for",
+            "k >= 2 at rate n^(-(k-1)/2) (k-1 cross factors <u, W...g> between forward and backward vectors,",
+            "each O_P(n^(-1/2)): u lives on data-slot words, g on the scalar slot, orthogonal in the limit).",
+            "Loss: c_0 -> mu0/2, c_1 -> -L mu1, c_2 -> L^2 mu2/2, c_k = O_P(n^(-(k-2)/2)) for 3 <= k <= 2L",
+            "(dominated by phi_1 phi_(k-1)); so L_inf^(1) = (mu0 - 2 L mu1 eta + L^2 mu2 eta^2)/2.",
+        ]
+        return "\n".join(lines)
+
+    def to_latex(self) -> str:
+        L = self.depth
+        lines = [
+            r"\paragraph{Finite-width expansion ($t=1$, $\mu$P, $L=%d$).}" % L,
+            r"$f^{(1)}(x) = f^{(0)}(x) + \sum_{k=1}^{%d} \varphi_k(x)\,\eta^k$, "
+            r"$\varphi_k = (-1)^k \sum_{|S|=k} T_S$, with $\langle a,b\rangle = a^\top b/n$, "
+            r"$g_\ell = n b_\ell$, $u_\ell = \frac1m\sum_i r_i h_{\ell-1}(x_i)$." % L,
+            r"\begin{align*}",
+        ]
+        for k, terms in self.terms.items():
+            for tm in terms:
+                rate = r"\text{survives}" if tm.survives else r"O_P(n^{%s})" % _frac_latex(tm.rate)
+                S = r"\{" + ",".join(map(str, tm.subset)) + r"\}"
+                lines.append(r"T_{%s} &= %s \;\to\; %s && %s \\" % (S, tm.latex, tm.limit_latex, rate))
+        lines += [
+            r"\end{align*}",
+            r"Hence $\varphi_1 \to L\bar K y$, $\varphi_k = O_P(n^{-(k-1)/2})$ for $k\ge 2$, and "
+            r"$\mathcal L_\infty^{(1)}(\eta) = \tfrac12(\mu_0 - 2L\mu_1\eta + L^2\mu_2\eta^2)$.",
+        ]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            str(k): [
+                {
+                    "subset": list(tm.subset),
+                    "term": tm.text,
+                    "latex": tm.latex,
+                    "limit": tm.limit_text,
+                    "survives": tm.survives,
+                    "rate_exponent": str(tm.rate),
+                }
+                for tm in terms
+            ]
+            for k, terms in self.terms.items()
+        }
+
+
+def _fwd(lo: int, hi: int, tex: bool) -> str:
+    """The product W_hi ⋯ W_lo (empty if hi < lo)."""
+    if hi < lo:
+        return ""
+    if tex:
+        return " ".join(r"W_{%d}" % l for l in range(hi, lo - 1, -1)) + " "
+    return " ".join(f"W{l}" for l in range(hi, lo - 1, -1)) + " "
+
+
+def finite_expansion(depth: int) -> FiniteExpansion:
+    """The t = 1 finite-width expansion: every k-subset term of φ_k, its limit and its rate."""
+    depth = _check_int("depth", depth, 1, 12)
+    terms = {}
+    for k in range(1, depth + 1):
+        lst = []
+        for S in combinations(range(1, depth + 1), k):
+            top = S[-1]
+            txt = [f"<g_{top}, g_{top}>"]
+            tex = [r"\langle g_{%d}, g_{%d}\rangle" % (top, top)]
+            for j in range(k - 1, 0, -1):
+                hi_l, lo_l = S[j], S[j - 1]
+                txt.append(f"<u_{hi_l}, {_fwd(lo_l + 1, hi_l - 1, False)}g_{lo_l}>")
+                tex.append(r"\langle u_{%d}, %sg_{%d}\rangle" % (hi_l, _fwd(lo_l + 1, hi_l - 1, True), lo_l))
+            txt.append(f"<u_{S[0]}, h_{S[0] - 1}(x)>")
+            tex.append(r"\langle u_{%d}, h_{%d}(x)\rangle" % (S[0], S[0] - 1))
+            if k == 1:
+                lim, limtex = "1 * (-(Kbar y)(x)) = -(Kbar y)(x)", r"-(\bar K y)(x)"
+            else:
+                lim, limtex = f"0 ({k - 1} cross factor(s) <u, W...g> = O_P(n^(-1/2)) each)", "0"
+            lst.append(
+                FiniteTerm(
+                    subset=S,
+                    text=" * ".join(txt),
+                    latex=r" \, ".join(tex),
+                    limit_text=lim,
+                    limit_latex=limtex,
+                    rate=Fraction(-(k - 1), 2),
+                    survives=k == 1,
+                )
+            )
+        terms[k] = tuple(lst)
+    return FiniteExpansion(depth, terms)
+
+
+# --------------------------------------------------------------------------------------------
+# The result type and derive()
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Result of :func:`derive` (schema ``polyloss.derivation/1`` through :meth:`to_json`).
+
+    ``loss_coefficients`` are ascending in η: moment polynomials ``{exponents: Fraction}`` without
+    data, Fractions with exact data, floats with ``exact=False``. ``f_coefficients[i][k]`` is the
+    η^k coefficient of ``f_∞^{(t)}(x_i)`` (data only); ``f_closed_form[b][k]`` the η^k coefficient
+    of ``K̄^b y`` in ``f_∞^{(t)}`` (no data).
+    """
+
+    depth: int
+    steps: int
+    param: Parametrization
+    route: str
+    exact: bool
+    loss_coefficients: tuple
+    f_coefficients: tuple | None = None
+    f_closed_form: dict | None = None
+    moments: tuple | None = None
+    data_info: dict | None = None
+    critical_points: tuple = ()
+    eta_inf: CriticalPoint | None = None
+    eta_first_local_min: CriticalPoint | None = None
+    window: Fraction | None = None
+    eta_window_min: CriticalPoint | None = None
+    eta_window_at_boundary: bool = False
+    eta_inf_closed_form: str | None = None
+    power: PowerCounting | None = None
+    rescaled_mean: tuple | None = None
+    finite: FiniteExpansion | None = None
+    digits: int = DEFAULT_DIGITS
+    degree: int = 0
+
+    @property
+    def symbolic(self) -> bool:
+        return self.moments is None and self.route == "closed-form"
+
+    def coefficient_strings(self) -> list[str]:
+        if self.route == "closed-form":
+            return [moment_expr(c) for c in self.loss_coefficients]
+        if self.exact:
+            return [_frac_str(Fraction(c)) for c in self.loss_coefficients]
+        return [repr(float(c)) for c in self.loss_coefficients]
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {
+            "schema": SCHEMA,
+            "spec": {"depth": self.depth, "steps": self.steps, "width": None, "param": self.param.to_dict()},
+            "route": self.route,
+            "exact": self.exact,
+            "degree": self.degree,
+        }
+        if self.param.name == "mup" or (self.param.alpha == 2 and self.param.gamma == 0):
+            out["loss_coefficients"] = self.coefficient_strings()
+            out["eta_inf"] = self.eta_inf.eta if self.eta_inf else None
+            out["eta_first_local_min"] = self.eta_first_local_min.eta if self.eta_first_local_min else None
+            out["critical_points"] = [cp.to_json() for cp in self.critical_points]
+            if self.eta_inf_closed_form:
+                out["eta_inf_closed_form"] = self.eta_inf_closed_form
+            if self.window is not None:
+                out["window"] = {
+                    "lambda": _frac_str(self.window),
+                    "eta_min": self.eta_window_min.eta if self.eta_window_min else _decimal(self.window, self.digits),
+                    "at_boundary": self.eta_window_at_boundary,
+                }
+            if self.f_coefficients is not None:
+                fmt = (lambda v: _frac_str(Fraction(v))) if self.exact else (lambda v: repr(float(v)))
+                out["f_coefficients"] = [[fmt(v) for v in row] for row in self.f_coefficients]
+            if self.f_closed_form is not None:
+                out["f_closed_form"] = {
+                    "basis": "f_inf(x_i) = sum_b F_b(eta) (Kbar^b y)_i",
+                    "F": {str(b): [moment_expr(c) for c in cs] for b, cs in self.f_closed_form.items()},
+                }
+        else:
+            out["loss_coefficients"] = None
+        if self.moments is not None:
+            fmt = _frac_str if self.exact else (lambda v: repr(float(v)))
+            out["moments"] = {f"mu{j}": fmt(v) for j, v in enumerate(self.moments)}
+        if self.data_info:
+            out["data"] = dict(self.data_info)
+        if self.power is not None:
+            out["power_counting"] = self.power.to_json()
+        if self.rescaled_mean is not None:
+            out["rescaled_mean_loss_coefficients"] = [_frac_str(c) for c in self.rescaled_mean]
+            out["eta_tilde_inf"] = self.eta_inf.eta if self.eta_inf else None
+        if self.finite is not None:
+            out["finite_expansion"] = self.finite.to_json()
+        out["digits"] = self.digits
+        out["versions"] = _versions()
+        return out
+
+    def to_json_str(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+
+    # --- human-readable renderings
+    def to_text(self, max_terms: int = 400) -> str:
+        L, t = self.depth, self.steps
+        lines = []
+        p = self.param
+        head = f"polyloss derive: depth L = {L}, steps t = {t}, param = {p.name} (alpha={p.alpha}, gamma={p.gamma})"
+        lines.append(head)
+        if self.power is not None and not (p.alpha == 2 and p.gamma == 0):
+            pc = self.power
+            lines.append("Power counting at t = 1 (typical size n^e, leading order):")
+            lines.append(f"  residual r = f0 - y ~ n^({pc.residual})")
+            lines.append("  phi_k: " + ", ".join(f"phi_{k} ~ n^({e})" for k, e in enumerate(pc.phi, 1)))
+            lines.append("  c_j:   " + ", ".join(f"c_{j} ~ n^({e})" for j, e in enumerate(pc.loss)))
+            lines.append(f"  optimal learning rate: eta_n ~ n^({pc.eta})")
+            lines.append(f"  rescaled limit: {pc.rescaled}")
+            for note in pc.notes:
+                lines.append(f"  note: {note}")
+            if self.rescaled_mean is not None:
+                lines.append("  mean rescaled loss, ascending in eta~: " + ", ".join(_frac_str(c) for c in self.rescaled_mean))
+                if self.eta_inf:
+                    lines.append(f"  minimiser of the mean rescaled loss: eta~ = {self.eta_inf.eta}")
+            if self.finite is not None:
+                lines.append(self.finite.to_text())
+            return "\n".join(lines) + "\n"
+        kind = {
+            "closed-form": "closed form in the moments mu_j = (1/m) y^T Kbar^j y (exact)",
+            "data-exact": "exact rational evaluation on the data",
+            "data-float": "FLOAT64 evaluation on the data (inexact; coefficients are ill-conditioned, see THEORY 6)",
+        }[self.route]
+        lines.append(f"Infinite-width limit L_inf^({t})(eta) = sum_k c_k eta^k, degree {self.degree}: {kind}")
+        if self.data_info:
+            di = self.data_info
+            lines.append(f"data: m = {di['m']}, d = {di['d']}, conversion = {di['conversion']}")
+        if self.moments is not None:
+            fmt = _frac_str if self.exact else (lambda v: f"{float(v):.17g}")
+            lines.append("moments: " + ", ".join(f"mu{j} = {fmt(v)}" for j, v in enumerate(self.moments)))
+        coeffs = self.coefficient_strings()
+        if self.route == "data-exact":
+            coeffs = [f"{_decimal(Fraction(c), 20)}" if c else "0" for c in self.loss_coefficients]
+            lines.append("  (decimal display of exact rationals; --format json gives them exactly)")
+        shown = 0
+        for k, s in enumerate(coeffs):
+            n_terms = s.count(" + ") + s.count(" - ") + 1
+            if shown + n_terms > max_terms and k > 3:
+                lines.append(f"  ... {len(coeffs) - k} more coefficients (use --format json for all)")
+                break
+            shown += n_terms
+            lines.append(f"  c_{k} = {s}")
+        if self.eta_inf_closed_form:
+            lines.append(f"eta_inf = {self.eta_inf_closed_form}")
+        if self.critical_points:
+            lines.append("critical points (eta > 0), certified by real-root isolation over Q:")
+            for cp in self.critical_points:
+                lines.append(f"  {cp.kind:10s} eta = {cp.eta}   loss = {cp.loss}")
+            lines.append(f"eta_inf (global minimiser over eta > 0) = {self.eta_inf.eta if self.eta_inf else None}")
+            lines.append(
+                f"first local minimiser = {self.eta_first_local_min.eta if self.eta_first_local_min else None}"
+            )
+            if self.window is not None:
+                wm = self.eta_window_min.eta if self.eta_window_min else _decimal(self.window, self.digits)
+                bd = " (at the window boundary)" if self.eta_window_at_boundary else ""
+                lines.append(f"minimiser over (0, {_decimal(self.window, 12)}] = {wm}{bd}")
+        if self.finite is not None:
+            lines.append(self.finite.to_text())
+        return "\n".join(lines) + "\n"
+
+    def to_latex(self, max_terms: int = 400) -> str:
+        L, t = self.depth, self.steps
+        lines = [r"% polyloss derive, depth L = " + f"{L}, steps t = {t}, param = {self.param.name}"]
+        if self.power is not None and not (self.param.alpha == 2 and self.param.gamma == 0):
+            pc = self.power
+            lines.append(r"\begin{align*}")
+            for k, e in enumerate(pc.phi, 1):
+                lines.append(r"\varphi_{%d} &\sim n^{%s} \\" % (k, _frac_latex(e)))
+            for j, e in enumerate(pc.loss):
+                lines.append(r"c_{%d} &\sim n^{%s} \\" % (j, _frac_latex(e)))
+            lines.append(r"\eta_n &\sim n^{%s}" % _frac_latex(pc.eta))
+            lines.append(r"\end{align*}")
+            if self.finite is not None:
+                lines.append(self.finite.to_latex())
+            return "\n".join(lines) + "\n"
+        if self.route == "closed-form":
+            body = [moment_latex(c) for c in self.loss_coefficients]
+        elif self.exact:
+            body = [_decimal(Fraction(c), 20) if c else "0" for c in self.loss_coefficients]
+        else:
+            body = [f"{float(c):.17g}" for c in self.loss_coefficients]
+        lines.append(r"\begin{align*}")
+        lines.append(r"\mathcal L_\infty^{(%d)}(\eta) &= \sum_{k=0}^{%d} c_k\,\eta^k, \\" % (t, self.degree))
+        shown = 0
+        for k, s in enumerate(body):
+            n_terms = s.count(" + ") + s.count(" - ") + 1
+            if shown + n_terms > max_terms and k > 3:
+                lines.append(r"&\;\;\vdots \quad \text{(%d more coefficients)}" % (len(body) - k))
+                break
+            shown += n_terms
+            lines.append(r"c_{%d} &= %s \\" % (k, s))
+        lines.append(r"\end{align*}")
+        if self.eta_inf is not None:
+            lines.append(r"$\eta_\infty = %s$" % self.eta_inf.eta)
+        if self.finite is not None:
+            lines.append(self.finite.to_latex())
+        return "\n".join(lines) + "\n"
+
+
+def _versions() -> dict:
+    import sympy
+
+    v = {"polyloss": __version__, "sympy": sympy.__version__}
+    if HAS_FLINT:
+        import flint
+
+        v["python-flint"] = flint.__version__
+    return v
+
+
+def _pick_minima(cps):
+    """(global minimiser, first local minimiser, all minima) among critical points."""
+    mins = [cp for cp in cps if cp.kind == "min"]
+    if not mins:
+        return None, None, []
+    glob = min(mins, key=lambda cp: cp._loss_mid)
+    first = min(mins, key=lambda cp: cp._eta_mid)
+    return glob, first, mins
+
+
+def derive(
+    depth: int,
+    steps: int,
+    data=None,
+    param="mup",
+    window=None,
+    *,
+    exact: bool = True,
+    rationalize=None,
+    digits: int = DEFAULT_DIGITS,
+    finite: bool = False,
+    backend: str = "auto",
+) -> Derivation:
+    """Derive the infinite-width limit of the t-step loss polynomial (or power counting off μP).
+
+    Args:
+      depth: number of hidden n×n layers L (≥ 1).
+      steps: number of full-batch GD steps t (≥ 1).
+      data: None for the closed form in the moments; else a Dataset (``.X``, ``.y``), a mapping
+        with 'X' and 'y', or a pair ``(X, y)``.
+      param: 'mup' (default), 'sp', 'ntp', 'ALPHA,GAMMA' or a :class:`Parametrization`. Off μP the
+        result is the power counting of THEORY §2 (and, for α = 1, the rescaled kernel limit).
+      window: Λ > 0; report the minimiser over (0, Λ]. Default with data: 4·η_∞^{(1)} = 4μ_1/(Lμ_2).
+      exact: with data, False evaluates the program in float64 (fast, inexact, labelled).
+      rationalize: tolerance; round each datum to the decimal grid 10^-k with 10^-k/2 ≤ tol (a
+        common denominator keeps the exact moments small) instead of taking its exact binary value.
+      digits: significant digits of the reported minimisers and losses (≥ 17 recommended).
+      finite: also build the t = 1 finite-width expansion (φ_k over k-subsets of layers).
+      backend: 'auto' (python-flint when installed), 'flint' or 'sympy'.
+
+    Returns:
+      A frozen :class:`Derivation`.
+
+    Example:
+      >>> d = derive(2, 1)
+      >>> d.coefficient_strings()
+      ['mu0/2', '-2*mu1', '2*mu2']
+    """
+    depth = _check_int("depth", depth, 1, MAX_DEPTH)
+    steps = _check_int("steps", steps, 1, MAX_STEPS)
+    digits = _check_int("digits", digits, 1, 10_000)
+    p = Parametrization.parse(param)
+    if backend not in ("auto", "flint", "sympy"):
+        raise invalid("backend", backend, "one of 'auto', 'flint', 'sympy'")
+    if backend == "flint" and not HAS_FLINT:
+        raise SpecError("`backend`='flint' needs python-flint (pip install python-flint); use 'sympy'")
+    win = _check_positive_fraction("window", window)
+    fin = finite_expansion(depth) if finite else None
+    if finite and steps != 1:
+        raise invalid("finite", True, "used with steps=1 (the expansion is the t = 1 one)")
+    is_mup = p.alpha == 2 and p.gamma == 0
+
+    if not is_mup:
+        pc = power_counting(p, depth)
+        rescaled_mean = None
+        cps: tuple = ()
+        glob = None
+        mus = None
+        info = None
+        if data is not None and p.alpha == 1:
+            dm = data_moments(data, steps, rationalize=rationalize)
+            kappas = _kernel_traces(data, 2 * steps + 1, rationalize)
+            rescaled_mean = tuple(sp_rescaled_mean_coefficients(depth, steps, dm.mus, kappas))
+            cps = critical_points(rescaled_mean, digits)
+            glob, _, _ = _pick_minima(cps)
+            mus = dm.mus
+            info = {"m": dm.m, "d": dm.d, "conversion": dm.conversion}
+        return Derivation(
+            depth, steps, p, route="power-counting", exact=True, loss_coefficients=(), moments=mus,
+            data_info=info, power=pc, rescaled_mean=rescaled_mean, critical_points=cps, eta_inf=glob,
+            finite=fin, digits=digits, degree=0,
+        )
+
+    if data is None:
+        cf = closed_form(depth, steps, backend)
+        eta_cf = f"mu1/({depth}*mu2)" if steps == 1 else None
+        if steps == 1 and depth == 1:
+            eta_cf = "mu1/mu2"
+        return Derivation(
+            depth, steps, p, route="closed-form", exact=True, loss_coefficients=cf.loss,
+            f_closed_form=cf.f, eta_inf_closed_form=eta_cf, finite=fin, digits=digits,
+            degree=len(cf.loss) - 1, power=power_counting(p, depth),
+        )
+
+    dm = data_moments(data, steps, exact=exact, rationalize=rationalize)
+    if dm.mus[1] == 0 or dm.mus[2] == 0:
+        raise DataError("K y = 0 (mu1 = 0): the limit loss does not depend on eta; use data with K y != 0")
+    loss, fvals = _numeric_limit(depth, steps, dm, exact, backend)
+    deg = len(loss) - 1
+    m = dm.m
+    zero = Fraction(0) if exact else 0.0
+    f_rows = []
+    for i in range(m):
+        row = [zero] * (max((len(v) for v in fvals.values()), default=0))
+        for b, cs in fvals.items():
+            kb = dm.krylov[b][i]
+            for k, c in enumerate(cs):
+                row[k] = row[k] + c * kb
+        f_rows.append(tuple(row))
+    cps = critical_points([Fraction(c) for c in loss], digits)
+    glob, first, mins = _pick_minima(cps)
+    if win is None:
+        win = 4 * Fraction(dm.mus[1]) / (depth * Fraction(dm.mus[2]))
+    in_win = [cp for cp in mins if cp._eta_mid <= win]
+    c_frac = [Fraction(c) for c in loss]
+    loss_at_edge = _horner(c_frac, win)
+    wmin, at_boundary = None, False
+    if in_win:
+        wmin = min(in_win, key=lambda cp: cp._loss_mid)
+    if wmin is None or loss_at_edge < wmin._loss_mid:
+        wmin, at_boundary = None, True
+    return Derivation(
+        depth, steps, p, route="data-exact" if exact else "data-float", exact=exact,
+        loss_coefficients=tuple(loss), f_coefficients=tuple(f_rows), moments=dm.mus,
+        data_info={"m": dm.m, "d": dm.d, "conversion": dm.conversion}, critical_points=cps,
+        eta_inf=glob, eta_first_local_min=first, window=win, eta_window_min=wmin,
+        eta_window_at_boundary=at_boundary, finite=fin, digits=digits, degree=deg,
+        power=power_counting(p, depth),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Stored derivations (derivations/)
+# --------------------------------------------------------------------------------------------
+
+#: (L, t) pairs stored in derivations/: L = 1..6 × t = 1..3, plus cheap extras
+STORED_CASES = tuple((L, t) for t in (1, 2, 3) for L in range(1, 7)) + ((1, 4), (1, 5), (1, 6), (2, 4))
+#: stored loss / f coefficients are cut (in ascending powers of η) once this many terms are kept
+TERM_BUDGET = 20_000
+_FULL_LOSS_MAX_DEGREE = 110  # above this the full loss is expensive: form it only up to _TRUNC_DEGREE
+_TRUNC_DEGREE = 40
+
+
+def _budgeted(coeffs: Sequence[dict], budget: int) -> tuple[list[str], bool]:
+    out, used = [], 0
+    for c in coeffs:
+        if used + len(c) > budget and out:
+            return out, False
+        out.append(moment_expr(c))
+        used += len(c)
+    return out, True
+
+
+def stored_record(depth: int, steps: int, budget: int = TERM_BUDGET) -> dict:
+    """The JSON document stored as ``derivations/L{L}_t{t}.json`` (schema polyloss.derivation/1).
+
+    Loss and f coefficients are kept in ascending powers of η until ``budget`` terms; the flags
+    ``*_complete`` say whether everything is stored. The loss always follows from f:
+    ``𝓛 = ½ Σ_{i,j} μ_{i+j} r_i r_j`` with ``r_0 = F_0 − 1`` and ``r_b = F_b``.
+    """
+    full_deg = limit_degree_loss(depth, steps)
+    trunc = None if full_deg <= _FULL_LOSS_MAX_DEGREE else _TRUNC_DEGREE
+    cf = closed_form(depth, steps, max_degree=trunc)
+    loss, loss_complete = _budgeted(cf.loss, budget)
+    loss_complete = loss_complete and trunc is None
+    F, f_complete = {}, True
+    for b, cs in cf.f.items():
+        F[str(b)], ok = _budgeted(cs, budget // max(1, len(cf.f)))
+        f_complete = f_complete and ok
+    rec = {
+        "schema": SCHEMA,
+        "spec": {"depth": depth, "steps": steps, "width": None, "param": Parametrization.preset("mup").to_dict()},
+        "route": "closed-form",
+        "exact": True,
+        "degree": full_deg,
+        "f_degree": limit_degree_f(depth, steps),
+        "loss_coefficients": loss,
+        "loss_coefficients_complete": loss_complete,
+        "loss_terms_total": None if trunc is not None else cf.n_terms,
+        "f_closed_form": {
+            "basis": "f_inf(x_i) = sum_b F_b(eta) (Kbar^b y)_i, F_b ascending in eta",
+            "F": F,
+            "complete": f_complete,
+            "terms_total": sum(len(c) for cs in cf.f.values() for c in cs),
+        },
+        "loss_from_f": "L = (1/2) sum_{i,j} mu_{i+j} r_i r_j with r_0 = F_0 - 1, r_b = F_b (b >= 1)",
+        "eta_inf": None,
+        "eta_first_local_min": None,
+        "critical_points": [],
+        "versions": _versions(),
+    }
+    if steps == 1:
+        rec["eta_inf_closed_form"] = f"mu1/({depth}*mu2)" if depth > 1 else "mu1/mu2"
+    return rec
+
+
+def record_markdown(rec: dict, max_terms: int = 150) -> str:
+    """A readable Markdown page (LaTeX in $$ blocks) for one stored record."""
+    import sympy
+
+    L, t = rec["spec"]["depth"], rec["spec"]["steps"]
+    syms = {}
+
+    def tex(s: str) -> str:
+        expr = sympy.sympify(s, locals=syms)
+        return sympy.latex(expr)
+
+    for j in range(2 * t + 1):
+        syms[f"mu{j}"] = sympy.Symbol(f"mu_{j}")
+    lines = [
+        f"# Infinite-width limit, depth L = {L}, steps t = {t} (μP)",
+        "",
+        f"$\\mathcal L_\\infty^{{({t})}}(\\eta) = \\sum_k c_k \\eta^k$ has degree {rec['degree']}; "
+        f"$f_\\infty^{{({t})}}$ has degree {rec['f_degree']}. Moments: $\\mu_j = \\frac1m y^\\top \\bar K^j y$.",
+        "",
+        f"Machine-readable: [`L{L}_t{t}.json`](L{L}_t{t}.json) (schema `{SCHEMA}`; "
+        + ("all coefficients" if rec["loss_coefficients_complete"] else
+           f"loss coefficients up to $\\eta^{{{len(rec['loss_coefficients']) - 1}}}$")
+        + ("" if rec["f_closed_form"]["complete"] else "; f in part")
+        + "). What is not stored is recomputed by `polyloss.derive.closed_form(L, t)`.",
+        "",
+    ]
+    if "eta_inf_closed_form" in rec:
+        lines += [f"Minimiser: $\\eta_\\infty = {tex(rec['eta_inf_closed_form'])}$.", ""]
+    lines += ["## Loss coefficients", ""]
+    shown = 0
+    for k, s in enumerate(rec["loss_coefficients"]):
+        n = s.count(" + ") + s.count(" - ") + 1
+        if shown + n > max_terms and k > 2:
+            lines += [f"… {len(rec['loss_coefficients']) - k} more stored coefficient(s) in the JSON file.", ""]
+            break
+        shown += n
+        lines += [f"$$c_{{{k}}} = {tex(s)}$$", ""]
+    lines += ["## f in the Krylov basis", "", "$f_\\infty^{(t)}(x_i) = \\sum_b F_b(\\eta)\\,(\\bar K^b y)_i$:", ""]
+    for b, cs in rec["f_closed_form"]["F"].items():
+        shown, parts = 0, []
+        for k, s in enumerate(cs):
+            if s == "0":
+                continue
+            n = s.count(" + ") + s.count(" - ") + 1
+            if shown + n > max_terms // 2 and parts:
+                parts.append("\\cdots")
+                break
+            shown += n
+            parts.append(f"\\left({tex(s)}\\right)\\eta^{{{k}}}")
+        lines += [f"$$F_{{{b}}} = " + " + ".join(parts) + "$$", ""]
+    return "\n".join(lines)
+
+
+def write_derivations(outdir, cases=STORED_CASES, progress=None) -> list[str]:
+    """(Re)write ``derivations/``: one JSON + one Markdown page per case, and ``index.md``."""
+    import os
+    import time
+
+    os.makedirs(outdir, exist_ok=True)
+    rows, written = [], []
+    for L, t in cases:
+        t0 = time.perf_counter()
+        rec = stored_record(L, t)
+        base = os.path.join(outdir, f"L{L}_t{t}")
+        with open(base + ".json", "w", encoding="utf-8") as fh:
+            json.dump(rec, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        with open(base + ".md", "w", encoding="utf-8") as fh:
+            fh.write(record_markdown(rec) + "\n")
+        written += [base + ".json", base + ".md"]
+        rows.append((L, t, rec))
+        if progress:
+            progress(f"L={L} t={t}: {time.perf_counter() - t0:.2f}s")
+    lines = [
+        "# Stored closed forms of the μP infinite-width limit",
+        "",
+        "$\\mathcal L_\\infty^{(t)}(\\eta)$ as a polynomial in $\\eta$ with coefficients polynomial in",
+        "$\\mu_j = \\frac1m y^\\top \\bar K^j y$ (THEORY §5). Regenerate with `python derivations/regenerate.py`.",
+        "",
+        "| L | t | degree of 𝓛 | loss coefficients stored | f complete | page | JSON |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for L, t, rec in sorted(rows):
+        n = len(rec["loss_coefficients"])
+        stored = "all" if rec["loss_coefficients_complete"] else f"η^0..η^{n - 1}"
+        lines.append(
+            f"| {L} | {t} | {rec['degree']} | {stored} | {'yes' if rec['f_closed_form']['complete'] else 'no'} "
+            f"| [L{L}_t{t}.md](L{L}_t{t}.md) | [json](L{L}_t{t}.json) |"
+        )
+    with open(os.path.join(outdir, "index.md"), "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    written.append(os.path.join(outdir, "index.md"))
+    return written

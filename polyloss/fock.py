@@ -1,0 +1,724 @@
+"""The exact infinite-width (μP) limit: one GD word program evaluated on a full Fock space.
+
+This module owns THEORY §5. Under μP, with ``g_ℓ = n b_ℓ`` and ``⟨a, b⟩ = aᵀb/n``, the t-step GD
+recursion of a deep linear network is a linear Tensor Program whose n → ∞ limit is realised
+exactly on the full Fock space over the 2L letters ``a_1..a_L, b_1..b_L`` with base space
+``B = R^d ⊕ R``: ``W_ℓ ↦ ℓ(a_ℓ) + ℓ(b_ℓ)*`` and ``W_ℓᵀ ↦ ℓ(b_ℓ) + ℓ(a_ℓ)*``,
+``h_0(x_i) ↦ e_∅⊗(x_i, 0)``, ``g_L ↦ e_∅⊗(0, 1)``.
+
+The program (:func:`run_program`) is written once against a small *evaluator* interface; three
+evaluators realise the base space differently:
+
+* :class:`KrylovEvaluator` — every data-space vector is ``P(K̄) y`` (the Krylov space of ``K̄`` and
+  ``y``), so every inner product reduces to the moments ``μ_j = (1/m) yᵀK̄^j y``. With ``μ_j`` as
+  indeterminates (``symbolic=True``) it yields the closed form in ``Q[η, μ_0, μ_1, …]``; with
+  exact rational ``μ_j`` it yields the loss polynomial of a data set in ``Q[η]``.
+* :class:`ExplicitEvaluator` — an independent realisation that keeps every data-space vector as an
+  explicit coefficient vector over the m training inputs and uses the Gram matrix ``K`` (cost grows
+  like m²; meant for checking the Krylov route on small data).
+
+Scalars are polynomials in η (and the μ_j) with exact rational coefficients, held by a
+:class:`ScalarRing`: python-flint (``fmpq_poly`` / ``fmpq_mpoly``) when installed, else sympy's
+sparse polynomial rings over ``QQ``. A float ring (:class:`FloatRing`) evaluates the same program in
+float64 for large problems; its results are labelled as such by :mod:`polyloss.derive`.
+
+No numpy here: data arrive as Python ``Fraction``/``float`` lists and results leave as Fractions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Sequence
+
+__all__ = [
+    "MomentIndexError",
+    "ScalarRing",
+    "FlintRing",
+    "SympyRing",
+    "FloatRing",
+    "default_ring",
+    "KrylovEvaluator",
+    "ExplicitEvaluator",
+    "ProgramResult",
+    "run_program",
+    "limit_degree_f",
+    "limit_degree_loss",
+    "vacuum_moment",
+    "catalan",
+    "apply_W",
+    "apply_WT",
+    "HAS_FLINT",
+]
+
+try:  # python-flint: fast exact univariate and multivariate polynomials over Q
+    import flint as _flint
+
+    HAS_FLINT = True
+except ImportError:  # pragma: no cover - exercised only without python-flint
+    _flint = None
+    HAS_FLINT = False
+
+
+# --------------------------------------------------------------------------------------------
+# Degrees
+# --------------------------------------------------------------------------------------------
+
+
+def limit_degree_f(depth: int, steps: int) -> int:
+    """Degree in η of ``f_∞^{(t)}``: 1 at t = 1, then ``deg_{t+1} = (2L−1)·deg_t + L``; 0 at t = 0."""
+    if steps <= 0:
+        return 0
+    deg = 1
+    for _ in range(steps - 1):
+        deg = (2 * depth - 1) * deg + depth
+    return deg
+
+
+def limit_degree_loss(depth: int, steps: int) -> int:
+    """Degree in η of ``𝓛_∞^{(t)}``: twice that of ``f_∞^{(t)}``."""
+    return 2 * limit_degree_f(depth, steps)
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar rings: polynomials in η (and μ_j) over Q, or float64 polynomials in η
+# --------------------------------------------------------------------------------------------
+
+
+class MomentIndexError(IndexError):
+    """A moment ``μ_j`` beyond the ring's generators was needed (retry with a larger ring)."""
+
+    def __init__(self, j: int):
+        super().__init__(f"moment mu{j} needed but not in the ring")
+        self.j = j
+
+
+class ScalarRing:
+    """Arithmetic for the scalar coefficients of Fock vectors.
+
+    Elements support ``+``, ``-``, ``*`` and truth testing (``False`` iff zero). Subclasses provide
+    the constants, ``eta``, the moments ``mu(j)`` and the extraction of η-coefficients.
+    """
+
+    symbolic: bool = False
+    exact: bool = True
+    zero = None
+    one = None
+    eta = None
+
+    def const(self, q) -> object:
+        """The constant ``q`` (a Fraction, int or float) as a ring element."""
+        raise NotImplementedError
+
+    def mu(self, j: int) -> object:
+        """The moment ``μ_j`` (an indeterminate in symbolic rings, a constant otherwise)."""
+        raise NotImplementedError
+
+    def eta_coefficients(self, x) -> list:
+        """Ascending η-coefficients of ``x``: Fractions (numeric), floats (float ring), or dicts
+        ``{μ-exponent tuple: Fraction}`` (symbolic)."""
+        raise NotImplementedError
+
+
+def _to_fraction(q) -> Fraction:
+    if isinstance(q, Fraction):
+        return q
+    if isinstance(q, int):
+        return Fraction(q)
+    if isinstance(q, float):
+        return Fraction(q)  # exact binary value
+    # fmpq / mpq / PythonMPQ: numerator/denominator attributes (p/q for flint)
+    num = getattr(q, "numerator", None)
+    den = getattr(q, "denominator", None)
+    if num is None:
+        num, den = q.p, q.q
+    return Fraction(int(num), int(den))
+
+
+class FlintRing(ScalarRing):
+    """python-flint: ``fmpq_poly`` in η (numeric μ) or ``fmpq_mpoly`` in (η, μ_0..μ_N) (symbolic)."""
+
+    def __init__(self, mu_values: Sequence | None = None, n_mu: int | None = None, eta_free: bool = False):
+        if not HAS_FLINT:  # pragma: no cover
+            raise ImportError("python-flint is not installed")
+        self.eta_free = bool(eta_free) and mu_values is None
+        if mu_values is None:
+            self.symbolic = True
+            n_mu = int(n_mu or 1)
+            names = (("mu", n_mu),) if self.eta_free else ("eta", ("mu", n_mu))
+            self._ctx = _flint.fmpq_mpoly_ctx.get(names, "lex")
+            gens = self._ctx.gens()
+            nv = len(gens)
+            self.zero, self.one = self._ctx.from_dict({}), self._ctx.from_dict({(0,) * nv: 1})
+            if self.eta_free:
+                self.eta, self._mu = self.one, list(gens)
+            else:
+                self.eta, self._mu = gens[0], list(gens[1:])
+        else:
+            self.symbolic = False
+            self.eta = _flint.fmpq_poly([0, 1])
+            self.zero, self.one = _flint.fmpq_poly([]), _flint.fmpq_poly([1])
+            self._mu = [self.const(v) for v in mu_values]
+
+    def const(self, q):
+        q = _to_fraction(q)
+        c = _flint.fmpq(q.numerator, q.denominator)
+        return self.one * c
+
+    def mu(self, j):
+        try:
+            return self._mu[j]
+        except IndexError:
+            raise MomentIndexError(j) from None
+
+    def eta_coefficients(self, x, offset: int = 0):
+        if not self.symbolic:
+            return [_to_fraction(c) for c in x.coeffs()]
+        return _group_by_eta(x.to_dict().items(), self.eta_free, offset)
+
+
+class SympyRing(ScalarRing):
+    """sympy's sparse ``PolyElement`` over ``QQ`` (ground types gmpy2/flint/python as configured)."""
+
+    def __init__(self, mu_values: Sequence | None = None, n_mu: int | None = None, eta_free: bool = False):
+        from sympy import QQ
+        from sympy.polys.rings import ring
+
+        self._QQ = QQ
+        self.eta_free = bool(eta_free) and mu_values is None
+        if mu_values is None:
+            self.symbolic = True
+            n_mu = int(n_mu or 1)
+            names = ([] if self.eta_free else ["eta"]) + [f"mu{j}" for j in range(n_mu)]
+            R, *gens = ring(",".join(names), QQ)
+            if self.eta_free:
+                self.eta, self._mu = R.one, list(gens)
+            else:
+                self.eta, self._mu = gens[0], list(gens[1:])
+        else:
+            self.symbolic = False
+            R, self.eta = ring("eta", QQ)
+            self._mu = None
+        self._R = R
+        self.zero, self.one = R.zero, R.one
+        if mu_values is not None:
+            self._mu = [self.const(v) for v in mu_values]
+
+    def const(self, q):
+        q = _to_fraction(q)
+        return self._R(self._QQ(q.numerator, q.denominator))
+
+    def mu(self, j):
+        try:
+            return self._mu[j]
+        except IndexError:
+            raise MomentIndexError(j) from None
+
+    def eta_coefficients(self, x, offset: int = 0):
+        if self.symbolic:
+            return _group_by_eta(x.items(), self.eta_free, offset)
+        out = {mon[0]: _to_fraction(c) for mon, c in x.items()}
+        deg = max(out, default=-1)
+        return [out.get(k, Fraction(0)) for k in range(deg + 1)]
+
+
+def _group_by_eta(items, eta_free: bool, offset: int) -> list:
+    """Group ``{monomial: coeff}`` by the power of η.
+
+    With ``eta_free`` the ring has no η: the power is recovered from the weight of the μ-monomial
+    (``μ_j`` has weight ``j + 1``) as ``weight + offset``. This is exact because of the scaling
+    symmetry ``x → √c x, y → √c y, η → η/c`` (which leaves every W^{(t)} unchanged and scales f and
+    r by √c): a term ``η^k Π μ_j^{e_j}`` of the loss has ``k = Σ (j+1) e_j − 1`` (offset −1), and a
+    term of the coefficient ``F_b`` of ``K̄^b y`` in f has ``k = Σ (j+1) e_j + b`` (offset b).
+    """
+    out: dict[int, dict] = {}
+    for mon, c in items:
+        mon = tuple(int(e) for e in mon)
+        if eta_free:
+            k = sum((j + 1) * e for j, e in enumerate(mon)) + offset
+            key = tuple(mon)
+        else:
+            k, key = mon[0], tuple(mon[1:])
+        out.setdefault(k, {})[key] = _to_fraction(c)
+    deg = max(out, default=-1)
+    if out and min(out) < 0:
+        raise ArithmeticError("negative power of eta: the grading offset is wrong")
+    return [out.get(k, {}) for k in range(deg + 1)]
+
+
+class _FloatPoly:
+    """A float64 polynomial in η (ascending list); just enough arithmetic for the program."""
+
+    __slots__ = ("c",)
+
+    def __init__(self, c):
+        self.c = c
+
+    def __bool__(self):
+        return any(v != 0.0 for v in self.c)
+
+    def __add__(self, o):
+        a, b = self.c, o.c
+        if len(a) < len(b):
+            a, b = b, a
+        r = list(a)
+        for i, v in enumerate(b):
+            r[i] += v
+        return _FloatPoly(r)
+
+    def __neg__(self):
+        return _FloatPoly([-v for v in self.c])
+
+    def __sub__(self, o):
+        return self + (-o)
+
+    def __mul__(self, o):
+        a, b = self.c, o.c
+        if not a or not b:
+            return _FloatPoly([])
+        r = [0.0] * (len(a) + len(b) - 1)
+        for i, u in enumerate(a):
+            if u != 0.0:
+                for j, v in enumerate(b):
+                    r[i + j] += u * v
+        return _FloatPoly(r)
+
+
+class FloatRing(ScalarRing):
+    """float64 polynomials in η with float moments: a fast, *inexact* evaluation of the program."""
+
+    exact = False
+
+    def __init__(self, mu_values: Sequence):
+        self.zero, self.one, self.eta = _FloatPoly([]), _FloatPoly([1.0]), _FloatPoly([0.0, 1.0])
+        self._mu = [self.const(v) for v in mu_values]
+
+    def const(self, q):
+        return _FloatPoly([float(q)])
+
+    def mu(self, j):
+        return self._mu[j]
+
+    def eta_coefficients(self, x):
+        c = list(x.c)
+        while c and c[-1] == 0.0:
+            c.pop()
+        return c
+
+
+def default_ring(
+    mu_values: Sequence | None = None, n_mu: int | None = None, backend: str = "auto", eta_free: bool = False
+) -> ScalarRing:
+    """Pick the exact scalar ring: python-flint when available (``backend='auto'``), else sympy.
+
+    ``mu_values=None`` gives the symbolic ring in ``μ_0..μ_{n_mu−1}`` (and η unless ``eta_free``).
+    """
+    if backend == "flint" or (backend == "auto" and HAS_FLINT):
+        return FlintRing(mu_values, n_mu, eta_free)
+    if backend in ("sympy", "auto"):
+        return SympyRing(mu_values, n_mu, eta_free)
+    raise ValueError(f"unknown scalar backend {backend!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Fock operators on dict-vectors {(word, *slot): scalar}; a word is a tuple of letters,
+# letter +ℓ = a_ℓ, −ℓ = b_ℓ (ℓ = 1..L); the first letter is the most recently created one.
+# --------------------------------------------------------------------------------------------
+
+
+def _apply(vec: dict, create: int, annihilate: int) -> dict:
+    """``ℓ(create) + ℓ(annihilate)*`` applied to a Fock vector."""
+    out: dict = {}
+    for key, c in vec.items():
+        w = key[0]
+        out[((create,) + w,) + key[1:]] = c  # creation is injective and never collides with itself
+    for key, c in vec.items():
+        w = key[0]
+        if w and w[0] == annihilate:
+            nk = (w[1:],) + key[1:]
+            prev = out.get(nk)
+            if prev is None:
+                out[nk] = c
+            else:
+                s = prev + c
+                if s:
+                    out[nk] = s
+                else:
+                    del out[nk]
+    return out
+
+
+def apply_W(layer: int, vec: dict) -> dict:
+    """``W_ℓ ↦ ℓ(a_ℓ) + ℓ(b_ℓ)*``."""
+    return _apply(vec, layer, -layer)
+
+
+def apply_WT(layer: int, vec: dict) -> dict:
+    """``W_ℓᵀ ↦ ℓ(b_ℓ) + ℓ(a_ℓ)*``."""
+    return _apply(vec, -layer, layer)
+
+
+def _axpy(acc: dict, key, val) -> None:
+    prev = acc.get(key)
+    if prev is None:
+        if val:
+            acc[key] = val
+    else:
+        s = prev + val
+        if s:
+            acc[key] = s
+        else:
+            del acc[key]
+
+
+def _by_word(vec: dict) -> dict:
+    out: dict = {}
+    for key, c in vec.items():
+        out.setdefault(key[0], []).append((key[1], c))
+    return out
+
+
+def vacuum_moment(ops: Sequence[tuple[str, int]]) -> int:
+    """``⟨Ω, op_1 ⋯ op_k Ω⟩`` in the Fock space, ops as ``('W', ℓ)`` or ``('WT', ℓ)`` (rightmost first
+    applied). Integer valued; used to check the free circular law (Catalan numbers)."""
+    vec: dict = {((), 0): 1}
+    for kind, layer in reversed(list(ops)):
+        vec = apply_W(layer, vec) if kind == "W" else apply_WT(layer, vec)
+    return vec.get(((), 0), 0)
+
+
+def catalan(k: int) -> int:
+    """The k-th Catalan number (reference values for ``⟨e, (WWᵀ)^k e⟩``)."""
+    from math import comb
+
+    return comb(2 * k, k) // (k + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluators
+# --------------------------------------------------------------------------------------------
+
+
+class KrylovEvaluator:
+    """Base space realised on the Krylov space of (K̄, y); inner products are moments μ_j.
+
+    Unbatched vectors (``g``, ``u``): keys ``(w, i)`` — ``i ≥ 0``: the data vector whose coefficient
+    vector over the x_l is ``K̄^i y / m``; ``i = −1``: the scalar slot ``(0, 1)``.
+    Batched vectors (``h(x_j)`` for all training j at once): keys ``(w, a, b)`` — base slot ``a`` as
+    above tensored with the value vector ``(K̄^b y)_j``; ``a = −2`` (with b = 0) is the input itself,
+    ``e_w ⊗ (x_j, 0)``. Value vectors (``f``, ``r``): ``{b: c}`` meaning ``Σ_b c_b K̄^b y``.
+    """
+
+    def __init__(self, ring: ScalarRing, track_mu: bool = False):
+        self.R = ring
+        self.max_mu = -1
+        self._track = track_mu
+        self._prune = not track_mu
+
+    def _mu(self, j):
+        if j > self.max_mu:
+            self.max_mu = j
+        return self.R.mu(j)
+
+    # --- initial vectors
+    def h0(self) -> dict:
+        return {((), -2, 0): self.R.one}
+
+    def gL(self) -> dict:
+        return {((), -1): self.R.one}
+
+    # --- inner products
+    def inner(self, u: dict, v: dict):
+        """⟨u, v⟩ for unbatched vectors (scalar)."""
+        if len(u) > len(v):
+            u, v = v, u
+        uw = _by_word(u)
+        buckets: dict = {}
+        R = self.R
+        for key, c in v.items():
+            lst = uw.get(key[0])
+            if not lst:
+                continue
+            j = key[1]
+            for i, cu in lst:
+                if (i < 0) != (j < 0):
+                    continue
+                n = -1 if i < 0 else i + j + 1
+                if self._prune:
+                    _axpy(buckets, n, cu * c)
+                else:
+                    buckets[n] = buckets.get(n, R.zero) + cu * c
+        total = R.zero
+        for n, s in buckets.items():
+            total = total + (s if n < 0 else s * self._mu(n))
+        return total
+
+    def inner_batched(self, u: dict, H: dict) -> dict:
+        """⟨u, h(x_j)⟩ for all j, as a value vector ``{b: c}``."""
+        uw = _by_word(u)
+        mu_b: dict = {}  # (b, n) -> accumulated coefficient of μ_n K̄^b y
+        out: dict = {}
+        R = self.R
+        for (w, a, b), h in H.items():
+            lst = uw.get(w)
+            if not lst:
+                continue
+            for i, c in lst:
+                if a >= 0:
+                    if i >= 0:
+                        k = (b, i + a + 1)
+                        mu_b[k] = mu_b.get(k, R.zero) + c * h
+                elif a == -1:
+                    if i < 0:
+                        out[b] = out.get(b, R.zero) + c * h
+                else:  # identity slot: ⟨K̄^i y/m (coeff. form), x_j⟩_B = (K̄^{i+1} y)_j
+                    if i >= 0:
+                        out[i + 1] = out.get(i + 1, R.zero) + c * h
+        for (b, n), s in mu_b.items():
+            out[b] = out.get(b, R.zero) + s * self._mu(n)
+        return {b: s for b, s in out.items() if s or not self._prune}
+
+    def value_inner(self, r: dict, v: dict):
+        """``(1/m) rᵀ v`` for value vectors."""
+        buckets: dict = {}
+        R = self.R
+        if r is v:  # symmetric: r_i r_j once per unordered pair
+            items = sorted(r.items(), key=lambda kv: kv[0])
+            for p, (i, a) in enumerate(items):
+                buckets[2 * i] = buckets.get(2 * i, R.zero) + a * a
+                for j, b in items[p + 1:]:
+                    ab = a * b
+                    buckets[i + j] = buckets.get(i + j, R.zero) + ab + ab
+        else:
+            for i, a in r.items():
+                for j, b in v.items():
+                    buckets[i + j] = buckets.get(i + j, R.zero) + a * b
+        total = R.zero
+        for n, s in buckets.items():
+            if s:
+                total = total + s * self._mu(n)
+        return total
+
+    # --- updates
+    def sub_outer(self, H: dict, g: dict, q: dict, coef) -> dict:
+        """``H + coef · g ⊗ q`` (g unbatched, q a value vector)."""
+        H = dict(H)
+        cq = [(b, coef * v) for b, v in q.items()]
+        for (w, i), c in g.items():
+            for b, v in cq:
+                if self._prune:
+                    _axpy(H, (w, i, b), c * v)
+                else:
+                    H[(w, i, b)] = H.get((w, i, b), self.R.zero) + c * v
+        return H
+
+    def axpy(self, v: dict, coef, u: dict) -> dict:
+        """``v + coef · u`` for unbatched vectors."""
+        v = dict(v)
+        for key, c in u.items():
+            if self._prune:
+                _axpy(v, key, coef * c)
+            else:
+                v[key] = v.get(key, self.R.zero) + coef * c
+        return v
+
+    def contract(self, H: dict, r: dict) -> dict:
+        """``(1/m) Σ_j r_j h(x_j)`` (unbatched)."""
+        R = self.R
+        rho: dict = {}
+        out: dict = {}
+        for (w, a, b), h in H.items():
+            if a >= -1:
+                if b not in rho:
+                    s = R.zero
+                    for l, rl in r.items():
+                        s = s + rl * self._mu(l + b)
+                    rho[b] = s
+                val = h * rho[b]
+                if self._prune:
+                    _axpy(out, (w, a), val)
+                else:
+                    out[(w, a)] = out.get((w, a), R.zero) + val
+            else:  # (1/m) Σ_j r_j x_j = coefficient vector r/m = Σ_l r_l K̄^l y / m
+                for l, rl in r.items():
+                    if self._prune:
+                        _axpy(out, (w, l), h * rl)
+                    else:
+                        out[(w, l)] = out.get((w, l), R.zero) + h * rl
+        return out
+
+    def readout(self, H: dict) -> dict:
+        """``f(x_j) = ⟨g_L, h_L(x_j)⟩`` as a value vector."""
+        return {b: h for (w, a, b), h in H.items() if a == -1 and not w}
+
+    def residual(self, f: dict) -> dict:
+        r = dict(f)
+        r[0] = r.get(0, self.R.zero) - self.R.one
+        return r
+
+    def loss(self, r: dict):
+        """``(1/(2m)) ‖r‖²``."""
+        return self.value_inner(r, r) * self.R.const(Fraction(1, 2))
+
+
+class ExplicitEvaluator:
+    """Base space realised with explicit coefficient vectors over the m training inputs.
+
+    Unbatched keys ``(w, i)``: ``i ∈ 0..m−1`` the input x_i, ``i = −1`` the scalar slot.
+    Batched keys ``(w, i, j)``: slot ``i`` of the base vector of ``h(x_j)``. Value vectors: ``{j: c}``.
+    The Gram matrix ``K[i][l] = x_iᵀx_l / d`` gives every data-space inner product.
+    """
+
+    def __init__(self, ring: ScalarRing, K: Sequence[Sequence], y: Sequence):
+        self.R = ring
+        self.m = len(y)
+        self.K = [[ring.const(v) for v in row] for row in K]
+        self._Kzero = [[not v for v in row] for row in K]
+        self.y = [ring.const(v) for v in y]
+        self.inv_m = ring.const(Fraction(1, self.m))
+
+    def h0(self) -> dict:
+        return {((), j, j): self.R.one for j in range(self.m)}
+
+    def gL(self) -> dict:
+        return {((), -1): self.R.one}
+
+    def _pair(self, i, l):
+        if i < 0 or l < 0:
+            return None if (i < 0) != (l < 0) else True
+        return None if self._Kzero[i][l] else self.K[i][l]
+
+    def inner(self, u: dict, v: dict):
+        uw = _by_word(u)
+        total = self.R.zero
+        for (w, l), c in v.items():
+            for i, cu in uw.get(w, ()):
+                k = self._pair(i, l)
+                if k is None:
+                    continue
+                total = total + (cu * c if k is True else cu * c * k)
+        return total
+
+    def inner_batched(self, u: dict, H: dict) -> dict:
+        uw = _by_word(u)
+        out: dict = {}
+        for (w, a, j), h in H.items():
+            for i, c in uw.get(w, ()):
+                k = self._pair(i, a)
+                if k is None:
+                    continue
+                val = c * h if k is True else c * h * k
+                out[j] = out.get(j, self.R.zero) + val
+        return {j: s for j, s in out.items() if s}
+
+    def value_inner(self, r: dict, v: dict):
+        total = self.R.zero
+        for j, a in r.items():
+            b = v.get(j)
+            if b is not None:
+                total = total + a * b
+        return total * self.inv_m
+
+    def sub_outer(self, H: dict, g: dict, q: dict, coef) -> dict:
+        H = dict(H)
+        cq = [(j, coef * v) for j, v in q.items()]
+        for (w, i), c in g.items():
+            for j, v in cq:
+                _axpy(H, (w, i, j), c * v)
+        return H
+
+    def axpy(self, v: dict, coef, u: dict) -> dict:
+        v = dict(v)
+        for key, c in u.items():
+            _axpy(v, key, coef * c)
+        return v
+
+    def contract(self, H: dict, r: dict) -> dict:
+        out: dict = {}
+        for (w, a, j), h in H.items():
+            rj = r.get(j)
+            if rj is not None:
+                _axpy(out, (w, a), h * rj * self.inv_m)
+        return out
+
+    def readout(self, H: dict) -> dict:
+        return {j: h for (w, a, j), h in H.items() if a == -1 and not w}
+
+    def residual(self, f: dict) -> dict:
+        r = dict(f)
+        for j in range(self.m):
+            r[j] = r.get(j, self.R.zero) - self.y[j]
+        return r
+
+    def loss(self, r: dict):
+        return self.value_inner(r, r) * self.R.const(Fraction(1, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# The word program (THEORY §5)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    """Raw output of :func:`run_program`: ring elements, not yet converted."""
+
+    loss: object  # scalar ring element: 𝓛^{(t)}(η)
+    f: dict  # value vector of f^{(t)} at the training inputs
+    losses: tuple  # 𝓛^{(s)} for s = 0..t (only the last unless ``all_losses``)
+
+
+def run_program(
+    ev,
+    depth: int,
+    steps: int,
+    progress: Callable[[str], None] | None = None,
+    *,
+    all_losses: bool = False,
+    want_loss: bool = True,
+) -> ProgramResult:
+    """Run ``steps`` full-batch GD steps of the depth-``L`` linear network on evaluator ``ev``.
+
+    ``h_ℓ^{(t)} = W_ℓ h_{ℓ−1}^{(t)} − η Σ_{s<t} g_ℓ^{(s)} ⟨u_ℓ^{(s)}, h_{ℓ−1}^{(t)}⟩``,
+    ``g_{ℓ−1}^{(t)} = W_ℓᵀ g_ℓ^{(t)} − η Σ_{s<t} u_ℓ^{(s)} ⟨g_ℓ^{(s)}, g_ℓ^{(t)}⟩``, ``g_L^{(t)} = g_L``,
+    ``u_ℓ^{(t)} = (1/m) Σ_i r_i h_{ℓ−1}^{(t)}(x_i)``, ``f^{(t)}(x) = ⟨g_L, h_L^{(t)}(x)⟩``.
+    """
+    L = depth
+    R = ev.R
+    minus_eta = R.zero - R.eta
+    g_hist: list[dict] = []  # g_hist[s][ℓ]
+    u_hist: list[dict] = []
+    losses = []
+    f = r = None
+    for t in range(steps + 1):
+        h = ev.h0()
+        hs = [h]
+        for layer in range(1, L + 1):
+            h = apply_W(layer, hs[layer - 1])
+            for s in range(t):
+                q = ev.inner_batched(u_hist[s][layer], hs[layer - 1])
+                if q:
+                    h = ev.sub_outer(h, g_hist[s][layer], q, minus_eta)
+            hs.append(h)
+        f = ev.readout(hs[L])
+        r = ev.residual(f)
+        if all_losses or (t == steps and want_loss):
+            losses.append(ev.loss(r))
+        if progress:
+            progress(f"step {t}: forward done ({sum(len(x) for x in hs)} batched terms)")
+        if t == steps:
+            break
+        g_t = {L: ev.gL()}
+        u_t = {}
+        for layer in range(L, 0, -1):
+            u_t[layer] = ev.contract(hs[layer - 1], r)
+            if layer > 1:
+                g = apply_WT(layer, g_t[layer])
+                for s in range(t):
+                    c = ev.inner(g_hist[s][layer], g_t[layer])
+                    if c:
+                        g = ev.axpy(g, minus_eta * c, u_hist[s][layer])
+                g_t[layer - 1] = g
+        g_hist.append(g_t)
+        u_hist.append(u_t)
+    return ProgramResult(loss=losses[-1] if losses else None, f=f, losses=tuple(losses))

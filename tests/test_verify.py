@@ -1,0 +1,80 @@
+"""polyloss verify: --quick runs every claim (as CI does), records are complete, and it can say no."""
+
+import json
+
+import pytest
+
+from polyloss.checks import VERDICTS, claim_ids, run_claims
+from polyloss.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("verify")
+    assert main(["verify", "--quick", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_quick_verification_passes(quick):
+    doc = json.loads((quick / "verify.json").read_text())
+    verdicts = {v["claim"]["id"]: v for v in doc["verdicts"]}
+    assert set(verdicts) == set(claim_ids()) == {f"C{i}" for i in range(1, 9)}
+    for cid, v in verdicts.items():
+        expected = "observation" if cid == "C7" else "pass"
+        assert v["verdict"] == expected, (cid, v["summary"])
+
+
+def test_every_verdict_record_is_filled(quick):
+    for path in sorted((quick / "verdicts").glob("C*.json")):
+        v = json.loads(path.read_text())
+        assert v["schema"] == "polyloss.verdict/1" and v["verdict"] in VERDICTS
+        for key in ("id", "title", "statement", "source", "statistic", "tolerance"):
+            assert v["claim"][key], (path.name, key)
+        assert v["summary"] and v["numbers"] and v["widths"] and v["seeds"]["root"] == 0
+        assert v["mode"] == "quick" and v["runtime_s"] >= 0
+        assert {"polyloss", "numpy", "scipy", "sympy", "python"} <= set(v["versions"])
+    html = (quick / "verify.html").read_text()
+    assert html.count("PASS") >= 7 and "OBSERVATION" in html
+
+
+def test_resume_reuses_finished_verdicts(quick, capsys):
+    before = (quick / "verdicts" / "C3.json").read_text()
+    assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick), "--resume"]) == 0
+    assert "from an earlier run" in capsys.readouterr().err
+    assert (quick / "verdicts" / "C3.json").read_text() == before
+
+
+def test_broken_parametrization_fails_c2(tmp_path):
+    """μP with the SP readout (V ~ N(0, 1/n)): η_n → 0, so C2 must say no."""
+    (v,) = run_claims(["C2"], "quick", tmp_path, overrides={"mup": "sp"}, progress=False, write_report=False)
+    assert v.verdict == "fail", v.summary
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["verify", "--claims", "C9", "--out", "{tmp}/v"], "claims"),
+    (["verify", "--quick", "--full", "--out", "{tmp}/v"], "not allowed"),
+    (["verify", "--seed", "-1", "--out", "{tmp}/v"], "seed"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, args, needle):
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_existing_verdicts_need_resume(quick, capsys):
+    assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_bad_override_is_rejected(tmp_path, capsys):
+    assert main(["verify", "--claims", "C2", "--override", "xx=sp", "--out", str(tmp_path / "b")]) == 2
+    assert "override" in capsys.readouterr().err
+
+
+def test_cli_override_fails_c2_without_touching_genuine_runs(quick, capsys):
+    out = quick
+    assert main(["verify", "--claims", "C2", "--override", "mup=sp", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "C2  FAIL" in capsys.readouterr().out
+    assert (out / "runs" / "C2-mup-linear@sp").is_dir()
+    assert main(["verify", "--claims", "C2", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "C2  PASS" in capsys.readouterr().out

@@ -1,0 +1,8 @@
+"""The claim suites of ``polyloss verify``: one module per claim of Hayou (2025) and THEORY.md.
+
+Installed as ``polyloss.claims``. Each module defines ``CLAIM`` (a :class:`polyloss.checks.Claim`)
+and ``run(ctx) -> Verdict``; :data:`SUITES` lists them in order.
+"""
+
+SUITES = ("c1_t1_limits", "c2_mup_transfer", "c3_sp_scaling", "c4_ntp_no_limit", "c5_depth",
+          "c6_any_step", "c7_rate_change", "c8_beyond_proof")
