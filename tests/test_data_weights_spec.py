@@ -143,3 +143,17 @@ def test_import_does_not_import_cupy():
     code = "import sys, polyloss, polyloss.cli, polyloss.engine, polyloss.sampling; print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_public_api_mirrors_the_cli_verbs():
+    import polyloss
+    from polyloss import api
+    from polyloss.cli import COMMANDS
+
+    assert set(api.__all__) == set(COMMANDS)
+    for name in api.__all__:
+        assert callable(getattr(api, name)), name
+    for name in polyloss.__all__:
+        assert getattr(polyloss, name) is not None
+    with pytest.raises(AttributeError):
+        polyloss.nonexistent  # noqa: B018
