@@ -160,9 +160,33 @@ class Context:
                          data_description=desc, seed=self.seed, resume=True, progress=self.progress)
 
 
+def _claims_package():
+    """``polyloss.claims``: installed from ``verify/`` by the package build, or — when polyloss is
+    imported from a source checkout — the ``verify/`` folder beside the package, registered under
+    that name so that the suites import the same way in both cases."""
+    import importlib.util
+    import sys
+
+    try:
+        return importlib.import_module("polyloss.claims")
+    except ImportError:
+        pass
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "verify")
+    init = os.path.join(folder, "__init__.py")
+    if not os.path.exists(init):
+        from polyloss.errors import PolylossError
+
+        raise PolylossError("the claim suites (polyloss.claims / verify/) are not installed; reinstall polyloss")
+    spec = importlib.util.spec_from_file_location("polyloss.claims", init, submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["polyloss.claims"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def claim_ids() -> dict:
     """``{claim id: module}`` for every suite in ``verify/``."""
-    from polyloss import claims
+    claims = _claims_package()
 
     out = {}
     for name in claims.SUITES:
