@@ -42,6 +42,7 @@ class Limit:
     window: float
     exact: bool
     source: str
+    minima: tuple = ()  # every local minimiser of 𝓛_∞ in (0, window], with the window's edge if 𝓛_∞ still falls there
 
     def coefficient(self, k: int) -> float:
         return float(self.loss_coefficients[k]) if k < len(self.loss_coefficients) else 0.0
@@ -76,8 +77,11 @@ def _limit_from_derivation(doc: dict, window: float, source: str) -> Limit:
             eta_w = window
     else:
         eta_w = window  # the limit decreases through the whole window
+    local = tuple(sorted(float(cp["eta"]) for cp in in_window))
+    if eta_w == window:
+        local = local + (window,)
     return Limit(coeffs, eta_w, etas[0] if etas else None,
-                 float(doc["eta_inf"]) if doc.get("eta_inf") is not None else None, window, True, source)
+                 float(doc["eta_inf"]) if doc.get("eta_inf") is not None else None, window, True, source, local)
 
 
 def _eval_exact(coeffs, eta: float) -> float:
