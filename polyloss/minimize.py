@@ -12,13 +12,18 @@ GD at η with forward-mode derivatives. The search is:
    ``γ = 4·deg·eps``) certifies the value to 1e-9 relative and the sign of the derivative; every
    other point goes to the stable oracle (for t = 1 the monomial form is always certified, for
    t ≥ 3 it rarely is);
-2. every sign change − → + of the derivative brackets a local minimum; a negative derivative at
-   Λ means the minimum over the window is at its edge (flagged);
+2. adaptive refinement: on each grid interval a cubic Hermite model of L' (from L' and L'' at
+   both ends) shows where a pair of turning points may hide between grid points; the oracle is
+   evaluated there and the points join the grid, for a few rounds (this finds basins narrower
+   than the grid spacing, e.g. the t = 3 limit's minima at paper scale, about one spacing wide);
+   then every sign change − → + of the derivative brackets a local minimum, and a negative
+   derivative at Λ means the minimum over the window is at its edge (flagged);
 3. all brackets are refined together, always with the stable oracle: a secant start from the
    bracket's derivatives, then safeguarded Newton steps with exact derivatives (bisection whenever
    Newton leaves the bracket), to a relative tolerance ``rtol``.
 
-A basin narrower than the grid spacing can be missed; raise ``n_grid`` if that matters.
+A basin that leaves no trace in L' and L'' at the neighbouring grid points can still be missed;
+raise ``n_grid`` if that matters.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ import numpy as np
 
 from polyloss.errors import NumericalError, invalid
 
-__all__ = ["LocalMinimum", "Minimisation", "minimise"]
+__all__ = ["LocalMinimum", "Minimisation", "minimise", "VERSION"]
+
+# Bumped whenever the search can return a different minimiser for the same loss; stored in run
+# configs so that a resumed run never mixes records of two versions.
+VERSION = "grid+hermite-refinement/2"
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,45 @@ def _screen(coeffs, grid: np.ndarray):
     return np.stack([val, der, half2], axis=1), ok
 
 
+def _hidden_turns(grid: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Points where a cubic Hermite model of L' (values and slopes at both ends of each interval)
+    vanishes inside an interval whose end derivatives have the same sign: candidate hidden basins."""
+    a, b = grid[:-1], grid[1:]
+    h = b - a
+    d0, d1 = T[:-1, 1], T[1:, 1]
+    s0, s1 = 2 * T[:-1, 2] * h, 2 * T[1:, 2] * h  # dL'/ds on s in [0, 1]
+    same = (np.sign(d0) == np.sign(d1)) | (d0 == 0) | (d1 == 0)
+    out = []
+    for i in np.nonzero(same)[0]:
+        # Hermite cubic p(s) = c3 s^3 + c2 s^2 + c1 s + c0
+        c0, c1 = d0[i], s0[i]
+        c2 = -3 * d0[i] + 3 * d1[i] - 2 * s0[i] - s1[i]
+        c3 = 2 * d0[i] - 2 * d1[i] + s0[i] + s1[i]
+        roots = np.roots([c3, c2, c1, c0]) if abs(c3) > 0 else np.roots([c2, c1, c0])
+        for r in roots:
+            if abs(r.imag) < 1e-12 and 0.0 < r.real < 1.0:
+                out.append(a[i] + r.real * h[i])
+    return np.array(out)
+
+
+def _refine(taylor, grid: np.ndarray, T: np.ndarray, rounds: int):
+    for _ in range(rounds):
+        new = _hidden_turns(grid, T)
+        new = new[~np.isin(new, grid)]
+        if new.size == 0:
+            break
+        Tn = np.asarray(taylor(new))
+        grid = np.concatenate([grid, new])
+        T = np.concatenate([T, Tn])
+        order = np.argsort(grid)
+        grid, T = grid[order], T[order]
+        finite = np.all(np.isfinite(T), axis=1)
+        grid, T = grid[finite], T[finite]
+    return grid, T
+
+
 def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, max_iter: int = 100,
-             coeffs=None) -> Minimisation:
+             coeffs=None, refine_rounds: int = 4) -> Minimisation:
     """Minimise over (0, ``window``] given a Taylor oracle (see the module docstring).
 
     ``coeffs``: optionally the *complete* monomial coefficients, used only where certified.
@@ -113,6 +159,7 @@ def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, ma
             f"the loss overflows inside the window at eta = {bad[0]:.3g} (window = {window:.3g}); "
             "GD diverges there: choose a smaller window"
         )
+    grid, T = _refine(taylor, grid, T, rounds=refine_rounds)
     val, der = T[:, 0], T[:, 1]
     lo_idx = np.nonzero((der[:-1] < 0) & (der[1:] >= 0))[0]
     a, b = grid[lo_idx], grid[lo_idx + 1]

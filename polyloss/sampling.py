@@ -39,6 +39,7 @@ from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
+from polyloss.minimize import VERSION as MINIMISER_VERSION
 from polyloss.minimize import minimise, search_grid
 from polyloss.poly import _check_window, default_window, polynomial_for_minimisation
 from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
@@ -48,7 +49,7 @@ __all__ = ["SampleRun", "run_sample", "load_run", "summarise", "sample_loss_coef
 
 SCHEMA = "polyloss.sample/1"
 DEFAULT_SAMPLE_DEGREE = 8
-_MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend", "n_grid", "sampler",
+_MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend", "n_grid", "minimiser", "sampler",
                "lazy_min_width")
 
 
@@ -143,6 +144,7 @@ def run_sample(
         "m": data.m,
         "input_dim": data.d,
         "n_grid": n_grid,
+        "minimiser": MINIMISER_VERSION,
         "curve_etas": search_grid(window, n_grid).tolist(),
     }
     config, old = open_run(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"))

@@ -80,3 +80,19 @@ def test_window_needs_nonzero_ky():
     ds = Dataset(np.zeros((4, 2)), np.ones(4))
     with pytest.raises(DataError, match="K y = 0"):
         default_window(ds, 2)
+
+
+def test_basin_narrower_than_the_grid_spacing_is_found():
+    # L'(η) = −(η−1)(η−5.1)(η−5.35)(η−9): minima at 1 and 5.35, maxima at 5.1 and 9; with 12 grid
+    # points on (0, 8] the linear spacing is 1, four times the width of the basin at 5.35
+    roots = [1.0, 5.1, 5.35, 9.0]
+    d = np.polynomial.Polynomial.fromroots(roots) * -1.0
+    P = d.integ()
+    P = P - P(20.0)
+    coeffs = P.coef
+    res = minimise(poly_oracle(coeffs), 8.0, n_grid=12)
+    etas = sorted(round(lm.eta, 9) for lm in res.local_minima)
+    # minima of P: where P' = d changes sign from - to +: η = 1 (d: + → -)? check against the exact roots
+    exact = sorted(r for r in roots if d.deriv()(r) > 0 and r <= 8.0)
+    assert exact == [1.0, 5.35]
+    assert etas == pytest.approx(exact, rel=1e-10), (etas, exact)
