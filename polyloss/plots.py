@@ -63,14 +63,14 @@ def loss_curves(ax, etas, curves: dict, title: str, limit_curve=None) -> dict:
 
 def eta_vs_width(ax, widths, mean, se, title: str, eta_inf=None, extra_lines: dict | None = None) -> dict:
     """(b) η_n (mean ± s.e.) vs width, with the limit's minimiser(s) as horizontal lines."""
-    ax.errorbar(widths, mean, yerr=se, fmt="o-", capsize=3, label="η_n (mean ± s.e.)")
+    ax.errorbar(widths, mean, yerr=se, fmt="o-", capsize=3, label=r"$\eta_n$ (mean ± s.e.)")
     if eta_inf is not None:
-        ax.axhline(eta_inf, color="k", ls="--", label=f"η_∞ = {eta_inf:.6g}")
+        ax.axhline(eta_inf, color="k", ls="--", label=rf"$\eta_\infty$ = {eta_inf:.6g} (window minimiser of the limit)")
     for label, val in (extra_lines or {}).items():
         ax.axhline(val, color="gray", ls=":", label=f"{label} = {val:.6g}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("width n")
-    ax.set_ylabel("optimal learning rate η_n")
+    ax.set_ylabel(r"optimal learning rate $\eta_n$")
     ax.set_title(title)
     ax.legend(fontsize=8)
     return {"width": list(map(int, widths)), "mean": list(map(float, mean)), "se": list(map(float, se)), "eta_inf": eta_inf}

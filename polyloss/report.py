@@ -184,11 +184,14 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
 def _figure_b(doc: _Doc, info: dict):
     lim = info["limit"]
     extra = {}
-    if lim is not None and lim.eta_first_local_min and abs(lim.eta_first_local_min - lim.eta_window_min) > 1e-12:
-        extra["first local min of 𝓛_∞"] = lim.eta_first_local_min
+    if lim is not None:  # every other local minimiser of the limit in the window (t >= 2 can have several)
+        others = [x for x in lim.minima if abs(x - lim.eta_window_min) > 1e-12 * max(1.0, lim.eta_window_min)]
+        for k, x in enumerate(others, start=1):
+            extra[f"local min {k} of $\\mathcal{{L}}_\\infty$"] = x
     fig, (ax,) = plots.new_figure()
     data = plots.eta_vs_width(ax, info["widths"], info["eta_mean"], info["eta_se"], f"Optimal learning rate, {info['label']}",
                               eta_inf=None if lim is None else lim.eta_window_min, extra_lines=extra)
+    data["limit_other_minima"] = list(extra.values())
     doc.fig(f"fig_b_eta_{len(doc.figdata)}", fig, f"(b) η_n vs width, {info['label']}", data)
 
 

@@ -179,6 +179,21 @@ def test_report_writes_every_file_with_the_data_shown(tmp_path):
     assert html.count("data:image/png;base64,") == 3
 
 
+def test_report_shows_the_limits_minima_for_t2(tmp_path):
+    from polyloss.report import report
+
+    run = tmp_path / "t2"
+    assert main(["sample", "--depth", "2", "--steps", "2", "--d", "4", "--m", "10", "--samples", "4", "--quiet",
+                 "--widths", "16,32,64", "--out", str(run)]) == 0
+    rep = report([run], tmp_path / "rep")
+    (b,) = [v for k, v in rep.figures.items() if k.startswith("fig_b")]
+    lim = compare(run).limit
+    assert b["eta_inf"] == lim.eta_window_min
+    assert sorted(b["limit_other_minima"] + [b["eta_inf"]]) == pytest.approx(sorted(lim.minima))
+    (c,) = [v for k, v in rep.figures.items() if k.startswith("fig_c")]
+    assert "eta_n" in c and "reference" in c
+
+
 def test_report_rejects_empty_run(tmp_path):
     from polyloss.report import report
 
