@@ -72,7 +72,7 @@ def _limit_from_derivation(doc: dict, window: float, source: str) -> Limit:
     if in_window:
         best = min(in_window, key=lambda cp: float(cp["loss"]))
         eta_w = float(best["eta"])
-        edge_loss = _eval_exact(coeffs, window)
+        edge_loss = eval_exact(coeffs, window)
         if edge_loss < float(best["loss"]):
             eta_w = window
     else:
@@ -84,9 +84,12 @@ def _limit_from_derivation(doc: dict, window: float, source: str) -> Limit:
                  float(doc["eta_inf"]) if doc.get("eta_inf") is not None else None, window, True, source, local)
 
 
-def _eval_exact(coeffs, eta: float) -> float:
-    x = Fraction(eta)
-    return float(sum(c * x**k for k, c in enumerate(coeffs)))
+def eval_exact(coeffs, eta: float) -> float:
+    """An exact polynomial (Fraction coefficients) at a float point, without cancellation (Horner in Q)."""
+    x, acc = Fraction(float(eta)), Fraction(0)
+    for c in reversed(coeffs):
+        acc = acc * x + c
+    return float(acc)
 
 
 def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:

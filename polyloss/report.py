@@ -28,6 +28,7 @@ from polyloss import __version__
 from polyloss import plots
 from polyloss.analysis import change_point, extrapolate, fit_rate, fit_scaling
 from polyloss.errors import PolylossError, RunError, SpecError
+from polyloss.compare import eval_exact
 from polyloss.sampling import SampleRun, load_run, summarise
 
 __all__ = ["Report", "report"]
@@ -68,18 +69,6 @@ def _kind(path) -> str:
 def _label(run: SampleRun) -> str:
     c = run.config
     return f"L={c['depth']} t={c['steps']} {c['param']['name']}"
-
-
-def _eval_limit(coeffs, etas) -> list:
-    """Evaluate an exact polynomial at float points without cancellation (exact rationals)."""
-    out = []
-    for e in etas:
-        x = Fraction(float(e))
-        acc = Fraction(0)
-        for c in reversed(coeffs):
-            acc = acc * x + c
-        out.append(float(acc))
-    return out
 
 
 def _cell(x) -> str:
@@ -206,7 +195,7 @@ def _figure_a(doc: _Doc, group: list):
             se = C.std(axis=0, ddof=1) / np.sqrt(len(recs)) if len(recs) > 1 else np.zeros(C.shape[1])
             curves[n] = (C.mean(axis=0), se)
         lim = info["limit"]
-        limit_curve = _eval_limit(lim.loss_coefficients, etas) if lim is not None else None
+        limit_curve = [eval_exact(lim.loss_coefficients, e) for e in etas] if lim is not None else None
         data[info["key"]] = plots.loss_curves(ax, etas, curves, info["label"], limit_curve)
     names = " vs ".join(i["label"] for _, i in group)
     doc.fig(f"fig_a_loss_{len(doc.figdata)}", fig, f"(a) loss vs η across widths (mean ± s.e. over seeds), {names}", data)
