@@ -9,6 +9,7 @@ import time
 class Progress:
     def __init__(self, total: int, desc: str = "", stream=None, enabled: bool = True, initial: int = 0):
         self.total, self.desc, self.done = max(int(total), 0), desc, int(initial)
+        self._start = self.done
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -26,8 +27,6 @@ class Progress:
         return f"{self.desc} [{bar:<30}] {self.done}/{self.total} {el:6.1f}s {eta_s}"
 
     def _draw(self, force: bool = False) -> None:
-        if not hasattr(self, "_start"):
-            self._start = self.done
         if not self.enabled:
             return
         now = time.monotonic()

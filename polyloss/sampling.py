@@ -43,9 +43,9 @@ from polyloss.minimize import VERSION as MINIMISER_VERSION
 from polyloss.minimize import minimise, search_grid
 from polyloss.poly import _check_window, default_window, polynomial_for_minimisation
 from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
-from polyloss.weights import child_seed, sample_weights
+from polyloss.weights import child_seed
 
-__all__ = ["SampleRun", "run_sample", "load_run", "summarise", "sample_loss_coefficients", "data_seed", "file_digest"]
+__all__ = ["SampleRun", "run_sample", "load_run", "summarise", "data_seed", "file_digest"]
 
 SCHEMA = "polyloss.sample/1"
 DEFAULT_SAMPLE_DEGREE = 8
@@ -183,16 +183,3 @@ def summarise(run: SampleRun, n_coeffs: int = 4) -> list[dict]:
             "at_edge": int(sum(bool(r["at_edge"]) for r in recs)),
         })
     return rows
-
-
-def sample_loss_coefficients(
-    depth: int, width: int, samples: int, steps: int, param, data: Dataset, seed: int = 0, degree: int = 4, backend: str = "numpy"
-) -> np.ndarray:
-    """Loss coefficients c_0..c_degree of ``samples`` sampled networks (no files): shape (samples, degree + 1)."""
-    param = Parametrization.parse(param)
-    xp = get_xp(backend)
-    out = []
-    for s in range(samples):
-        w = sample_weights(NetworkSpec(depth, width, data.d), param, child_seed(seed, width, s), xp=xp)
-        out.append(LossEngine(w, data, param, xp=xp).polynomial(steps, degree).loss)
-    return np.array(out)

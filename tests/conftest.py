@@ -32,3 +32,16 @@ def cupy_xp():
     except Exception:
         pytest.skip("no CUDA device")
     return cupy
+
+
+def rational_data(m, d, seed):
+    """Small exact data (Fractions) for the symbolic tests; y is never all zero."""
+    import random
+    from fractions import Fraction
+
+    rnd = random.Random(seed)
+    X = [[Fraction(rnd.randint(-6, 6), rnd.randint(1, 4)) for _ in range(d)] for _ in range(m)]
+    y = [Fraction(rnd.randint(-6, 6), rnd.randint(1, 3)) for _ in range(m)]
+    if all(v == 0 for v in y):
+        y[0] = Fraction(1)
+    return X, y

@@ -26,14 +26,9 @@ from polyloss.derive import (
     power_counting,
 )
 from polyloss.errors import DataError, SpecError
+from tests.conftest import rational_data
 
 
-def rational_data(m, d, seed):
-    rnd = random.Random(seed)
-    X = [[Fraction(rnd.randint(-6, 6), rnd.randint(1, 4)) for _ in range(d)] for _ in range(m)]
-    y = [Fraction(rnd.randint(-6, 6), rnd.randint(1, 3)) for _ in range(m)]
-    y[0] = y[0] or Fraction(1)
-    return X, y
 
 
 def poly_from_roots_of_derivative(roots, lead=Fraction(1)):

@@ -7,13 +7,13 @@ scalar ring.
 
 from __future__ import annotations
 
-import random
 from fractions import Fraction
 from math import comb
 
 import numpy as np
 import pytest
 
+from tests.conftest import rational_data
 from polyloss.fock import (
     HAS_FLINT,
     ExplicitEvaluator,
@@ -27,13 +27,6 @@ from polyloss.fock import (
 
 
 # ------------------------------------------------------------------ helpers (independent of the engine)
-def rational_data(m, d, seed):
-    rnd = random.Random(seed)
-    X = [[Fraction(rnd.randint(-6, 6), rnd.randint(1, 4)) for _ in range(d)] for _ in range(m)]
-    y = [Fraction(rnd.randint(-6, 6), rnd.randint(1, 3)) for _ in range(m)]
-    if all(v == 0 for v in y):
-        y[0] = Fraction(1)
-    return X, y
 
 
 def gram(X):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from polyloss.data import TEACHERS, Dataset, load_data, synthetic
-from polyloss.errors import SpecError, invalid
+from polyloss.errors import SpecError
 from polyloss.spec import Parametrization
 
 
@@ -75,8 +75,3 @@ def resolve_data(args, seed_seq) -> tuple[Dataset, dict]:
     kind = args.synthetic or "linear"
     ds = synthetic(kind, args.d, args.m, args.noise, seed_seq)
     return ds, {"kind": "synthetic", "teacher": kind, "d": args.d, "m": args.m, "noise": args.noise}
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise invalid(name, value, "one of " + ", ".join(map(repr, choices)))
