@@ -2,7 +2,7 @@
 
 A claim suite (a module of ``verify/``, installed as ``polyloss.claims``) states one claim of the
 paper or of THEORY.md as a :class:`Claim` and checks it in ``run(ctx) -> Verdict``. The
-:class:`Context` gives it the scale of the run (``quick``: CI-sized, about 3 minutes for all claims
+:class:`Context` gives it the scale of the run (``quick``: CI-sized, about a minute for all claims
 on 2 cores; ``full``: the paper's scale), a data set, and resumable ``sample``/``sweep`` runs
 stored under the verification directory, so a killed ``verify`` loses no finished network.
 

@@ -176,3 +176,10 @@ def test_help_shows_an_example(cmd, capsys):
         main([cmd, "--help"])
     assert exc.value.code == 0
     assert "example:" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_cli_and_keeps_exit_code_2():
+    ok = subprocess.run([sys.executable, "-m", "polyloss", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("polyloss ")
+    bad = subprocess.run([sys.executable, "-m", "polyloss", "sample", "--widths", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 EPILOG = """example:
-  polyloss verify --quick --out results/verify          # all claims, CI scale (~3 min on 2 cores)
+  polyloss verify --quick --out results/verify          # all claims, CI scale (~1 min on 2 cores)
   polyloss verify --full --claims C2,C6 --out results/verify-full --resume
   polyloss verify --claims C2 --override mup=sp --out results/broken    # must FAIL
 
@@ -22,7 +22,7 @@ def register(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick", help="CI scale (default)")
     g.add_argument("--full", dest="mode", action="store_const", const="full",
-                   help="the paper's scale: d=100, m=1000, widths 2^7..2^13, depths 3..27, linear and non-linear targets")
+                   help="the paper's scale: d=100, m=1000, widths 2^7..2^18 (the paper stops at 2^13), depths 3..27, linear and non-linear targets")
     p.set_defaults(mode="quick")
     p.add_argument("--claims", default="all", metavar="C1,C2,...", help="which claims (default: all)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
