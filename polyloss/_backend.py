@@ -6,6 +6,8 @@ Numeric code takes an array namespace ``xp``; results leave this layer as numpy 
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from polyloss.errors import BackendUnavailable, invalid
@@ -34,6 +36,20 @@ def get_xp(name: str = "numpy"):
             ) from None
         return cupy
     raise invalid("backend", name, "one of 'numpy', 'cupy'")
+
+
+def namespace_of(a):
+    """The array namespace that ``a`` belongs to: numpy, CuPy, or whatever ``a.__array_namespace__()``
+    names (array-API objects). Never imports CuPy for a numpy array."""
+    if isinstance(a, (np.ndarray, np.generic)):
+        return np
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(a, cupy.ndarray):
+        return cupy
+    ns = getattr(a, "__array_namespace__", None)
+    if ns is not None:
+        return ns()
+    raise TypeError(f"not an array of a known backend: {type(a).__name__}")
 
 
 def make_rng(xp, seed_seq: np.random.SeedSequence):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _xp(a):
-    return np if isinstance(a, np.ndarray) else __import__("cupy")
+from polyloss._backend import namespace_of as _xp
 
 
 def deg(a) -> int:

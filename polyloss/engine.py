@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyloss import _tpoly as tp
-from polyloss._backend import to_host
+from polyloss._backend import namespace_of, to_host
 from polyloss.data import Dataset
 from polyloss.errors import DataError, invalid
 from polyloss.spec import Parametrization
@@ -112,7 +112,7 @@ class LossEngine:
                 f"but the data have d = {data.d}; they must match"
             )
         if xp is None:
-            xp = np if isinstance(weights.V, np.ndarray) else __import__("cupy")
+            xp = namespace_of(weights.V)
         self.xp = xp
         self.weights = weights
         self.param = param

@@ -71,7 +71,7 @@ import math
 
 import numpy as np
 
-from polyloss._backend import make_rng
+from polyloss._backend import make_rng, to_host
 from polyloss.errors import PolylossError, invalid
 from polyloss.spec import NetworkSpec, Parametrization
 
@@ -132,6 +132,7 @@ class LazyLayer:
         self.tol = float(tol)
         self._spaces = (space_in, space_out)
         reduced = space_in.dim < space_in.n or space_out.dim < space_out.n or space_in.used < space_in.dim
+        self._reduced = reduced
         self._gauss_xp = np if reduced else xp
         self._gauss = make_rng(self._gauss_xp, _child(seed_seq, 0))
         self._bartlett = make_rng(np, _child(seed_seq, 1))
@@ -190,8 +191,9 @@ class LazyLayer:
         """An orthonormal basis (rows) of the span of the residual rows ``R``, keeping only residuals
         above ``tol`` relative to their own query row: greedy pivoted Gram–Schmidt (pick the row with
         the largest relative residual, orthonormalise it twice against everything known, project it
-        out of all rows, repeat). Large numpy batches first take the bulk of the directions in one
-        LAPACK call (:meth:`_bulk_directions`); the greedy loop then only confirms or mops up."""
+        out of all rows, repeat). Large batches (numpy, or reduced coordinates on any backend) first
+        take the bulk of the directions in one LAPACK call on the host (:meth:`_bulk_directions`);
+        the greedy loop then only confirms or mops up."""
         xp = self.xp
         xn = self._row_norms(X)
         rn = self._row_norms(R)
@@ -204,8 +206,10 @@ class LazyLayer:
         Rw = R[idx] / scale[:, None]  # relative residuals
         room = X.shape[1] - Q.shape[0]
         new = []
-        if xp is np and idx.shape[0] > 8:
-            N = self._bulk_directions(Rw, Q, room)
+        if idx.shape[0] > 8 and (xp is np or self._reduced):
+            # on the host (reduced coordinates are short rows): the same choice, hence the same
+            # network, on every backend
+            N = xp.asarray(self._bulk_directions(to_host(Rw), to_host(Q), room))
             if N.shape[0]:
                 new = list(N)
                 for _ in range(2):

@@ -23,8 +23,14 @@ def make_net(depth, width, data, param="mup", seed=0):
     return sample_weights(NetworkSpec(depth, width, data.d), p, np.random.SeedSequence(seed)), p
 
 
-@pytest.fixture
-def cupy_xp():
+@pytest.fixture(params=[pytest.param("cupy", marks=pytest.mark.gpu), "strict-host"])
+def cupy_xp(request):
+    """The GPU namespace: real CuPy (skipped without a CUDA device), and a host stand-in that
+    enforces CuPy's device/host boundary (tests/_strictxp.py) so that the GPU paths run in CI too."""
+    if request.param == "strict-host":
+        from _strictxp import XP
+
+        return XP
     cupy = pytest.importorskip("cupy")
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:

@@ -356,7 +356,6 @@ def test_run_sample_records_and_matches_the_sampler(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- GPU
-@pytest.mark.gpu
 def test_cupy_reduced_lazy_is_the_numpy_network(cupy_xp, small_data):
     """Reduced coordinates draw on the host: the same seed gives the same network on both backends."""
     net = NetworkSpec(3, 2**20, small_data.d)
@@ -368,7 +367,6 @@ def test_cupy_reduced_lazy_is_the_numpy_network(cupy_xp, small_data):
     np.testing.assert_allclose(e_gpu.taylor([0.1, 0.5, 1.0], 2), e_cpu.taylor([0.1, 0.5, 1.0], 2), rtol=1e-10)
 
 
-@pytest.mark.gpu
 def test_cupy_ambient_lazy_is_one_matrix_with_the_right_law(cupy_xp, small_data):
     n = 512
     w = sample_lazy_weights(NetworkSpec(2, n, small_data.d), MUP, np.random.SeedSequence(4), xp=cupy_xp,

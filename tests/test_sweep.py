@@ -319,7 +319,6 @@ def test_help_shows_an_example(capsys):
     assert "example:" in out and "polyloss sweep --depth" in out
 
 
-@pytest.mark.gpu
 def test_cupy_matches_numpy(cupy_xp):
     ds = linear_teacher(d=5, m=9, seed=4)
     w = _net(2, 16, ds)
