@@ -7,8 +7,17 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, desc: str = "", stream=None, enabled: bool = True, initial: int = 0):
+    """``total`` items; ``costs`` (optional, one relative cost per item, in order) makes the time left
+    follow the work left rather than the count left, for items as unequal as widths 2^7 and 2^11."""
+
+    def __init__(self, total: int, desc: str = "", stream=None, enabled: bool = True, initial: int = 0,
+                 costs=None):
         self.total, self.desc, self.done = max(int(total), 0), desc, int(initial)
+        if costs is not None and len(costs) != self.total:
+            raise ValueError(f"costs has {len(costs)} entries for {self.total} items")
+        self._cum = [0.0]
+        for c in costs if costs is not None else [1.0] * self.total:
+            self._cum.append(self._cum[-1] + max(float(c), 0.0))
         self._start = self.done
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
@@ -21,8 +30,9 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         bar = "#" * int(30 * frac)
         el = time.monotonic() - self.t0
-        rate = (self.done - self._start) / el if el > 0 and self.done > self._start else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        done, start, total = (self._cum[min(k, self.total)] for k in (self.done, self._start, self.total))
+        rate = (done - start) / el if el > 0 and done > start else 0.0
+        eta = (total - done) / rate if rate > 0 else float("nan")
         eta_s = f"{eta:6.0f}s left" if eta == eta else "   ?s left"
         return f"{self.desc} [{bar:<30}] {self.done}/{self.total} {el:6.1f}s {eta_s}"
 

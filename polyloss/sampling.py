@@ -150,7 +150,8 @@ def run_sample(
     config, old = open_run(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"))
     done = {(r["width"], r["sample"]) for r in old}
     todo = [(n, s) for n in sampling.widths for s in range(sampling.samples) if (n, s) not in done]
-    bar = Progress(len(todo), desc=f"sample L={depth} t={training.steps}", enabled=progress)
+    bar = Progress(len(todo), desc=f"sample L={depth} t={training.steps}", enabled=progress,
+                   costs=[_cost(n, sampler, data.m) for n, _ in todo])
     with RecordWriter(out_dir) as writer:
         for n, s in todo:
             t0 = time.perf_counter()
@@ -163,6 +164,13 @@ def run_sample(
             bar.update()
     bar.close()
     return load_run(out_dir)
+
+
+def _cost(width: int, sampler: str, m: int) -> float:
+    """Relative cost of one record, for the progress bar: the data pass (m n² per layer) when dense; a
+    lazy record costs about as much as a dense one of width 1448 (benchmarks/RESULTS.md)."""
+    n = width if resolve_sampler(sampler, width) == "dense" else 1448
+    return (m + 1.0) * n * n
 
 
 def summarise(run: SampleRun, n_coeffs: int = 4) -> list[dict]:

@@ -252,6 +252,14 @@ def choose_method(method: str, optimizer: str, width: int, m: int, steps: int) -
     return "lowrank" if optimizer == "gd" and steps * m <= 2 * width else "dense"
 
 
+def _cost(method: str, n: int, m: int, steps: int, n_eta: int) -> float:
+    """Relative cost of one record, for the progress bar: dense trains one n×n matrix per η (m n² per
+    product); low rank shares one m n² gemm and adds m² n per η and step."""
+    if method == "dense":
+        return float(n_eta) * m * n * n
+    return float(m) * n * n + float(n_eta) * steps * m * m * n
+
+
 def _prune(xp, ok, alive, arrays):
     """Keep the learning rates with a finite loss; ``arrays``: groups of 3-D arrays whose leading axis
     is the batch (size ``alive.size``) or 1 (shared by every η, left alone)."""
@@ -706,7 +714,9 @@ def run_sweep(
     done = {(r["width"], r["sample"]) for r in old}
     todo = [(n, s) for n in widths for s in range(seeds) if (n, s) not in done]
     desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
-    bar = Progress(len(todo), desc=desc, enabled=progress)
+    bar = Progress(len(todo), desc=desc, enabled=progress,
+                   costs=[_cost(choose_method(method, optimizer, n, data.m, steps), n, data.m, steps, len(grid))
+                          for n, _ in todo])
     with RecordWriter(out_dir) as writer:
         for n, s in todo:
             t0 = time.perf_counter()

@@ -183,3 +183,19 @@ def test_python_dash_m_runs_the_cli_and_keeps_exit_code_2():
     assert ok.returncode == 0 and ok.stdout.startswith("polyloss ")
     bad = subprocess.run([sys.executable, "-m", "polyloss", "sample", "--widths", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_progress_time_left_follows_the_costs(monkeypatch):
+    import io
+
+    import polyloss._progress as prog
+
+    now = [0.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    bar = prog.Progress(2, desc="x", stream=out, costs=[1, 100])
+    now[0] = 20.0
+    bar.update()  # the cheap item took 20 s: the expensive one should take about 2000 s
+    assert out.getvalue().splitlines()[-1].endswith(" 1/2   20.0s   2000s left")
+    with pytest.raises(ValueError, match="costs"):
+        prog.Progress(3, stream=out, costs=[1, 2])
