@@ -22,19 +22,15 @@ GPU timings synchronise the device before each clock read. Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-if __name__ == "__main__":  # BLAS threads must be fixed before numpy loads (see --threads)
-    _t = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), "default")
-    if _t != "default":
-        for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[_var] = _t
+from _common import blas_threads, emit, machine, median_time, pin_blas_threads  # benchmarks/ is on sys.path
+
+if __name__ == "__main__":
+    pin_blas_threads("default")  # before numpy loads (see --threads)
 
 import numpy as np  # noqa: E402
-from bench_lazy import machine  # noqa: E402  (benchmarks/ is the script's directory)
 
 from polyloss._backend import get_xp  # noqa: E402
 from polyloss.data import linear_teacher  # noqa: E402
@@ -85,13 +81,12 @@ def timer(xp):
     return clock
 
 
-def median_time(fn, repeats, clock):
-    ts = []
-    for r in range(repeats):
-        t0 = clock()
-        fn(r)
-        ts.append(clock() - t0)
-    return statistics.median(ts)
+def gemm_seconds(xp, g: int, repeats: int, clock) -> float:
+    """Median seconds of a float64 g×g matmul on ``xp`` (after one warm-up product)."""
+    rng = np.random.default_rng(0)
+    A, B = (xp.asarray(rng.standard_normal((g, g))) for _ in range(2))
+    A @ B  # warm-up (cuBLAS handle, BLAS threads)
+    return median_time(lambda r: A @ B, repeats, clock)
 
 
 def device_name(xp) -> str:
@@ -119,12 +114,8 @@ def main() -> None:
     data = linear_teacher(d=D, m=M, seed=0)
     p = Parametrization.preset("mup")
 
-    rng = np.random.default_rng(0)
-    A, B = (xp.asarray(rng.standard_normal((g, g))) for _ in range(2))
-    A @ B  # warm-up (cuBLAS handle, BLAS threads)
-    t_gemm = median_time(lambda r: A @ B, args.repeats, clock)
+    t_gemm = gemm_seconds(xp, g, args.repeats, clock)
     gemm_rate = 2 * g**3 / t_gemm
-    del A, B
     print(f"gemm {g}: {t_gemm:.4f} s, {gemm_rate / 1e12:.3f} TFLOP/s", flush=True)
 
     rows = []
@@ -154,7 +145,7 @@ def main() -> None:
         ws.clear()
         print({k: round(v, 4) for k, v in row.items()}, flush=True)
 
-    blas = f"OpenBLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}" if not gpu else "float64"
+    blas = f"OpenBLAS threads {blas_threads()}" if not gpu else "float64"
     lines = [
         f"\n## Dense engine vs FP64 matmul rate ({time.strftime('%Y-%m-%d')}; {args.backend}; {device_name(xp)}; "
         f"numpy {np.__version__}, {blas})\n",
@@ -169,12 +160,7 @@ def main() -> None:
         lines.append(f"| 2^{int(np.log2(r['n']))} | {r['sample_s']:.4f} | {r['engine_s']:.4f} | {r['gflop']:.1f} | "
                      f"{r['engine_rate'] / 1e12:.3f} | {r['engine_rate'] / gemm_rate:.0%} | "
                      f"{r['record_rate'] / gemm_rate:.0%} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(text)
-
+    emit("\n".join(lines) + "\n", args.out)
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ import statistics
 import time
 
 import numpy as np
+from _common import emit  # benchmarks/ is on sys.path
 
 from polyloss.data import linear_teacher
 from polyloss.engine import LossEngine
@@ -91,12 +92,7 @@ def main() -> None:
              if "grid" in r else f"– | – | {r['eta_opt']:.10f} | –")
         lines.append(f"| {r['n']} | {r['t']} | {r['degree']} | {r['floor']:.3f} | {r['engine']:.3f} | {r['ratio_engine_floor']:.2f} | "
                      f"{r['ratio_engine_sampling_floor']:.2f} | {r['engine_min']:.3f} | {g} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(text)
-
+    emit("\n".join(lines) + "\n", args.out)
 
 if __name__ == "__main__":
     main()

@@ -22,17 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import time
 
-if __name__ == "__main__":  # BLAS threads must be fixed before numpy loads (see --threads)
-    import sys
+from _common import emit, machine, median_time, pin_blas_threads  # benchmarks/ is on sys.path
 
-    _t = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), "1")
-    if _t != "default":
-        for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[_var] = _t
+if __name__ == "__main__":
+    pin_blas_threads("1")  # before numpy loads (see --threads)
 
 import numpy as np  # noqa: E402
 
@@ -45,34 +40,6 @@ from polyloss.spec import NetworkSpec, Parametrization  # noqa: E402
 from polyloss.weights import child_seed, sample_weights  # noqa: E402
 
 L, D, M, T, DEGREE = 3, 100, 1000, 2, 8
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as fh:
-            mem = int(fh.readline().split()[1]) / 2**20
-        name += f", {mem:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def med(fn, repeats):
-    ts = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        fn(r)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main() -> None:
@@ -105,11 +72,11 @@ def main() -> None:
         def lazy_w(coords):
             return lambda r: sample_lazy_weights(net, p, child_seed(0, n, r), coords=coords, steps=T)
 
-        row["lazy_coef"] = med(coef(lazy_w("reduced")), args.repeats)
-        row["lazy_full"] = med(full(lazy_w("reduced")), args.repeats)
+        row["lazy_coef"] = median_time(coef(lazy_w("reduced")), args.repeats)
+        row["lazy_full"] = median_time(full(lazy_w("reduced")), args.repeats)
         if n <= args.ambient_max:
-            row["amb_coef"] = med(coef(lazy_w("ambient")), args.repeats)
-            row["amb_full"] = med(full(lazy_w("ambient")), args.repeats)
+            row["amb_coef"] = median_time(coef(lazy_w("ambient")), args.repeats)
+            row["amb_full"] = median_time(full(lazy_w("ambient")), args.repeats)
         if n <= args.dense_max:
             dense_w = lambda r: sample_weights(net, p, child_seed(0, n, r))  # noqa: E731
 
@@ -122,9 +89,9 @@ def main() -> None:
 
             k = rd if n <= 8192 else 1  # one network above 2^13 (minutes each)
             row["dense_repeats"] = k
-            row["floor"] = med(floor, k)
-            row["dense_coef"] = med(coef(dense_w), k)
-            row["dense_full"] = med(full(dense_w), k)
+            row["floor"] = median_time(floor, k)
+            row["dense_coef"] = median_time(coef(dense_w), k)
+            row["dense_full"] = median_time(full(dense_w), k)
         rows.append(row)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
@@ -153,14 +120,7 @@ def main() -> None:
                      f"{f(r, 'amb_full')} | {f(r, 'floor')} | {f(r, 'dense_coef')} | {f(r, 'dense_full')} | "
                      f"{ratio(r, 'dense_coef', 'lazy_coef')} | {ratio(r, 'dense_full', 'lazy_full')} | "
                      f"{ratio(r, 'floor', 'lazy_full')} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        if not os.path.exists(args.out):
-            text = "# Benchmark results\n\nEach section is written by the script it names (ratios measured in one run).\n" + text
-        with open(args.out, "a") as fh:
-            fh.write(text)
-
+    emit("\n".join(lines) + "\n", args.out)
 
 if __name__ == "__main__":
     main()
