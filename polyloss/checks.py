@@ -159,6 +159,32 @@ class Context:
                          activation=activation, optimizer=optimizer, param=self.param(param), data=data,
                          data_description=desc, seed=self.seed, resume=True, progress=self.progress)
 
+    def networks(self, name: str, *, param: str, widths, samples: int, config: dict, compute, desc: str = "") -> dict:
+        """A resumable per-network computation under ``work_dir/runs/name`` for what ``sample`` does
+        not record: ``compute(n, s) -> dict`` runs for each (width, sample) not yet on disk and is
+        appended at once (a kill loses no finished network). ``config`` (JSON) must match on resume.
+        Returns {width: [record for samples 0..samples-1]}."""
+        from polyloss._progress import Progress
+        from polyloss._rundir import RecordWriter, open_run
+
+        path = self._run_path(name, param)
+        cfg = {"schema": "polyloss.claim-networks/1", "name": name, "param": self.param(param).to_dict(),
+               "seed": self.seed, "widths": list(widths), "samples": samples, "config": config}
+        _, old = open_run(path, cfg, ("name", "param", "seed", "config"), True, grow_keys=("widths", "samples"))
+        have = {(r["width"], r["sample"]): r for r in old}
+        todo = [(n, s) for n in widths for s in range(samples) if (n, s) not in have]
+        bar = Progress(len(todo), desc=desc or name, enabled=self.progress, costs=[float(n) for n, _ in todo])
+        writer = RecordWriter(path)
+        try:
+            for n, s in todo:
+                have[(n, s)] = rec = {"width": n, "sample": s, **compute(n, s)}
+                writer.write(rec)
+                bar.update()
+        finally:
+            writer.close()
+            bar.close()
+        return {n: [have[(n, s)] for s in range(samples)] for n in widths}
+
 
 def _claims_package():
     """``polyloss.claims``: installed from ``verify/`` by the package build, or — when polyloss is

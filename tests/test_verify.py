@@ -78,3 +78,27 @@ def test_cli_override_fails_c2_without_touching_genuine_runs(quick, capsys):
     assert (out / "runs" / "C2-mup-linear@sp").is_dir()
     assert main(["verify", "--claims", "C2", "--out", str(out), "--resume", "--quiet"]) == 0
     assert "C2  PASS" in capsys.readouterr().out
+
+
+def test_per_network_claim_runs_resume_after_a_crash_without_recomputing(tmp_path):
+    from polyloss.checks import Context
+    from polyloss.errors import RunError
+
+    calls = []
+
+    def compute(n, s):
+        calls.append((n, s))
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # killed while computing the 4th network
+        return {"value": n + s / 10}
+
+    ctx = Context("quick", str(tmp_path), progress=False)
+    kw = dict(param="mup", widths=[8, 16], samples=3, config={"k": 1})
+    with pytest.raises(KeyboardInterrupt):
+        ctx.networks("x", compute=compute, **kw)
+    calls.clear()
+    out = ctx.networks("x", compute=lambda n, s: calls.append((n, s)) or {"value": n + s / 10}, **kw)
+    assert calls == [(16, 0), (16, 1), (16, 2)]  # the three finished networks were not recomputed
+    assert {n: [r["value"] for r in rs] for n, rs in out.items()} == {8: [8.0, 8.1, 8.2], 16: [16.0, 16.1, 16.2]}
+    with pytest.raises(RunError, match="config"):
+        ctx.networks("x", compute=compute, **{**kw, "config": {"k": 2}})

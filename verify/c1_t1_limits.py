@@ -6,7 +6,7 @@ from polyloss.checks import Claim
 from polyloss.claims._common import fit_rate, rate_numbers, verdict
 from polyloss.engine import LossEngine
 from polyloss.spec import NetworkSpec
-from polyloss.lazy import draw_weights
+from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights
 from polyloss.weights import child_seed
 
 CLAIM = Claim(
@@ -29,21 +29,19 @@ def run(ctx):
     Ky = data.kernel() @ data.y / data.m
     target = L * Ky
     scale = float(np.sqrt(np.mean(target**2)))
-    groups = {k: {} for k in range(1, L + 1)}
-    from polyloss._progress import Progress
 
-    bar = Progress(len(s.widths) * s.seeds, desc="C1 networks", enabled=ctx.progress)
-    for n in s.widths:
-        for k in groups:
-            groups[k][n] = []
-        for smp in range(s.seeds):
-            w, _ = draw_weights(NetworkSpec(L, n, data.d), param, child_seed(ctx.seed, n, smp), sampler="auto", steps=1)
-            f = LossEngine(w, data, param).polynomial(1).f  # (m, L+1)
-            groups[1][n].append(np.sqrt(np.mean((f[:, 1] - target) ** 2)) / scale)
-            for k in range(2, L + 1):
-                groups[k][n].append(np.sqrt(np.mean(f[:, k] ** 2)) / scale)
-            bar.update()
-    bar.close()
+    def deviations(n, smp):
+        w, _ = draw_weights(NetworkSpec(L, n, data.d), param, child_seed(ctx.seed, n, smp), sampler="auto", steps=1)
+        f = LossEngine(w, data, param).polynomial(1).f  # (m, L+1)
+        dev = [np.sqrt(np.mean((f[:, 1] - target) ** 2)) / scale]
+        dev += [np.sqrt(np.mean(f[:, k] ** 2)) / scale for k in range(2, L + 1)]
+        return {"D": [float(x) for x in dev]}
+
+    recs = ctx.networks("C1-t1", param="mup", widths=s.widths, samples=s.seeds, desc="C1 networks",
+                        config={"depth": L, "teacher": "linear", "d": data.d, "m": data.m, "sampler": "auto",
+                                "lazy_min_width": LAZY_MIN_WIDTH},
+                        compute=deviations)
+    groups = {k: {n: [r["D"][k - 1] for r in rs] for n, rs in recs.items()} for k in range(1, L + 1)}
     fits = {f"phi_{k}": fit_rate(g, 0.0, seed=ctx.seed) for k, g in groups.items()}
     nums = {q: rate_numbers(f) for q, f in fits.items()}
     if all(f.ci_high < 0 for f in fits.values()):
