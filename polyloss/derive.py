@@ -109,58 +109,39 @@ def _mono_key(mon: tuple) -> tuple:
     return (sum(mon), tuple(reversed(mon)))
 
 
-def moment_expr(poly: dict) -> str:
-    """A moment polynomial as a sympy-parsable string in ``mu0, mu1, …`` (``'0'`` if empty)."""
-    if not poly:
-        return "0"
-    parts = []
-    for mon in sorted(poly, key=_mono_key):
-        c = poly[mon]
-        if c == 0:
-            continue
-        factors = [f"mu{j}" + (f"**{e}" if e > 1 else "") for j, e in enumerate(mon) if e]
-        a = abs(c)
-        if not factors:
-            body = _frac_str(a)
-        elif a == 1:
-            body = "*".join(factors)
-        elif a.denominator == 1:
-            body = f"{a.numerator}*" + "*".join(factors)
-        else:
-            body = f"{a.numerator}*" * (a.numerator != 1) + "*".join(factors) + f"/{a.denominator}"
-        parts.append(("-" if c < 0 else "+", body))
+def _signed_sum(poly: dict, term) -> str:
+    """``Σ c·m`` over the monomials in graded order, written ``a - b + c``; ``term(|c|, mon)`` writes one."""
+    parts = [("-" if poly[mon] < 0 else "+", term(abs(poly[mon]), mon)) for mon in sorted(poly, key=_mono_key)
+             if poly[mon] != 0]
     if not parts:
         return "0"
-    out = ("-" if parts[0][0] == "-" else "") + parts[0][1]
-    for sign, body in parts[1:]:
-        out += f" {sign} {body}"
-    return out
+    return ("-" if parts[0][0] == "-" else "") + parts[0][1] + "".join(f" {sign} {body}" for sign, body in parts[1:])
+
+
+def moment_expr(poly: dict) -> str:
+    """A moment polynomial as a sympy-parsable string in ``mu0, mu1, …`` (``'0'`` if empty)."""
+
+    def term(a: Fraction, mon: tuple) -> str:
+        factors = [f"mu{j}" + (f"**{e}" if e > 1 else "") for j, e in enumerate(mon) if e]
+        if not factors:
+            return _frac_str(a)
+        if a == 1:
+            return "*".join(factors)
+        if a.denominator == 1:
+            return f"{a.numerator}*" + "*".join(factors)
+        return f"{a.numerator}*" * (a.numerator != 1) + "*".join(factors) + f"/{a.denominator}"
+
+    return _signed_sum(poly, term)
 
 
 def moment_latex(poly: dict) -> str:
     """A moment polynomial in LaTeX (``\\mu_j``)."""
-    if not poly:
-        return "0"
-    parts = []
-    for mon in sorted(poly, key=_mono_key):
-        c = poly[mon]
-        if c == 0:
-            continue
+
+    def term(a: Fraction, mon: tuple) -> str:
         factors = "".join(r"\mu_{%d}" % j + (f"^{{{e}}}" if e > 1 else "") for j, e in enumerate(mon) if e)
-        a = abs(c)
-        if not factors:
-            coef = _frac_latex(a)
-        elif a == 1:
-            coef = ""
-        else:
-            coef = _frac_latex(a)
-        parts.append(("-" if c < 0 else "+", coef + factors))
-    if not parts:
-        return "0"
-    out = ("-" if parts[0][0] == "-" else "") + parts[0][1]
-    for sign, body in parts[1:]:
-        out += f" {sign} {body}"
-    return out
+        return ("" if factors and a == 1 else _frac_latex(a)) + factors
+
+    return _signed_sum(poly, term)
 
 
 def _frac_latex(q: Fraction) -> str:

@@ -260,6 +260,21 @@ def _cost(method: str, n: int, m: int, steps: int, n_eta: int) -> float:
     return float(m) * n * n + float(n_eta) * steps * m * m * n
 
 
+def _record_loss(out, alive, k: int, r, m: int):
+    """Store the step-``k`` loss (r·r / 2m, as gd.py) of the live learning rates ``alive`` (rows of the
+    residuals ``r``) in ``out``; return the finite mask, or None when the shared step-0 network
+    (one row for every η) already overflowed."""
+    loss = to_host((r[:, None, :] @ r[:, :, None])[:, 0, 0] / (2 * m)).astype(np.float64)
+    ok = np.isfinite(loss)
+    if k == 0:
+        if not ok[0]:
+            return None
+        out[:, 0] = loss[0]
+    else:
+        out[alive[ok], k] = loss[ok]
+    return ok
+
+
 def _prune(xp, ok, alive, arrays):
     """Keep the learning rates with a finite loss; ``arrays``: groups of 3-D arrays whose leading axis
     is the batch (size ``alive.size``) or 1 (shared by every η, left alone)."""
@@ -302,15 +317,8 @@ def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out):
             pre.append(h)
             acts.append(xp.maximum(h, 0) if relu else h)
         r = acts[-1] @ V - y
-        loss = to_host((r[:, None, :] @ r[:, :, None])[:, 0, 0] / (2 * m)).astype(np.float64)
-        ok = np.isfinite(loss)
-        if k == 0:
-            if not ok[0]:
-                return
-            out[:, 0] = loss[0]
-        else:
-            out[alive[ok], k] = loss[ok]
-        if k == steps:
+        ok = _record_loss(out, alive, k, r, m)
+        if ok is None or k == steps:
             return
         if k > 0 and not ok.all():
             alive, keep, (pre, acts1, [lr3], *PQ) = _prune(xp, ok, alive, [pre, acts[1:], [lr3]] + P + Q)
@@ -354,15 +362,8 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out):
             acts.append(xp.maximum(h, 0) if relu else h)
         f = acts[-1] @ V
         r = f - y
-        loss = to_host((r[:, None, :] @ r[:, :, None])[:, 0, 0] / (2 * m)).astype(np.float64)  # r·r as gd.py
-        ok = np.isfinite(loss)
-        if k == 0:  # one shared network
-            if not ok[0]:
-                return
-            out[:, 0] = loss[0]
-        else:
-            out[alive[ok], k] = loss[ok]
-        if k == steps:
+        ok = _record_loss(out, alive, k, r, m)
+        if ok is None or k == steps:
             return
         if k > 0 and not ok.all():
             keep_h = np.nonzero(ok)[0]
