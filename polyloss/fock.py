@@ -110,9 +110,14 @@ class ScalarRing:
         """The constant ``q`` (a Fraction, int or float) as a ring element."""
         raise NotImplementedError
 
+    _mu: list = []
+
     def mu(self, j: int) -> object:
         """The moment ``μ_j`` (an indeterminate in symbolic rings, a constant otherwise)."""
-        raise NotImplementedError
+        try:
+            return self._mu[j]
+        except IndexError:
+            raise MomentIndexError(j) from None
 
     def eta_coefficients(self, x) -> list:
         """Ascending η-coefficients of ``x``: Fractions (numeric), floats (float ring), or dicts
@@ -165,12 +170,6 @@ class FlintRing(ScalarRing):
         c = _flint.fmpq(q.numerator, q.denominator)
         return self.one * c
 
-    def mu(self, j):
-        try:
-            return self._mu[j]
-        except IndexError:
-            raise MomentIndexError(j) from None
-
     def eta_coefficients(self, x, offset: int = 0):
         if not self.symbolic:
             return [_to_fraction(c) for c in x.coeffs()]
@@ -207,12 +206,6 @@ class SympyRing(ScalarRing):
     def const(self, q):
         q = _to_fraction(q)
         return self._R(self._QQ(q.numerator, q.denominator))
-
-    def mu(self, j):
-        try:
-            return self._mu[j]
-        except IndexError:
-            raise MomentIndexError(j) from None
 
     def eta_coefficients(self, x, offset: int = 0):
         if self.symbolic:
@@ -295,9 +288,6 @@ class FloatRing(ScalarRing):
 
     def const(self, q):
         return _FloatPoly([float(q)])
-
-    def mu(self, j):
-        return self._mu[j]
 
     def eta_coefficients(self, x):
         c = list(x.c)
