@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact learning-rate loss polynomials of deep linear networks, and checks of "
         "learning-rate transfer (Hayou 2025).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="start here:\n"
+        "  polyloss verify --quick --out results/verify     # every claim of the paper, ~1 min\n"
+        "  polyloss derive --depth 3 --steps 2               # the exact infinite-width loss\n"
+        "  polyloss COMMAND --help                           # options and an example per command",
     )
     parser.add_argument("--version", action="version", version=f"polyloss {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
