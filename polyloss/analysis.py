@@ -15,6 +15,9 @@ the seed-to-seed variation: ``{n: array of per-seed values}``.
 * :func:`extrapolate` — the mean at ``n = ∞`` by weighted least squares in ``1/n``: an estimate of
   the limit that does not use the symbolic engine.
 * :func:`fit_scaling` — the slope of a quantity's mean itself in n (e.g. η_n ∝ n^{-1} under SP).
+* :func:`deceleration` — does that slope shrink from the narrowest to the widest pair of widths?
+  What separates a quantity converging to a non-zero limit (local slopes → 0) from a power-law
+  drift (constant local slope) when neither has settled.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from scipy import stats
 
 from polyloss.errors import SpecError
 
-__all__ = ["RateFit", "ChangePoint", "Extrapolation", "fit_rate", "change_point", "extrapolate", "fit_scaling"]
+__all__ = ["RateFit", "ChangePoint", "Extrapolation", "Deceleration", "fit_rate", "change_point", "extrapolate",
+           "fit_scaling", "deceleration"]
 
 
 def _groups(groups: dict, min_widths: int, what: str) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -240,3 +244,54 @@ def fit_scaling(groups: dict, *, level: float = 0.95, n_resamples: int = 2000, s
     ses = tuple(float(v.std(ddof=1) / np.sqrt(v.size)) for v in vals)
     return RateFit(slope, float(ci.low), float(ci.high), intercept, level, tuple(int(n) for n in ns),
                    tuple(float(m) for m in means), ses)
+
+
+@dataclass(frozen=True)
+class Deceleration:
+    """Local log-log slopes of ``|mean|`` between the two narrowest and the two widest widths, and a
+    bootstrap CI of ``change`` = (|last| − |first|) measured along the first slope's direction:
+    ``change < 0`` means the drift slows down. ``decelerating``: the whole CI lies below 0."""
+
+    first: float
+    last: float
+    change: float
+    ci_low: float
+    ci_high: float
+    level: float
+    widths: tuple
+
+    @property
+    def decelerating(self) -> bool:
+        return self.ci_high < 0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "decelerating": self.decelerating}
+
+
+def deceleration(groups: dict, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> Deceleration:
+    """Is the drift of a per-seed quantity's mean slowing down with width? (needs ≥ 3 widths).
+
+    Local slopes ``s = Δ log|mean| / Δ log n`` of the first and last pairs of widths; ``change`` =
+    ``sign(s_first)·(s_last − s_first)``, with a stratified percentile bootstrap CI over seeds (as
+    :func:`fit_scaling`). A quantity converging to a non-zero limit has ``change < 0``; a pure power
+    law ``n^c`` has ``change ≈ 0`` whatever ``c``.
+    """
+    ns, vals = _groups(groups, 3, "deceleration")
+    logn = np.log(ns)
+
+    def local(means):
+        lm = np.log(np.maximum(np.abs(means), 1e-300))
+        return (lm[1] - lm[0]) / (logn[1] - logn[0]), (lm[-1] - lm[-2]) / (logn[-1] - logn[-2])
+
+    first, last = local(np.array([v.mean() for v in vals]))
+    direction = 1.0 if first >= 0 else -1.0
+
+    def change_of(*samples):
+        f, l = local(np.array([s.mean() for s in samples]))
+        return direction * (l - f)
+
+    boot = stats.bootstrap(tuple(vals), change_of, vectorized=False, paired=False, n_resamples=n_resamples,
+                           confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+    ci = boot.confidence_interval
+    return Deceleration(float(first), float(last), float(direction * (last - first)), float(ci.low), float(ci.high),
+                        level, tuple(int(n) for n in ns))

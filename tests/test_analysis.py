@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from polyloss.analysis import change_point, extrapolate, fit_rate, fit_scaling
+from polyloss.analysis import change_point, deceleration, extrapolate, fit_rate, fit_scaling
 from polyloss.errors import SpecError
 
 WIDTHS = [2**k for k in range(6, 15)]
@@ -82,3 +82,18 @@ def test_scaling_with_finite_size_correction_recovers_asymptotic_exponent():
     corrected = fit_scaling(groups, correction=0.5)
     assert not plain.ci_low <= -1.0 <= plain.ci_high
     assert corrected.ci_low <= -1.0 <= corrected.ci_high and corrected.ci_high - corrected.ci_low < 0.1
+
+
+def test_deceleration_tells_convergence_to_a_constant_from_power_law_drift():
+    rng = np.random.default_rng(6)
+    widths = (128, 512, 2048)
+    noisy = lambda f: {n: f(n) * (1 + 0.1 * rng.standard_normal(6)) for n in widths}  # noqa: E731
+    up = deceleration(noisy(lambda n: 4.5 - 40 / n**0.5))  # rising to a non-zero limit, as C8 sees under μP
+    assert up.first > up.last > 0 and up.decelerating
+    down = deceleration(noisy(lambda n: 0.5 + 50 / n))  # falling to a non-zero limit: the same in the other direction
+    assert down.first < down.last < 0 and down.decelerating
+    for c in (0.5, -1.0):  # a pure power law drifts at a constant rate: no deceleration
+        drift = deceleration(noisy(lambda n: 3.0 * n**c))
+        assert not drift.decelerating and abs(drift.first - c) < 0.2  # 0.2 ≈ 5 s.e. of a local slope here
+    with pytest.raises(SpecError, match="at least 3 widths"):
+        deceleration({64: [1.0, 2.0], 128: [1.0, 1.5]})

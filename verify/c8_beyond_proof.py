@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from polyloss.analysis import fit_scaling
+from polyloss.analysis import deceleration, fit_scaling
 from polyloss.checks import Claim
 from polyloss.claims._common import verdict
 
@@ -14,11 +14,15 @@ CLAIM = Claim(
     source="Hayou (2025), experiments beyond linear networks; μP (Yang & Hu) for Adam",
     statistic="per seed, the argmin η* of the final loss after t = 1 step on a log grid, refined by a parabola "
               "in log η through the grid minimum and its neighbours (so grid quantisation cannot fake a zero-width "
-              "CI); log-log slope of the seed mean of η* vs n with a 95% bootstrap CI, per setting",
+              "CI); log-log slope of the seed mean of η* vs n with a 95% bootstrap CI, per setting; and whether "
+              "that drift slows down: the local slopes of the narrowest and widest pairs of widths, with a 95% "
+              "bootstrap CI of the change (analysis.deceleration)",
     tolerance="μP passes if the slope CI intersects [−0.15, 0.15] (no drift beyond noise); SP passes if the CI "
               "lies below −0.25 (clear drift). A setting whose argmin sits at an end of the grid for any seed is "
-              "inconclusive (the optimum was not located). pass if all four settings pass; fail if a μP CI lies "
-              "outside [−0.3, 0.3] or an SP CI contains 0; inconclusive otherwise.",
+              "inconclusive (the optimum was not located). pass if all four settings pass; fail if an SP CI "
+              "contains 0, or a μP CI lies outside [−0.3, 0.3] while the drift does not slow down (a power-law "
+              "drift, the negation of the claim); a μP optimum still moving but significantly decelerating is "
+              "converging to a limit not yet reached at these widths: inconclusive.",
 )
 
 SETTINGS = (("relu", "gd"), ("linear", "adam"))
@@ -55,15 +59,23 @@ def run(ctx):
                 bad.append(False)
                 continue
             fit = fit_scaling(groups, seed=ctx.seed)
+            dec = deceleration(groups, seed=ctx.seed)
             nums[key] = {"slope": fit.slope, "ci": [fit.ci_low, fit.ci_high], "eta_star_mean": dict(zip(fit.widths, fit.rms)),
-                         "argmin_at_grid_edge": edge}
+                         "argmin_at_grid_edge": edge, "deceleration": dec.to_dict()}
             if param == "mup":
                 ok.append(fit.ci_low <= 0.15 and fit.ci_high >= -0.15)
-                bad.append(fit.ci_low > 0.3 or fit.ci_high < -0.3)
+                bad.append((fit.ci_low > 0.3 or fit.ci_high < -0.3) and not dec.decelerating)
             else:
                 ok.append(fit.ci_high < -0.25)
                 bad.append(fit.ci_low <= 0 <= fit.ci_high)
     v = "pass" if all(ok) else ("fail" if any(bad) else "inconclusive")
-    summary = "; ".join(f"{k}: η* ~ n^{x['slope']:.2f} [{x['ci'][0]:.2f}, {x['ci'][1]:.2f}]" if x["slope"] is not None
-                        else f"{k}: optimum at the grid's end for some seed (not located)" for k, x in nums.items())
+    summary = "; ".join(_describe(k, x) for k, x in nums.items())
     return verdict(CLAIM, ctx, v, summary, nums, s.sweep_widths, s.sweep_seeds)
+
+
+def _describe(key: str, x: dict) -> str:
+    if x["slope"] is None:
+        return f"{key}: optimum at the grid's end for some seed (not located)"
+    text = f"{key}: η* ~ n^{x['slope']:.2f} [{x['ci'][0]:.2f}, {x['ci'][1]:.2f}]"
+    d = x["deceleration"]
+    return text + f" (local slope {d['first']:.2f} → {d['last']:.2f}{', slowing' if d['decelerating'] else ''})"
