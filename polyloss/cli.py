@@ -14,7 +14,7 @@ import sys
 from polyloss import __version__
 from polyloss.errors import PolylossError
 
-COMMANDS = ("poly", "sample", "sweep", "compare", "report", "verify", "derive")
+COMMANDS = ("poly", "sample", "sweep", "compare", "report", "verify", "derive", "data")
 
 
 class _UsageError(Exception):
