@@ -1,71 +1,188 @@
-"""Run directories shared by ``sample`` and ``sweep``: a config file plus append-only records.
+"""Run directories shared by ``sample``, ``sweep`` and the claims' per-network runs: a config file
+plus append-only records, under an advisory lock.
 
 ``DIR/run.json`` holds the configuration (with a ``schema`` tag); ``DIR/records.jsonl`` one JSON
 record per finished unit of work, appended, flushed and fsync'ed at once, so a kill loses no
-finished record. A torn final line (a kill mid-write) is dropped and truncated away on reading.
-Resuming checks that the keys that determine the records are unchanged.
+finished record. A writer holds ``DIR/.lock`` (an exclusive ``fcntl.flock``) for its whole run, so
+two processes never compute into one directory; only the lock holder repairs the file (a torn final
+line of a killed run is truncated away, a complete final line that lost its newline gets it back).
+Readers never modify the file: they drop a torn final line in memory, validate every record
+(naming the file and line), and refuse duplicate records of one unit unless they are identical
+apart from their timing. Resuming checks that the keys that determine the records are unchanged.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
+import numbers
 import os
+from contextlib import contextmanager
 
 from polyloss.errors import RunError, invalid
 
 CONFIG = "run.json"
 RECORDS = "records.jsonl"
+LOCK = ".lock"
+_VOLATILE = ("seconds",)  # fields that may differ between two computations of one record
 
 
-def read_records(path: str) -> list[dict]:
-    """Read a JSONL file, dropping (and truncating away) a torn last line."""
+def _is_int(v, minimum: int) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Field checks shared by every record kind: name -> (predicate, what is valid).
+FIELD_CHECKS = {
+    "width": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "sample": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "eta_opt": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "loss_at_eta_opt": (_is_number, "a finite number"),
+    "at_edge": (lambda v: isinstance(v, bool), "true or false"),
+    "local_minima": (lambda v: isinstance(v, list), "a list"),
+    "loss_coefficients": (lambda v: isinstance(v, list), "a list"),
+    "curve_loss": (lambda v: isinstance(v, list), "a list"),
+    "losses": (lambda v: isinstance(v, list), "a list"),
+}
+
+
+def read_records(path: str, *, required=(), key=("width", "sample"), repair: bool = False) -> list[dict]:
+    """Read and validate a JSONL records file.
+
+    Every record must be a JSON object holding the fields ``required`` (checked by
+    :data:`FIELD_CHECKS` where listed there). Records with the same ``key`` fields are allowed only
+    when identical apart from their timing, and are then kept once. A final line that is not valid
+    JSON (a kill mid-write) is dropped; with ``repair`` (only under the run's lock) it is truncated
+    away, and a complete final line without its newline gets one.
+    """
     if not os.path.exists(path):
         return []
     with open(path, "rb") as fh:
         raw = fh.read()
-    good_end, records, pos = 0, [], 0
-    for line in raw.split(b"\n"):
-        end = pos + len(line) + 1
+    records, first_line, seen = [], {}, {}
+    lines = raw.split(b"\n")
+    good_end, pos, missing_newline = 0, 0, False
+    for lineno, line in enumerate(lines, start=1):
+        last = lineno == len(lines)
+        end = pos + len(line) + (0 if last else 1)
         if line.strip():
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if end >= len(raw):  # the torn final line of a killed run
+                rec = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if last:  # the torn final line of a killed run
                     break
-                lineno = raw[:pos].count(b"\n") + 1
                 raise RunError(f"{path}: line {lineno} is not valid JSON; the run is corrupt") from None
-        if end <= len(raw):
-            good_end = end
+            _check_record(rec, path, lineno, required)
+            k = tuple(rec[f] for f in key) if key else None
+            if k is not None and k in seen:
+                j = seen[k]
+                if _strip(records[j]) != _strip(rec):
+                    names = ", ".join(f"{f}={v}" for f, v in zip(key, k))
+                    raise RunError(f"{path}: lines {first_line[k]} and {lineno} are two different records for {names}; "
+                                   "the run is corrupt (two processes wrote into it?)")
+            else:
+                if k is not None:
+                    seen[k], first_line[k] = len(records), lineno
+                records.append(rec)
+            missing_newline = last
+        good_end = end
         pos = end
-    if good_end < len(raw):
-        with open(path, "r+b") as fh:
-            fh.truncate(good_end)
+    if repair:
+        if good_end < len(raw):
+            with open(path, "r+b") as fh:
+                fh.truncate(good_end)
+        elif missing_newline:
+            with open(path, "ab") as fh:
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
     return records
 
 
-def load_config(run_dir: str, schema: str) -> dict:
-    """The config of an existing run directory, checked against ``schema``."""
+def _strip(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k not in _VOLATILE}
+
+
+def _check_record(rec, path: str, lineno: int, required) -> None:
+    if not isinstance(rec, dict):
+        raise RunError(f"{path}: line {lineno} is a JSON {type(rec).__name__}, not a record (object); the run is corrupt")
+    for name in required:
+        if name not in rec:
+            raise RunError(f"{path}: line {lineno} lacks the field `{name}`; the run is corrupt")
+        check = FIELD_CHECKS.get(name)
+        if check is not None and not check[0](rec[name]):
+            raise RunError(f"{path}: line {lineno}: `{name}`={rec[name]!r} is invalid: must be {check[1]}")
+
+
+def load_config(run_dir: str, schema: str, required=()) -> dict:
+    """The config of an existing run directory, checked against ``schema`` and ``required`` keys."""
     run_dir = os.fspath(run_dir)
     cfg_path = os.path.join(run_dir, CONFIG)
     if not os.path.isdir(run_dir):
         raise RunError(f"run directory {run_dir!r} does not exist")
-    if not os.path.exists(cfg_path):
+    if not os.path.isfile(cfg_path):
         raise RunError(f"{run_dir!r} is not a polyloss run directory (no {CONFIG})")
     try:
-        with open(cfg_path) as fh:
-            config = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{cfg_path}: invalid JSON ({exc})") from None
+        with open(cfg_path, "rb") as fh:
+            config = json.loads(fh.read().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        msg = " ".join(str(exc).split())
+        raise RunError(f"{cfg_path}: not valid JSON ({msg})") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{cfg_path}: a JSON {type(config).__name__}, expected an object with a `schema`")
     if config.get("schema") != schema:
         raise RunError(f"{cfg_path}: schema {config.get('schema')!r}, expected {schema!r}")
+    missing = [k for k in required if k not in config]
+    if missing:
+        raise RunError(f"{cfg_path}: lacks {', '.join(f'`{k}`' for k in missing)}; the run directory is corrupt")
     return config
 
 
-def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=()) -> tuple[dict, list[dict]]:
+class RunLock:
+    """An exclusive advisory lock on a run directory (``DIR/.lock``), held by one writer at a time."""
+
+    def __init__(self, run_dir):
+        import fcntl
+
+        self.path = os.path.join(os.fspath(run_dir), LOCK)
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise RunError(f"run directory {os.path.dirname(self.path)!r} is in use by {holder}; "
+                               "wait for it to finish (then --resume) or choose another directory") from None
+            raise
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"polyloss process {os.getpid()}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()  # closing drops the flock
+
+
+def _prepare_dir(run_dir: str) -> None:
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise invalid("out", run_dir, "a directory path (a file of that name exists)", RunError)
+    os.makedirs(run_dir, exist_ok=True)
+
+
+def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), required=()) -> tuple[dict, list[dict]]:
     """Create or resume a run directory; return (config as written, existing records).
 
-    On resume every key in ``match_keys`` must equal the stored value; keys in ``grow_keys``
-    (lists or ints: widths, samples, seeds) are merged (union / max) so a run can be extended.
+    The caller must hold the directory's :class:`RunLock` (see :func:`run_session`). On resume
+    every key in ``match_keys`` must equal the stored value; keys in ``grow_keys`` (lists or ints:
+    widths, samples, seeds) are merged (union / max) so a run can be extended — the caller then
+    computes every unit of the *merged* config, so run.json never claims records it lacks.
     """
     run_dir = os.fspath(run_dir)
     cfg_path = os.path.join(run_dir, CONFIG)
@@ -74,7 +191,7 @@ def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=()) -> t
     if os.path.exists(cfg_path):
         if not resume:
             raise RunError(f"`out`={run_dir!r} already holds a run; pass --resume to continue it or choose another directory")
-        old = load_config(run_dir, config["schema"])
+        old = load_config(run_dir, config["schema"], required=tuple(match_keys) + tuple(grow_keys))
         for key in match_keys:
             if old.get(key) != config.get(key):
                 raise RunError(
@@ -83,17 +200,46 @@ def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=()) -> t
                 )
         for key in grow_keys:
             a, b = old.get(key), config.get(key)
-            config[key] = sorted(set(a) | set(b)) if isinstance(b, list) else max(a, b)
-        records = read_records(os.path.join(run_dir, RECORDS))
-    else:
-        if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-            raise invalid("out", run_dir, "a directory path (a file of that name exists)", RunError)
-        os.makedirs(run_dir, exist_ok=True)
+            if isinstance(b, list):
+                if not isinstance(a, list):
+                    raise RunError(f"{cfg_path}: `{key}`={a!r} is invalid: must be a list; the run directory is corrupt")
+                config[key] = sorted(set(a) | set(b))
+            else:
+                if not _is_int(a, 0):
+                    raise RunError(f"{cfg_path}: `{key}`={a!r} is invalid: must be an integer; the run directory is corrupt")
+                config[key] = max(a, b)
+        records = read_records(os.path.join(run_dir, RECORDS), required=required, repair=True)
     tmp = cfg_path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(config, fh, indent=2, sort_keys=True)
     os.replace(tmp, cfg_path)
     return config, records
+
+
+@contextmanager
+def run_session(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), required=()):
+    """Lock ``run_dir``, open (create or resume) the run, and yield ``(config, records, writer)``;
+    the lock is held until the block ends, so a second process on the directory fails at once."""
+    run_dir = os.fspath(run_dir)
+    _prepare_dir(run_dir)
+    lock = RunLock(run_dir)
+    try:
+        config, records = open_run(run_dir, config, match_keys, resume, grow_keys, required)
+        with RecordWriter(run_dir) as writer:
+            yield config, records, writer
+    finally:
+        lock.release()
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float replaced by None: records are strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 class RecordWriter:
@@ -103,7 +249,7 @@ class RecordWriter:
         self._fh = open(os.path.join(os.fspath(run_dir), RECORDS), "a")
 
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(record) + "\n")
+        self._fh.write(json.dumps(_finite(record), allow_nan=False) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

@@ -165,24 +165,24 @@ class Context:
         appended at once (a kill loses no finished network). ``config`` (JSON) must match on resume.
         Returns {width: [record for samples 0..samples-1]}."""
         from polyloss._progress import Progress
-        from polyloss._rundir import RecordWriter, open_run
+        from polyloss._rundir import run_session
 
         path = self._run_path(name, param)
         cfg = {"schema": "polyloss.claim-networks/1", "name": name, "param": self.param(param).to_dict(),
                "seed": self.seed, "widths": list(widths), "samples": samples, "config": config}
-        _, old = open_run(path, cfg, ("name", "param", "seed", "config"), True, grow_keys=("widths", "samples"))
-        have = {(r["width"], r["sample"]): r for r in old}
-        todo = [(n, s) for n in widths for s in range(samples) if (n, s) not in have]
-        bar = Progress(len(todo), desc=desc or name, enabled=self.progress, costs=[float(n) for n, _ in todo])
-        writer = RecordWriter(path)
-        try:
-            for n, s in todo:
-                have[(n, s)] = rec = {"width": n, "sample": s, **compute(n, s)}
-                writer.write(rec)
-                bar.update()
-        finally:
-            writer.close()
-            bar.close()
+        with run_session(path, cfg, ("name", "param", "seed", "config"), True, grow_keys=("widths", "samples"),
+                         required=("width", "sample")) as (cfg, old, writer):
+            have = {(r["width"], r["sample"]): r for r in old}
+            # the merged widths × samples, so that run.json claims no record it lacks
+            todo = [(n, s) for n in cfg["widths"] for s in range(cfg["samples"]) if (n, s) not in have]
+            bar = Progress(len(todo), desc=desc or name, enabled=self.progress, costs=[float(n) for n, _ in todo])
+            try:
+                for n, s in todo:
+                    have[(n, s)] = rec = {"width": n, "sample": s, **compute(n, s)}
+                    writer.write(rec)
+                    bar.update()
+            finally:
+                bar.close()
         return {n: [have[(n, s)] for s in range(samples)] for n in widths}
 
 

@@ -60,8 +60,8 @@ class Minimisation:
     at_edge: bool
     local_minima: tuple
     window: float
-    grid: tuple = ()
-    grid_loss: tuple = ()
+    grid: tuple = ()  # the first-stage search grid, :func:`search_grid` (never the refined points)
+    grid_loss: tuple = ()  # the stable loss on ``grid``
 
     def to_dict(self) -> dict:
         return {
@@ -159,6 +159,7 @@ def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, ma
             f"the loss overflows inside the window at eta = {bad[0]:.3g} (window = {window:.3g}); "
             "GD diverges there: choose a smaller window"
         )
+    base_grid, base_loss = tuple(grid.tolist()), tuple(T[:, 0].tolist())  # curves stay on the fixed grid
     grid, T = _refine(taylor, grid, T, rounds=refine_rounds)
     val, der = T[:, 0], T[:, 1]
     lo_idx = np.nonzero((der[:-1] < 0) & (der[1:] >= 0))[0]
@@ -194,4 +195,4 @@ def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, ma
     if not minima:  # derivative >= 0 everywhere on the grid: the infimum is at η → 0+
         minima.append(LocalMinimum(float(grid[0]), float(val[0]), at_edge=True))
     best = min(minima, key=lambda lm: lm.loss)
-    return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window, tuple(grid.tolist()), tuple(val.tolist()))
+    return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window, base_grid, base_loss)

@@ -35,7 +35,7 @@ import numpy as np
 from polyloss import __version__
 from polyloss._backend import get_xp
 from polyloss._progress import Progress
-from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_records
+from polyloss._rundir import RECORDS, load_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
@@ -49,6 +49,7 @@ __all__ = ["SampleRun", "run_sample", "load_run", "summarise", "data_seed", "fil
 
 SCHEMA = "polyloss.sample/1"
 DEFAULT_SAMPLE_DEGREE = 8
+RECORD_FIELDS = ("width", "sample", "eta_opt", "loss_at_eta_opt", "at_edge", "local_minima", "loss_coefficients", "curve_loss")
 _MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend", "n_grid", "minimiser", "sampler",
                "lazy_min_width")
 
@@ -84,8 +85,8 @@ class SampleRun:
 def load_run(path) -> SampleRun:
     """Load a run directory written by :func:`run_sample`."""
     path = os.fspath(path)
-    config = load_config(path, SCHEMA)
-    recs = sorted(read_records(os.path.join(path, RECORDS)), key=lambda r: (r["width"], r["sample"]))
+    config = load_config(path, SCHEMA, required=_MATCH_KEYS + ("widths", "samples", "m", "input_dim", "curve_etas"))
+    recs = sorted(read_records(os.path.join(path, RECORDS), required=RECORD_FIELDS), key=lambda r: (r["width"], r["sample"]))
     return SampleRun(path, config, tuple(recs))
 
 
@@ -147,12 +148,13 @@ def run_sample(
         "minimiser": MINIMISER_VERSION,
         "curve_etas": search_grid(window, n_grid).tolist(),
     }
-    config, old = open_run(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"))
-    done = {(r["width"], r["sample"]) for r in old}
-    todo = [(n, s) for n in sampling.widths for s in range(sampling.samples) if (n, s) not in done]
-    bar = Progress(len(todo), desc=f"sample L={depth} t={training.steps}", enabled=progress,
-                   costs=[_cost(n, sampler, data.m) for n, _ in todo])
-    with RecordWriter(out_dir) as writer:
+    with run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"),
+                     required=RECORD_FIELDS) as (config, old, writer):
+        # every width of the merged config gets the merged sample count: run.json claims no record it lacks
+        done = {(r["width"], r["sample"]) for r in old}
+        todo = [(n, s) for n in config["widths"] for s in range(config["samples"]) if (n, s) not in done]
+        bar = Progress(len(todo), desc=f"sample L={depth} t={training.steps}", enabled=progress,
+                       costs=[_cost(n, sampler, data.m) for n, _ in todo])
         for n, s in todo:
             t0 = time.perf_counter()
             weights, used = draw_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp,

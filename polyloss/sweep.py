@@ -89,7 +89,7 @@ import numpy as np
 from polyloss import __version__
 from polyloss._backend import get_xp, to_host
 from polyloss._progress import Progress
-from polyloss._rundir import RECORDS, RecordWriter, load_config, open_run, read_records
+from polyloss._rundir import RECORDS, load_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.errors import SpecError, invalid
 from polyloss.spec import NetworkSpec, Parametrization, parse_widths
@@ -125,6 +125,7 @@ DEFAULT_ADAM_EPS = 1e-8
 DEFAULT_MEMORY_MB = 1024.0
 #: Adam width exponent κ (hidden learning rate η · n^-κ) per preset parametrization.
 ADAM_EXPONENTS = {"mup": Fraction(1), "sp": Fraction(0), "ntp": Fraction(1, 2)}
+RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend")
 _ETAS_VALID = "'lin:START:STOP:COUNT', 'log:START:STOP:COUNT' (0 < START < STOP, COUNT >= 2) or a comma list of numbers >= 0"
 
@@ -615,8 +616,8 @@ def summarise(run: SweepRun, step: int | None = None) -> list[dict]:
 def load_sweep(path) -> SweepRun:
     """Load a run directory written by :func:`run_sweep`."""
     path = os.fspath(path)
-    config = load_config(path, SCHEMA)
-    recs = sorted(read_records(os.path.join(path, RECORDS)), key=lambda r: (r["width"], r["sample"]))
+    config = load_config(path, SCHEMA, required=_MATCH_KEYS + ("widths", "seeds", "etas", "m", "input_dim"))
+    recs = sorted(read_records(os.path.join(path, RECORDS), required=RECORD_FIELDS), key=lambda r: (r["width"], r["sample"]))
     return SweepRun(path, config, tuple(recs))
 
 
@@ -711,14 +712,15 @@ def run_sweep(
         "m": data.m,
         "input_dim": data.d,
     }
-    config, old = open_run(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"))
-    done = {(r["width"], r["sample"]) for r in old}
-    todo = [(n, s) for n in widths for s in range(seeds) if (n, s) not in done]
-    desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
-    bar = Progress(len(todo), desc=desc, enabled=progress,
-                   costs=[_cost(choose_method(method, optimizer, n, data.m, steps), n, data.m, steps, len(grid))
-                          for n, _ in todo])
-    with RecordWriter(out_dir) as writer:
+    with run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"),
+                     required=RECORD_FIELDS) as (config, old, writer):
+        # every width of the merged config gets the merged seed count: run.json claims no record it lacks
+        done = {(r["width"], r["sample"]) for r in old}
+        todo = [(n, s) for n in config["widths"] for s in range(config["seeds"]) if (n, s) not in done]
+        desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
+        bar = Progress(len(todo), desc=desc, enabled=progress,
+                       costs=[_cost(choose_method(method, optimizer, n, data.m, steps), n, data.m, steps, len(grid))
+                              for n, _ in todo])
         for n, s in todo:
             t0 = time.perf_counter()
             weights = sample_weights(NetworkSpec(depth, n, data.d), param, child_seed(seed, n, s), xp=xp)
