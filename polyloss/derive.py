@@ -87,7 +87,7 @@ def _check_positive_fraction(name, value) -> Fraction | None:
     if isinstance(value, bool):
         raise invalid(name, value, "a positive finite number")
     try:
-        q = Fraction(value) if not isinstance(value, str) else Fraction(value.strip())
+        q = parse_fraction(value)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         raise invalid(name, value, "a positive finite number") from None
     if q <= 0:
@@ -100,8 +100,40 @@ def _check_positive_fraction(name, value) -> Fraction | None:
 # --------------------------------------------------------------------------------------------
 
 
+def int_str(n: int) -> str:
+    """Decimal digits of an integer of any size (Python's ``str`` refuses more than 4300 digits;
+    FLINT's conversion has no such limit and is quasi-linear)."""
+    if abs(n).bit_length() < 12_000:
+        return str(n)
+    import flint
+
+    return str(flint.fmpz(n))
+
+
+def _parse_int(text: str) -> int:
+    text = text.strip()
+    if len(text) < 3_500:
+        return int(text)
+    import flint
+
+    if not text.lstrip("+-").isdigit():
+        raise ValueError(f"not an integer: {text[:20]}...")
+    return int(flint.fmpz(text))
+
+
+def parse_fraction(value) -> Fraction:
+    """A Fraction from a number or a string ``'p'``, ``'p/q'`` or a decimal, of any size (the
+    inverse of :func:`_frac_str`)."""
+    if not isinstance(value, str):
+        return Fraction(value)
+    num, sep, den = value.strip().partition("/")
+    if len(value) < 3_500 or not (num.strip().lstrip("+-").isdigit() and (not sep or den.strip().isdigit())):
+        return Fraction(value.strip())
+    return Fraction(_parse_int(num), _parse_int(den) if sep else 1)
+
+
 def _frac_str(q: Fraction) -> str:
-    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
+    return int_str(q.numerator) if q.denominator == 1 else f"{int_str(q.numerator)}/{int_str(q.denominator)}"
 
 
 def _mono_key(mon: tuple) -> tuple:
@@ -128,8 +160,8 @@ def moment_expr(poly: dict) -> str:
         if a == 1:
             return "*".join(factors)
         if a.denominator == 1:
-            return f"{a.numerator}*" + "*".join(factors)
-        return f"{a.numerator}*" * (a.numerator != 1) + "*".join(factors) + f"/{a.denominator}"
+            return f"{int_str(a.numerator)}*" + "*".join(factors)
+        return f"{int_str(a.numerator)}*" * (a.numerator != 1) + "*".join(factors) + f"/{int_str(a.denominator)}"
 
     return _signed_sum(poly, term)
 
@@ -146,9 +178,9 @@ def moment_latex(poly: dict) -> str:
 
 def _frac_latex(q: Fraction) -> str:
     if q.denominator == 1:
-        return str(q.numerator)
+        return int_str(q.numerator)
     s = "-" if q < 0 else ""
-    return s + r"\tfrac{%d}{%d}" % (abs(q.numerator), q.denominator)
+    return s + r"\tfrac{%s}{%s}" % (int_str(abs(q.numerator)), int_str(q.denominator))
 
 
 def _eval_moment_poly(poly: dict, mus: Sequence[Fraction]) -> Fraction:

@@ -295,3 +295,40 @@ def test_limit_against_sampled_networks_fast(L, t):
 @pytest.mark.parametrize("t", [1, 2, 3])
 def test_limit_against_sampled_networks_n2048(L, t):
     _sampled_vs_limit(L, t, n=2048, seeds=24)
+
+
+# --- issue 10, defect 2: rationals beyond Python's 4300-digit int<->str limit -------------------
+
+def test_huge_rationals_round_trip_through_text():
+    from fractions import Fraction
+
+    from polyloss.derive import _frac_str, parse_fraction
+
+    q = Fraction(-(3**20001) + 1, 7**6000)
+    text = _frac_str(q)
+    assert len(text) > 9000 and text.startswith("-")
+    assert parse_fraction(text) == q
+    assert parse_fraction(_frac_str(Fraction(5**9000))) == 5**9000
+    with pytest.raises(ValueError):
+        parse_fraction("1" * 5000 + "x")
+
+
+def test_derive_on_data_with_huge_rationals_writes_json_and_text():
+    """The `derive --help` example: L = 4, t = 3 on linear_teacher(d=10, m=50, seed=1) data, whose
+    exact coefficients have > 10^4 digits; JSON and text used to crash in int -> str."""
+    import json
+
+    from polyloss.compare import _limit_from_derivation, eval_exact
+    from polyloss.data import linear_teacher
+    from polyloss.derive import derive, parse_fraction
+
+    res = derive(4, 3, data=linear_teacher(d=10, m=50, seed=1))
+    doc = json.loads(res.to_json_str())
+    assert max(len(c) for c in doc["loss_coefficients"]) > 4300
+    coeffs = [parse_fraction(c) for c in doc["loss_coefficients"]]
+    assert coeffs == list(res.loss_coefficients)  # the text is the exact value
+    text = res.to_text(max_terms=400)
+    assert "degree" in text and len(text) > 4300
+    lim = _limit_from_derivation(doc, 1.0, "test")  # and `compare --derivation` reads it back
+    assert lim.loss_coefficients == tuple(coeffs)
+    assert eval_exact(lim.loss_coefficients, 0.0) == float(coeffs[0])
