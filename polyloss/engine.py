@@ -33,7 +33,10 @@ from polyloss.errors import DataError, invalid
 from polyloss.spec import Parametrization
 from polyloss.weights import Weights
 
-__all__ = ["LossEngine", "LossPolynomial", "loss_degree", "f_degree"]
+__all__ = ["LossEngine", "LossPolynomial", "loss_degree", "f_degree", "COEFF_RTOL", "arb_cost"]
+
+#: Relative accuracy to which coefficients are called accurate (:meth:`LossPolynomial.accurate_terms`).
+COEFF_RTOL = 1e-6
 
 
 def _d(depth: int, steps: int) -> int:
@@ -73,16 +76,50 @@ class LossPolynomial:
     steps: int
     degree: int
     full_degree: int
+    loss_error: np.ndarray | None = None
+    f_error: np.ndarray | None = None
 
     @property
     def truncated(self) -> bool:
         return self.degree < self.full_degree
 
+    @property
+    def certified(self) -> bool:
+        """Whether every coefficient at step T carries a rigorous error bound."""
+        return self.loss_error is not None
+
     def truncate(self, degree: int) -> "LossPolynomial":
         """The same polynomial kept up to ``degree`` (exact up to it, like a truncated computation)."""
         K = min(int(degree), self.degree)
+        cut = lambda a, f=False: None if a is None else (a[:, : K + 1] if f else a[: K + 1])  # noqa: E731
         return LossPolynomial(self.loss[: K + 1], self.f[:, : K + 1], tuple(l[: K + 1] for l in self.loss_by_step),
-                              tuple(f[:, : K + 1] for f in self.f_by_step), self.steps, K, self.full_degree)
+                              tuple(f[:, : K + 1] for f in self.f_by_step), self.steps, K, self.full_degree,
+                              cut(self.loss_error), cut(self.f_error, True))
+
+    def accurate_terms(self, rtol: float = COEFF_RTOL) -> int | None:
+        """How many leading loss coefficients ``c_0..c_{k−1}`` are certified to relative error ≤ ``rtol``
+        (an exact zero counts); None when not certified (see :meth:`LossEngine.polynomial`)."""
+        if self.loss_error is None:
+            return None
+        return _leading(_accurate(self.loss, self.loss_error, rtol))
+
+    def accurate_f_terms(self, rtol: float = COEFF_RTOL) -> int | None:
+        """The same for ``f^{(T)}(x_i)``: the smallest count over the training points."""
+        if self.f_error is None:
+            return None
+        ok = _accurate(self.f, self.f_error, rtol)
+        return min((_leading(row) for row in ok), default=0)
+
+
+def _accurate(c, err, rtol):
+    c, err = np.asarray(c), np.asarray(err)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(c) & np.isfinite(err) & (err <= rtol * np.abs(c))
+
+
+def _leading(ok) -> int:
+    bad = np.nonzero(~np.asarray(ok))[0]
+    return int(bad[0]) if bad.size else int(np.size(ok))
 
 
 class LossEngine:
@@ -121,6 +158,7 @@ class LossEngine:
         self.m = data.m
         self.lam = param.lr_multiplier(self.width)
         X = xp.asarray(data.X)
+        self._X = X
         self.y = xp.asarray(data.y)
         self.layers = weights.operators()  # forward(X) = X W_ℓᵀ, backward(Y) = Y W_ℓ
         H = [X @ weights.W0.T]  # rows: h_0(x_i)
@@ -130,8 +168,16 @@ class LossEngine:
         self.f0 = H[-1] @ weights.V
 
     # ------------------------------------------------------------------ public API
-    def polynomial(self, steps: int, degree: int | None = None) -> LossPolynomial:
-        """Monomial coefficients of 𝓛^{(t)} and f^{(t)} for t = 0..steps, exact up to ``degree``."""
+    def polynomial(self, steps: int, degree: int | None = None, certify: bool = False) -> LossPolynomial:
+        """Monomial coefficients of 𝓛^{(t)} and f^{(t)} for t = 0..steps, up to ``degree``.
+
+        Truncation is exact (coefficients up to ``degree`` are those of the complete polynomial), but
+        they are computed in float64, where the recursion can cancel catastrophically at high
+        degree. ``certify=True`` also returns a rigorous bound on the absolute error of every
+        coefficient at step ``steps`` (:class:`_BoundOps`; about 3× the time, values bit-identical);
+        see :attr:`LossPolynomial.loss_error` and :meth:`LossPolynomial.accurate_terms`. Lazily
+        sampled layers cannot be certified (the bounds stay None).
+        """
         steps = _check_steps(steps)
         full = loss_degree(self.depth, steps)
         if degree is None:
@@ -140,10 +186,63 @@ class LossEngine:
             if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 0:
                 raise invalid("degree", degree, "an integer >= 0 (or None for the complete polynomial)")
             K = min(int(degree), full)
-        losses, fs = self._run(steps, K, None)
+        if certify and self.certifiable:
+            losses, fs = self._run(steps, K, None, ops=_BoundOps(self, K))
+            loss_err = _host_bound(losses[-1].e[:, 0])
+            f_err = np.ascontiguousarray(_host_bound(fs[-1].e[:, 0, :]).T)
+            losses, fs = [l.v for l in losses], [f.v for f in fs]
+        else:
+            losses, fs = self._run(steps, K, None)
+            loss_err = f_err = None
         losses = tuple(to_host(l[:, 0]) for l in losses)
         fs = tuple(np.ascontiguousarray(to_host(f[:, 0, :]).T) for f in fs)
-        return LossPolynomial(losses[-1], fs[-1], losses, fs, steps, K, full)
+        return LossPolynomial(losses[-1], fs[-1], losses, fs, steps, K, full, loss_err, f_err)
+
+    def polynomial_arb(self, steps: int, degree: int | None = None, prec: int = 256) -> LossPolynomial:
+        """The same coefficients recomputed in ball arithmetic (python-flint ``arb``, ``prec`` bits)
+        from the float64 weights and data, taken as exact: each returned float is the ball's
+        midpoint rounded to float64, and the error bound covers the radius and that rounding
+        (a result below the normal float64 range is not certified). Python object arrays: slow,
+        use :func:`arb_cost` to decide. Dense numpy layers only."""
+        import flint
+
+        from polyloss.weights import DenseLayer, Weights
+
+        steps = _check_steps(steps)
+        full = loss_degree(self.depth, steps)
+        K = full if degree is None else min(int(degree), full)
+        if not self.certifiable or self.xp is not np:
+            raise invalid("weights", "lazy or device layers", "dense numpy layers for ball arithmetic")
+        old = flint.ctx.prec
+        flint.ctx.prec = int(prec)
+        try:
+            to_arb = np.vectorize(lambda x: flint.arb(float(x)), otypes=[object])
+            w = self.weights
+            g = self.param.gamma
+            lam = flint.arb(self.width) ** (-flint.arb(g.numerator) / g.denominator) if g != 0 else flint.arb(1)
+            eng = LossEngine.__new__(LossEngine)
+            eng.xp, eng.param, eng.depth, eng.width, eng.m, eng.lam = np, self.param, self.depth, self.width, self.m, lam
+            eng.weights = Weights(to_arb(w.W0), tuple(to_arb(op.W) for op in self.layers), to_arb(w.V))
+            eng.y = to_arb(self.y)
+            eng.layers = [DenseLayer(W) for W in eng.weights.hidden]
+            H = [to_arb(self._X) @ eng.weights.W0.T]
+            for op in eng.layers:
+                H.append(op.forward(H[-1]))
+            eng.H, eng.f0 = H, H[-1] @ eng.weights.V
+            losses, fs = eng._run(steps, K, None, final_only=True)
+            loss, loss_err = _arb_to_float(losses[-1][:, 0])
+            f, f_err = _arb_to_float(fs[-1][:, 0, :])
+        finally:
+            flint.ctx.prec = old
+        f, f_err = np.ascontiguousarray(f.T), np.ascontiguousarray(f_err.T)
+        return LossPolynomial(loss, f, (loss,), (f,), steps, K, full, loss_err, f_err)
+
+    @property
+    def certifiable(self) -> bool:
+        """Whether :meth:`polynomial` can bound its rounding errors (dense hidden layers only)."""
+        from polyloss.weights import DenseLayer
+
+        return all(isinstance(op, DenseLayer) for op in self.layers)
 
     def taylor(self, etas, steps: int, order: int = 2, chunk: int = 256):
         """Taylor coefficients of 𝓛^{(t)} at each ``η_0`` in ``etas``: array (G, order + 1).
@@ -176,20 +275,16 @@ class LossEngine:
         out = fn(p.reshape(D1 * G, k))
         return out.reshape(D1, G, out.shape[1])
 
-    def _run(self, steps: int, K: int, eta0, final_only: bool = False):
-        xp, L, lam, m = self.xp, self.depth, self.lam, self.m
-        H, ops, V = self.H, self.layers, self.weights.V
-        G = 1 if eta0 is None else int(eta0.shape[0])
-
-        def const(v):  # a constant polynomial vector (1, G, len)
-            return xp.broadcast_to(v, (1, G, v.shape[0]))
-
-        def scale_eta(p):  # −λ η p
-            return tp.times_eta(p, eta0, K) * (-lam)
-
-        Vc = const(V)
+    def _run(self, steps: int, K: int, eta0, final_only: bool = False, ops=None):
+        """The GD recursion of THEORY §3 on truncated polynomials. ``ops`` is the arithmetic: plain
+        arrays (:class:`_FloatOps`, the default) or values with certified error bounds
+        (:class:`_BoundOps`); the recursion is the same, operation for operation."""
+        L, m = self.depth, self.m
+        A_ = _FloatOps(self, K, eta0) if ops is None else ops
+        H = A_.H
         b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
         losses, fs = [], []
+        Vc = A_.const_V()
         for t in range(steps + 1):
             # forward at the weights of step t: coefficients c[(j, s)], shape (D+1, G, m)
             c = {}
@@ -198,47 +293,260 @@ class LossEngine:
                     acc = A[(j, s)]
                     for j2 in range(1, j):
                         for s2 in range(t):
-                            acc = tp.add(acc, tp.mul(Q[(j, s, j2, s2)][..., None], c[(j2, s2)], K))
-                    c[(j, s)] = scale_eta(acc)
-            f = const(self.f0)
+                            acc = A_.add(acc, A_.mul(A_.col(Q[(j, s, j2, s2)]), c[(j2, s2)]))
+                    c[(j, s)] = A_.scale_eta(acc)
+            f = A_.const_f0()
             for (j, s), cjs in c.items():
-                f = tp.add(f, tp.mul(R[(j, s)][..., None], cjs, K))
-            r = f.copy()
-            r[0] = r[0] - self.y
+                f = A_.add(f, A_.mul(A_.col(R[(j, s)]), cjs))
+            r = A_.minus_y(f)
             if not final_only or t == steps:
-                losses.append(tp.sumsq(r, K) / (2 * m))
+                losses.append(A_.div(A_.vdot(r, r), 2 * m))
                 fs.append(f)
             if t == steps:
                 break
             # gradient factors at step t: u_j (space j−1) and b_j (space j)
             for j in range(1, L + 1):
-                uj = self._apply(r, lambda Z, M=H[j - 1]: Z @ M)
+                uj = A_.data(r, j - 1, transpose=False)
                 for j2 in range(1, j):
                     for s2 in range(t):
-                        w = tp.vdot(c[(j2, s2)], r, K)
-                        uj = tp.add(uj, tp.mul(P[(j - 1, j2, s2)], w[..., None], K))
-                u[(j, t)] = uj / m
+                        w = A_.vdot(c[(j2, s2)], r)
+                        uj = A_.add(uj, A_.mul(P[(j - 1, j2, s2)], A_.col(w)))
+                u[(j, t)] = A_.div(uj, m)
             b[(L, t)] = Vc
             for l in range(L, 1, -1):
-                nb = self._apply(b[(l, t)], ops[l - 1].backward)
+                nb = A_.layer(b[(l, t)], l - 1, backward=True)
                 for s in range(t):
-                    g = tp.vdot(b[(l, s)], b[(l, t)], K)
-                    nb = tp.add(nb, scale_eta(tp.mul(u[(l, s)], g[..., None], K)))
+                    g = A_.vdot(b[(l, s)], b[(l, t)])
+                    nb = A_.add(nb, A_.scale_eta(A_.mul(u[(l, s)], A_.col(g))))
                 b[(l - 1, t)] = nb
             for j in range(1, L + 1):
                 P[(j, j, t)] = b[(j, t)]
                 for l in range(j + 1, L + 1):
-                    P[(l, j, t)] = self._apply(P[(l - 1, j, t)], ops[l - 1].forward)
-                R[(j, t)] = tp.vdot(Vc, P[(L, j, t)], K)
+                    P[(l, j, t)] = A_.layer(P[(l - 1, j, t)], l - 1, backward=False)
+                R[(j, t)] = A_.vdot(Vc, P[(L, j, t)])
             # cached inner products involving the new step
             for j in range(1, L + 1):
-                A[(j, t)] = self._apply(u[(j, t)], lambda Z, M=H[j - 1]: Z @ M.T)
+                A[(j, t)] = A_.data(u[(j, t)], j - 1, transpose=True)
                 for j2 in range(1, j):
                     for s2 in range(t + 1):
-                        Q[(j, t, j2, s2)] = tp.vdot(u[(j, t)], P[(j - 1, j2, s2)], K)
+                        Q[(j, t, j2, s2)] = A_.vdot(u[(j, t)], P[(j - 1, j2, s2)])
                     for s in range(t):
-                        Q[(j, s, j2, t)] = tp.vdot(u[(j, s)], P[(j - 1, j2, t)], K)
+                        Q[(j, s, j2, t)] = A_.vdot(u[(j, s)], P[(j - 1, j2, t)])
         return losses, fs
+
+
+_U = 2.0**-53  # unit roundoff of float64
+_TINY = 2.0**-1074  # smallest subnormal: bounds the absolute error of one underflowing product
+
+
+def _gamma(k: int) -> float:
+    """Higham's γ_k = k u / (1 − k u): a sum of k products carries relative error ≤ γ_k."""
+    if k * _U >= 0.5:
+        return float("inf")
+    return k * _U / (1.0 - k * _U)
+
+
+class _FloatOps:
+    """The plain float arithmetic of :meth:`LossEngine._run` (the default, fast path)."""
+
+    def __init__(self, engine: "LossEngine", K: int, eta0):
+        self.xp, self.K, self.eta0, self.lam, self.y = engine.xp, K, eta0, engine.lam, engine.y
+        self.H, self.layers, self.V, self.f0 = engine.H, engine.layers, engine.weights.V, engine.f0
+        self.G = 1 if eta0 is None else int(eta0.shape[0])
+
+    def const_V(self):
+        return self.xp.broadcast_to(self.V, (1, self.G, self.V.shape[0]))
+
+    def const_f0(self):
+        return self.xp.broadcast_to(self.f0, (1, self.G, self.f0.shape[0]))
+
+    def add(self, a, b):
+        return tp.add(a, b)
+
+    def mul(self, a, b):
+        return tp.mul(a, b, self.K)
+
+    def vdot(self, a, b):
+        return tp.vdot(a, b, self.K)
+
+    @staticmethod
+    def col(a):
+        return a[..., None]
+
+    def scale_eta(self, p):  # −λ η p
+        return tp.times_eta(p, self.eta0, self.K) * (-self.lam)
+
+    def minus_y(self, f):
+        r = f.copy()
+        r[0] = r[0] - self.y
+        return r
+
+    @staticmethod
+    def div(a, m):
+        return a / m
+
+    def data(self, p, j: int, transpose: bool):  # rows ↦ rows · H_j (or · H_jᵀ)
+        M = self.H[j].T if transpose else self.H[j]
+        return LossEngine._apply(p, lambda Z: Z @ M)
+
+    def layer(self, p, idx: int, backward: bool):
+        op = self.layers[idx]
+        return LossEngine._apply(p, op.backward if backward else op.forward)
+
+
+class _B:
+    """A float array and a rigorous bound on its absolute error (``e=None``: exact)."""
+
+    __slots__ = ("v", "e")
+
+    def __init__(self, v, e=None):
+        self.v, self.e = v, e
+
+
+def _fin(e, k: int):
+    """Cover the rounding of a bound computed from nonnegative terms with at most ``k`` summands
+    (and a few products), and of underflow: inflate by 1 + 4(k+4)u, add (k+4)·2^-1074."""
+    return e * (1.0 + 4.0 * (k + 4) * _U) + (k + 4) * _TINY
+
+
+def _deg(a) -> int:
+    return a.shape[0] - 1
+
+
+class _BoundOps(_FloatOps):
+    """Running error analysis of the monomial recursion (η itself the variable, ``eta0=None``).
+
+    Every value is computed by exactly the operations of :class:`_FloatOps` (so the values are
+    bit-identical to the fast path) and carries a rigorous bound on its distance to the exact
+    result of the same recursion on the given float64 weights and data (IEEE arithmetic, any
+    summation order or FMA, gradual underflow): for ``ĉ = Σ_{i≤k} â_i b̂_i`` computed with inputs
+    ``|â − a| ≤ e_a``, ``|b̂ − b| ≤ e_b`` the bound is
+    ``Σ |â_i| (e_b + γ_k |b̂_i|) + e_a (|b̂_i| + e_b)`` (Higham, *Accuracy and Stability*, §3.1),
+    itself inflated to cover its own rounding (:func:`_fin`). Needs dense hidden layers.
+    """
+
+    def __init__(self, engine: "LossEngine", K: int):
+        super().__init__(engine, K, None)
+        xp = self.xp
+        self.absW = [xp.abs(op.W) for op in self.layers]
+        W0 = engine.weights.W0
+        X = xp.asarray(engine._X)
+        # the data pass H_0 = X W0ᵀ, H_ℓ = H_{ℓ−1} W_ℓᵀ, f0 = H_L V, with its rounding errors
+        H, eH = self.H, [_fin(_gamma(W0.shape[1]) * (xp.abs(X) @ xp.abs(W0).T), W0.shape[1])]
+        g = _gamma(engine.width)
+        for l in range(1, len(H)):
+            eH.append(_fin((eH[-1] + g * xp.abs(H[l - 1])) @ self.absW[l - 1].T, engine.width))
+        self.eH = eH
+        self.ef0 = _fin((eH[-1] + g * xp.abs(H[-1])) @ xp.abs(self.V), engine.width)
+        self.exact_lam = self.lam == 1.0
+
+    def const_V(self):
+        return _B(super().const_V())
+
+    def const_f0(self):
+        return _B(super().const_f0(), self.xp.broadcast_to(self.ef0, (1, 1, self.ef0.shape[0])))
+
+    def add(self, a, b):
+        v = tp.add(a.v, b.v)
+        e = self.xp.abs(v) * _U
+        for x in (a.e, b.e):
+            if x is not None:
+                e = tp.add(e, x)
+        return _B(v, _fin(e, 3))
+
+    def mul(self, a, b):
+        v = tp.mul(a.v, b.v, self.K)
+        xp, k = self.xp, min(_deg(a.v), _deg(b.v)) + 1
+        ab = xp.abs(b.v)
+        e = tp.mul(xp.abs(a.v), _gamma(k) * ab if b.e is None else b.e + _gamma(k) * ab, self.K)
+        if a.e is not None:
+            e = tp.add(e, tp.mul(a.e, ab if b.e is None else ab + b.e, self.K))
+        return _B(v, _fin(e, k))
+
+    def vdot(self, a, b):
+        v = tp.vdot(a.v, b.v, self.K)
+        xp, k = self.xp, a.v.shape[-1] * (min(_deg(a.v), _deg(b.v)) + 1)
+        ab = xp.abs(b.v)
+        e = tp.vdot(xp.abs(a.v), _gamma(k) * ab if b.e is None else b.e + _gamma(k) * ab, self.K)
+        if a.e is not None:
+            e = tp.add(e, tp.vdot(a.e, ab if b.e is None else ab + b.e, self.K))
+        return _B(v, _fin(e, k))
+
+    @staticmethod
+    def col(a):
+        return _B(a.v[..., None], None if a.e is None else a.e[..., None])
+
+    def scale_eta(self, p):
+        v = tp.times_eta(p.v, None, self.K) * (-self.lam)
+        if self.exact_lam:  # η shifts coefficients, −1 is exact
+            e = None if p.e is None else tp.times_eta(p.e, None, self.K)
+        else:  # λ̂ = fl(n^-γ) within 2u of n^-γ, one more rounding in the product
+            xp, lam = self.xp, abs(self.lam)
+            pe = 0 if p.e is None else p.e
+            e = _fin(tp.times_eta(lam * pe * (1 + _U) + 3 * _U * lam * (xp.abs(p.v) + pe), None, self.K), 3)
+        return _B(v, e)
+
+    def minus_y(self, f):
+        r = super().minus_y(f.v)
+        e = self.xp.zeros(r.shape, dtype=r.dtype) if f.e is None else self.xp.array(f.e, copy=True) + 0 * r
+        e[0] = e[0] + _U * self.xp.abs(r[0])
+        return _B(r, _fin(e, 2))
+
+    def div(self, a, m):
+        v = a.v / m
+        e = _U * self.xp.abs(v)
+        if a.e is not None:
+            e = e + a.e / m
+        return _B(v, _fin(e, 2))
+
+    def _matmul(self, p, v, absM, eM, k):
+        e = p.e
+        g = _gamma(k) * self.xp.abs(p.v)
+        e = LossEngine._apply(g if e is None else e + g, lambda Z: Z @ (absM if eM is None else absM + eM))
+        if eM is not None:
+            e = e + LossEngine._apply(self.xp.abs(p.v), lambda Z: Z @ eM)
+        return _B(v, _fin(e, k))
+
+    def data(self, p, j: int, transpose: bool):
+        v = super().data(p.v, j, transpose)
+        M, eM = (self.H[j].T, self.eH[j].T) if transpose else (self.H[j], self.eH[j])
+        return self._matmul(p, v, self.xp.abs(M), eM, M.shape[0])
+
+    def layer(self, p, idx: int, backward: bool):
+        v = super().layer(p.v, idx, backward)
+        aW = self.absW[idx]
+        return self._matmul(p, v, aW if backward else aW.T, None, aW.shape[0])
+
+
+def arb_cost(depth: int, width: int, m: int, steps: int, degree: int) -> float:
+    """Rough count of scalar ball operations of :meth:`LossEngine.polynomial_arb` (about 1e6 per
+    second in Python object arrays): the matrix products of the recursion."""
+    return float(degree + 1) * (m + depth * steps) * width * max(width, m) * depth * steps
+
+
+def _arb_to_float(a):
+    """Float64 midpoints of an object array of arb balls, and bounds on |float − exact value|."""
+    import flint
+
+    mid = np.empty(a.shape)
+    err = np.empty(a.shape)
+    for idx, x in np.ndenumerate(a):
+        x = flint.arb(x)
+        v = float(x.mid())
+        mid[idx] = v
+        if not np.isfinite(v) or (v != 0 and abs(v) < np.finfo(float).tiny) or (v == 0 and not x.is_zero()):
+            err[idx] = np.inf  # overflow, or below the normal range: not representable to relative accuracy
+            continue
+        e = abs(x - flint.arb(v)).upper()  # radius + rounding of the midpoint, as an upper bound
+        err[idx] = float(e) * (1 + 2 * _U) + _TINY
+    return mid, err
+
+
+def _host_bound(e):
+    """Error bounds to the host, with NaN (from an overflowed bound) read as +inf."""
+    e = np.array(to_host(e), dtype=np.float64)
+    e[~(e >= 0)] = np.inf
+    return e
 
 
 def _check_steps(steps) -> int:
