@@ -206,3 +206,33 @@ def test_sweep_resume_adding_widths_tops_up_old_widths(tmp_path):
     assert main(base + ["--widths", "16", "--seeds", "2", "--out", str(run), "--resume"]) == 0
     keys = sorted((r["width"], r["sample"]) for r in _records(run))
     assert keys == [(8, 0), (8, 1), (16, 0), (16, 1)]
+
+
+# --- defect 7: run.json stores the data file's absolute path and digest ------------------------------
+
+def test_data_file_is_found_from_another_directory_and_failures_are_named(tmp_path, monkeypatch, capsys):
+    made, elsewhere = tmp_path / "made", tmp_path / "elsewhere"
+    made.mkdir()
+    elsewhere.mkdir()
+    linear_teacher(d=5, m=15, seed=3).to_npz(made / "data.npz")
+    monkeypatch.chdir(made)
+    assert main(["sample", "--depth", "1", "--steps", "1", "--widths", "8,16,32", "--samples", "3", "--data", "data.npz",
+                 "--quiet", "--out", "run"]) == 0
+    cfg = json.loads((made / "run" / "run.json").read_text())
+    assert cfg["data"]["path"] == str(made / "data.npz")
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["compare", str(made / "run")]) == 0
+    assert main(["report", str(made / "run"), "--out", "rep"]) == 0
+    assert "no comparison" not in capsys.readouterr().err
+    runs = json.loads((elsewhere / "rep" / "report.json").read_text())["runs"]
+    assert all("compare" in entry for entry in runs.values())  # the limit is there, not dropped
+    ds = linear_teacher(d=5, m=15, seed=4)
+    ds.to_npz(made / "data.npz")  # same name, other content
+    assert main(["compare", str(made / "run")]) == 2
+    assert "exists but its content changed" in capsys.readouterr().err
+    assert main(["report", str(made / "run"), "--out", "rep2"]) == 0
+    assert "no comparison with the exact limit" in capsys.readouterr().err  # report says why the limit is missing
+    (made / "data.npz").unlink()
+    assert main(["compare", str(made / "run")]) == 2
+    assert "no longer exists" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from polyloss.data import TEACHERS, Dataset, load_data, synthetic
 from polyloss.errors import SpecError
@@ -71,7 +72,8 @@ def resolve_data(args, seed_seq) -> tuple[Dataset, dict]:
         raise SpecError("give either `--data` or `--synthetic`, not both")
     if args.data:
         ds = load_data(args.data)
-        return ds, {"kind": "file", "path": args.data, "sha256": file_digest(args.data), "m": ds.m, "d": ds.d}
+        # the absolute path, so that compare/report find the file from any directory; the digest proves it unchanged
+        return ds, {"kind": "file", "path": os.path.abspath(args.data), "sha256": file_digest(args.data), "m": ds.m, "d": ds.d}
     kind = args.synthetic or "linear"
     ds = synthetic(kind, args.d, args.m, args.noise, seed_seq)
     return ds, {"kind": "synthetic", "teacher": kind, "d": args.d, "m": args.m, "noise": args.noise}

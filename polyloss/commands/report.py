@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 EPILOG = """example:
   polyloss sample --depth 2 --widths 64,128,256,512 --samples 16 --steps 1 --d 10 --m 50 --out runs/mup
@@ -29,5 +30,9 @@ def run(args) -> int:
     from polyloss.report import report
 
     rep = report(args.runs, args.out, derivation=args.derivation, n_coeffs=args.coeffs)
+    for key, entry in rep.numbers.get("runs", {}).items():
+        if "compare_error" in entry:  # said in the report too; a user reading the terminal must see it
+            print(f"polyloss report: note: run {key}: no comparison with the exact limit: {entry['compare_error']}",
+                  file=sys.stderr)
     print(f"wrote {len(rep.files)} files to {rep.out_dir}: report.html, report.md, report.json and {len(rep.figures)} figures")
     return 0
