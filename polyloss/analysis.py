@@ -15,6 +15,8 @@ the seed-to-seed variation: ``{n: array of per-seed values}``.
 * :func:`extrapolate` — the mean at ``n = ∞`` by weighted least squares in ``1/n``: an estimate of
   the limit that does not use the symbolic engine.
 * :func:`fit_scaling` — the slope of a quantity's mean itself in n (e.g. η_n ∝ n^{-1} under SP).
+* :func:`scaling_verdict` — the one rule for "η_n ∝ n^p" (C3 and ``report``), stated by :func:`scaling_rule`.
+* :func:`nearest_basin` / :func:`basin_distance` — which minimiser of a limit each seed's η_n belongs to.
 * :func:`deceleration` — does that slope shrink from the narrowest to the widest pair of widths?
   What separates a quantity converging to a non-zero limit (local slopes → 0) from a power-law
   drift (constant local slope) when neither has settled.
@@ -29,8 +31,9 @@ from scipy import stats
 
 from polyloss.errors import SpecError
 
-__all__ = ["RateFit", "ChangePoint", "Extrapolation", "Deceleration", "fit_rate", "change_point", "extrapolate",
-           "fit_scaling", "deceleration"]
+__all__ = ["RateFit", "ChangePoint", "Extrapolation", "Deceleration", "ScalingVerdict", "fit_rate", "change_point",
+           "extrapolate", "fit_scaling", "deceleration", "scaling_verdict", "scaling_rule", "nearest_basin",
+           "basin_distance", "SCALING_MARGIN"]
 
 
 def _groups(groups: dict, min_widths: int, what: str) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -295,3 +298,90 @@ def deceleration(groups: dict, *, level: float = 0.95, n_resamples: int = 2000, 
     ci = boot.confidence_interval
     return Deceleration(float(first), float(last), float(direction * (last - first)), float(ci.low), float(ci.high),
                         level, tuple(int(n) for n in ns))
+
+
+# ---------------------------------------------------------------------------------------------
+# One rule for "η_n scales like n^p" (C3 and `report` on non-μP runs), and basins of a limit.
+
+SCALING_MARGIN = 0.05
+
+
+def scaling_rule(predicted: float, margin: float = SCALING_MARGIN) -> str:
+    """The decision rule of :func:`scaling_verdict`, in words (stated in C3 and in every report)."""
+    p, m = float(predicted), float(margin)
+    rule = (f"log-log slope of the seed mean of η_n on the larger half of the widths (at least 3), 95% stratified "
+            f"bootstrap CI, judged with an equivalence margin for finite-size systematics: consistent with n^{p:g} "
+            f"if the CI meets [{p - m:g}, {p + m:g}]")
+    if p < 0:
+        rule += f" and lies below {p / 2:g} (clearly drifting)"
+    elif p > 0:
+        rule += f" and lies above {p / 2:g} (clearly drifting)"
+    rule += f"; NOT consistent if it misses [{p - 2 * m:g}, {p + 2 * m:g}]"
+    if p < 0:
+        rule += f" or lies above {p / 2:g} (no drift)"
+    elif p > 0:
+        rule += f" or lies below {p / 2:g} (no drift)"
+    return rule + "; cannot tell otherwise"
+
+
+@dataclass(frozen=True)
+class ScalingVerdict:
+    """Outcome of :func:`scaling_verdict`: ``verdict`` is "pass" | "fail" | "inconclusive"."""
+
+    verdict: str
+    predicted: float
+    margin: float
+    fit: RateFit  # on the larger half of the widths
+    corrected: dict  # {"n^-1.0": RateFit, "n^-0.5": RateFit}: all widths with a finite-size term (>= 4 widths)
+    rule: str
+
+    @property
+    def words(self) -> str:
+        return {"pass": "consistent", "fail": "NOT consistent", "inconclusive": "cannot tell"}[self.verdict]
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "words": self.words, "predicted_exponent": self.predicted, "margin": self.margin,
+                "fit": self.fit.to_dict(), "corrected": {k: f.to_dict() for k, f in self.corrected.items()},
+                "rule": self.rule}
+
+
+def scaling_verdict(groups: dict, predicted: float = -1.0, *, margin: float = SCALING_MARGIN, seed: int = 0) -> ScalingVerdict:
+    """Is the seed mean of a per-seed quantity (η_n) scaling like ``n^predicted``? (see :func:`scaling_rule`).
+
+    The slope is fitted on the larger half of the widths (at least 3) because the approach to the
+    asymptotic exponent has finite-size corrections; fits over all widths with a 1/n and an n^-1/2
+    correction term are reported beside it (their spread is a measure of the systematic error).
+    """
+    p, m = float(predicted), float(margin)
+    widths = sorted(int(n) for n in groups)
+    upper = widths[-max(3, (len(widths) + 1) // 2):]
+    fit = fit_scaling({n: groups[n] for n in upper}, seed=seed)
+    corrected = ({f"n^-{c}": fit_scaling(groups, seed=seed, correction=c) for c in (1.0, 0.5)}
+                 if len(widths) >= 4 else {})
+    lo, hi = fit.ci_low, fit.ci_high
+    drifting = hi < p / 2 if p < 0 else (lo > p / 2 if p > 0 else True)
+    wrong_side = lo > p / 2 if p < 0 else (hi < p / 2 if p > 0 else False)
+    if lo <= p + m and hi >= p - m and drifting:
+        v = "pass"
+    elif lo > p + 2 * m or hi < p - 2 * m or wrong_side:
+        v = "fail"
+    else:
+        v = "inconclusive"
+    return ScalingVerdict(v, p, m, fit, corrected, scaling_rule(p, m))
+
+
+def nearest_basin(values, minima) -> np.ndarray:
+    """For each value (e.g. a seed's η_n), the index of the nearest of ``minima`` (the basin rule of C6
+    and of ``compare``/``report`` when the limit has several local minimisers in the window)."""
+    v = np.asarray(values, dtype=float).ravel()
+    mins = np.asarray(minima, dtype=float).ravel()
+    if mins.size == 0:
+        raise SpecError("`minima` is empty: a basin needs at least one minimiser")
+    return np.argmin(np.abs(v[:, None] - mins[None, :]), axis=1)
+
+
+def basin_distance(values, minima) -> np.ndarray:
+    """The distance of each value to the nearest of ``minima``."""
+    v = np.asarray(values, dtype=float).ravel()
+    mins = np.asarray(minima, dtype=float).ravel()
+    return np.abs(v - mins[nearest_basin(v, mins)])

@@ -11,6 +11,13 @@ window-global minimiser; THEORY §6), and the first local minimiser of the limit
 Means at finite n carry an O(1/n) bias, so with enough seeds small widths are expected to be
 flagged: the verdict answers "can these samples tell the mean from the limit?", and the rate
 fits (:mod:`polyloss.analysis`) say how fast the difference closes.
+
+Basins: when the limit has several local minimisers in the window (t ≥ 2 can), the seeds' η_n
+fall into different basins and their mean across basins is no estimate of anything. Each seed's
+η_n is then assigned to the nearest minimiser of the limit (:func:`polyloss.analysis.nearest_basin`,
+the rule of claim C6), and η_n is compared per basin (rows ``eta_n[k]``: the seeds of basin k
+against minimiser k, with the basin's share of the seeds). A basin with a single seed has no
+standard error and is reported, not tested.
 """
 
 from __future__ import annotations
@@ -57,15 +64,22 @@ def run_dataset(run: SampleRun | dict) -> Dataset:
     if desc["kind"] != "file":
         raise RunError(f"the run's data ({desc.get('kind')!r}: {desc.get('source', '?')}) were passed in memory and cannot be rebuilt")
     path = desc["path"]
-    if not os.path.exists(path):
-        raise RunError(f"the run's data file {path!r} no longer exists")
-    if file_digest(path) != desc["sha256"]:
-        raise RunError(f"the run's data file {path!r} changed since the run (SHA-256 differs)")
+    if not os.path.isfile(path):
+        if not os.path.isabs(path):  # runs made before paths were stored absolute
+            raise RunError(f"the run's data file {path!r} was stored relative to the directory the run was started "
+                           f"from and is not found from {os.getcwd()!r}: run from that directory")
+        raise RunError(f"the run's data file {path!r} no longer exists (the run stored its path and SHA-256)")
+    digest = file_digest(path)
+    if digest != desc["sha256"]:
+        raise RunError(f"the run's data file {path!r} exists but its content changed since the run "
+                       f"(SHA-256 {digest[:12]}…, the run recorded {str(desc['sha256'])[:12]}…)")
     return load_data(path)
 
 
 def _limit_from_derivation(doc: dict, window: float, source: str) -> Limit:
-    coeffs = tuple(Fraction(c) for c in doc["loss_coefficients"])
+    from polyloss.derive import parse_fraction
+
+    coeffs = tuple(parse_fraction(c) for c in doc["loss_coefficients"])
     minima = [cp for cp in doc.get("critical_points", []) if cp.get("kind") == "min"]
     etas = sorted(float(cp["eta"]) for cp in minima)
     in_window = [cp for cp in minima if 0 < float(cp["eta"]) <= window]
@@ -118,14 +132,16 @@ def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
         if spec.get(key) != cfg[key]:
             raise RunError(f"derivation {derivation!r} is for {key}={spec.get(key)}, but the run has {key}={cfg[key]}")
     try:
-        [Fraction(c) for c in doc["loss_coefficients"]]
+        from polyloss.derive import parse_fraction
+
+        [parse_fraction(c) for c in doc["loss_coefficients"]]
     except (ValueError, TypeError, KeyError):
         raise RunError(f"derivation {derivation!r} is a closed form in the moments mu_j, not evaluated on data; "
                        "derive it with --data (the run's data) or use --derivation auto") from None
     moments = doc.get("moments") or {}
     if "mu1" in moments:
         mine = run_dataset(run).moments(2)[1]
-        theirs = float(Fraction(moments["mu1"]))
+        theirs = float(parse_fraction(moments["mu1"]))
         if abs(mine - theirs) > 1e-9 * max(abs(mine), abs(theirs)):
             raise RunError(f"derivation {derivation!r} was computed on other data (mu_1 = {theirs:.6g}, the run's "
                            f"data have mu_1 = {mine:.6g})")
@@ -144,9 +160,16 @@ class Row:
     rel_rms: float
     p_value: float
     consistent: bool
+    basin: int | None = None  # η_n rows split by basin: index into Limit.minima (0-based)
+    share: float | None = None  # the basin's share of the width's seeds
+    tested: bool = True  # False for a one-seed basin (no standard error): reported, not judged
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict:  # strict JSON: an undefined number (one seed) is null
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @property
+    def verdict(self) -> str:
+        return "not tested (1 seed)" if not self.tested else ("consistent" if self.consistent else "INCONSISTENT")
 
 
 @dataclass(frozen=True)
@@ -160,7 +183,21 @@ class Comparison:
 
     @property
     def consistent(self) -> bool:
-        return all(r.consistent for r in self.rows)
+        return all(r.consistent for r in self.rows if r.tested)
+
+    @property
+    def basins(self) -> tuple:
+        """The limit's local minimisers that η_n is compared with per basin (empty: one minimiser)."""
+        return tuple(self.limit.minima) if len(self.limit.minima) > 1 else ()
+
+    def basin_note(self) -> str:
+        """One sentence on how η_n was compared (per basin or with the window minimiser)."""
+        if not self.basins:
+            return "eta_n is compared with the limit's minimiser in the window."
+        mins = ", ".join(f"[{k + 1}] {x:.6g}" for k, x in enumerate(self.basins))
+        return (f"The limit has {len(self.basins)} local minimisers in the window ({mins}); each seed's eta_n is "
+                "assigned to the nearest one (its basin, as in claim C6) and compared per basin (rows eta_n[k], "
+                "with the basin's share of the seeds), not averaged across basins.")
 
     def to_json(self) -> dict:
         return {
@@ -176,16 +213,23 @@ class Comparison:
                 "eta_global_min": self.limit.eta_global_min,
                 "window": self.limit.window,
                 "source": self.limit.source,
+                "minima": list(self.limit.minima),
             },
+            "basins": list(self.basins),
+            "basin_rule": self.basin_note(),
             "rows": [r.to_dict() for r in self.rows],
             "all_consistent": self.consistent,
         }
 
 
-def _row(width, name, vals, limit, level_corr) -> Row:
+def _row(width, name, vals, limit, level_corr, basin=None, share=None) -> Row:
     vals = np.asarray(vals, dtype=float)
     k = vals.size
     mean = float(vals.mean())
+    if k < 2:  # one seed in this basin: no standard error, nothing to test
+        dev = float(abs(mean - limit))
+        return Row(width, name, k, mean, math.nan, float(limit), math.nan, dev / abs(limit) if limit != 0 else dev,
+                   math.nan, True, basin, share, False)
     se = float(vals.std(ddof=1) / math.sqrt(k))
     dev = vals - limit
     rms = float(np.sqrt(np.mean(dev * dev)))
@@ -196,7 +240,7 @@ def _row(width, name, vals, limit, level_corr) -> Row:
     else:
         z = 0.0 if mean == limit else math.copysign(math.inf, mean - limit)
         p = 1.0 if mean == limit else 0.0
-    return Row(width, name, k, mean, se, float(limit), float(z), rel, p, bool(p >= level_corr))
+    return Row(width, name, k, mean, se, float(limit), float(z), rel, p, bool(p >= level_corr), basin, share)
 
 
 def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs: int = 4,
@@ -222,8 +266,22 @@ def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs:
         per_seed["eta_n"][n] = np.array([r["eta_opt"] for r in recs], dtype=float)
     limits = {f"c_{k}": lim.coefficient(k) for k in range(K + 1)}
     limits["eta_n"] = lim.eta_window_min
-    N = sum(len(v) for v in per_seed.values())
-    rows = [_row(n, q, vals, limits[q], level / N) for q, groups in per_seed.items() for n, vals in sorted(groups.items())]
+    # (quantity, width, values, limit, basin, share) for every comparison
+    items = [(q, n, vals, limits[q], None, None) for q, groups in per_seed.items() if q != "eta_n"
+             for n, vals in sorted(groups.items())]
+    if len(lim.minima) > 1:
+        from polyloss.analysis import nearest_basin
+
+        for n, vals in sorted(per_seed["eta_n"].items()):
+            idx = nearest_basin(vals, lim.minima)
+            for b, x in enumerate(lim.minima):
+                sel = vals[idx == b]
+                if sel.size:
+                    items.append((f"eta_n[{b + 1}]", n, sel, float(x), b, float(sel.size / vals.size)))
+    else:
+        items += [("eta_n", n, vals, limits["eta_n"], None, None) for n, vals in sorted(per_seed["eta_n"].items())]
+    N = max(1, sum(1 for it in items if len(it[2]) >= 2))
+    rows = [_row(n, q, vals, lmt, level / N, b, sh) for q, n, vals, lmt, b, sh in items]
     order = {q: i for i, q in enumerate(per_seed)}
-    rows.sort(key=lambda r: (r.width, order[r.quantity]))
+    rows.sort(key=lambda r: (r.width, order.get(r.quantity, len(order)), -1 if r.basin is None else r.basin))
     return Comparison(os.fspath(run_dir), tuple(rows), level, N, lim, per_seed)

@@ -99,6 +99,22 @@ class _Doc:
         self.md.append(f"![{caption}]({name}.png)\n\n*{caption}*\n")
 
 
+def _pm(mean, se, fm: str = ".6g", fs: str = ".2g") -> str:
+    """``mean ± s.e.``; an undefined s.e. (one seed) prints ``–``, never ``nan``."""
+    m = "–" if mean is None or not np.isfinite(mean) else format(mean, fm)
+    s = "–" if se is None or not np.isfinite(se) else format(se, fs)
+    return f"{m} ± {s}"
+
+
+def _quantity_words(q: str, basins: bool = False, tex: bool = False) -> str:
+    if q == "eta_n":
+        lim = r"$\mathcal{L}_\infty$" if tex else "𝓛_∞"  # the font of the figures has no 𝓛
+        return (f"η_n: distance to the nearest local minimiser of {lim}" if basins else "η_n − η_∞")
+    if q.startswith("c_"):
+        return f"{q} − c_{q[2:]}^∞ (coefficient of η^{q[2:]})"
+    return q
+
+
 def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, level: float, n_coeffs: int):
     from polyloss.compare import compare
 
@@ -106,17 +122,20 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
     key = f"{label} [{os.path.basename(os.path.normpath(run.path))}]"
     entry: dict = {"run": run.path, "config": {k: cfg[k] for k in ("depth", "steps", "param", "degree", "seed", "data", "window")}}
     numbers["runs"][key] = entry
-    doc.h(f"Run {key}")
+    doc.h(f"Run {label} ({run.path})")
     rows = summarise(run, n_coeffs)
     entry["summary"] = rows
     k = len(rows[0]["coeff_mean"]) if rows else 0
     doc.p(_table(["width", "seeds"] + [f"c_{i}" for i in range(k)] + ["η_n", "η_n at window edge"],
-                 [[r["width"], r["count"]] + [f"{m:.6g} ± {s:.2g}" for m, s in zip(r["coeff_mean"], r["coeff_se"])]
-                  + [f"{r['eta_mean']:.6g} ± {r['eta_se']:.2g}", r["at_edge"]] for r in rows]))
+                 [[r["width"], r["count"]] + [_pm(m, s) for m, s in zip(r["coeff_mean"], r["coeff_se"])]
+                  + [_pm(r["eta_mean"], r["eta_se"]), r["at_edge"]] for r in rows]))
+    if any(r["count"] < 2 for r in rows):
+        doc.p("A width with one seed has no standard error (shown as –).")
     widths = [r["width"] for r in rows]
-    eta_groups = {n: [x["eta_opt"] for x in recs] for n, recs in run.by_width().items()}
-    out = {"label": label, "key": key, "cfg": cfg, "widths": widths,
-           "eta_mean": [r["eta_mean"] for r in rows], "eta_se": [r["eta_se"] for r in rows], "limit": None}
+    eta_groups = {n: np.array([x["eta_opt"] for x in recs], dtype=float) for n, recs in run.by_width().items()}
+    out = {"label": label, "key": key, "cfg": cfg, "widths": widths, "eta_groups": eta_groups,
+           "eta_mean": [r["eta_mean"] for r in rows], "eta_se": [r["eta_se"] for r in rows], "limit": None,
+           "predicted": None}
     if cfg["param"]["name"] == "mup":
         try:
             cmp_ = compare(run.path, derivation, level=level, n_coeffs=n_coeffs)
@@ -127,15 +146,19 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
         if cmp_ is not None:
             lim = cmp_.limit
             out["limit"] = lim
+            multi = bool(cmp_.basins)
             entry["compare"] = cmp_.to_json()
+            tested = sum(r.tested for r in cmp_.rows)
             doc.p(f"**Exact limit** ({lim.source}): η_∞ in the window (0, {lim.window:.6g}] = {lim.eta_window_min:.12g}"
                   + (f"; first local minimiser {lim.eta_first_local_min:.12g}" if lim.eta_first_local_min else "")
-                  + f". Verdicts at level {level} with Bonferroni over {cmp_.n_comparisons} comparisons "
-                  f"(per test {level / cmp_.n_comparisons:.2g}): "
-                  + ("**all consistent**." if cmp_.consistent else "**some inconsistent** (see table)."))
-            doc.p(_table(["width", "quantity", "mean ± s.e.", "limit", "z", "rel. RMS dev.", "verdict"],
-                         [[r.width, r.quantity, f"{r.mean:.6g} ± {r.se:.2g}", f"{r.limit:.6g}", f"{r.z:.2f}",
-                           f"{r.rel_rms:.3g}", "consistent" if r.consistent else "INCONSISTENT"] for r in cmp_.rows]))
+                  + f". {cmp_.basin_note().replace('eta_n', 'η_n')} Verdicts at level {level} with Bonferroni over "
+                  f"{cmp_.n_comparisons} comparisons (per test {level / cmp_.n_comparisons:.2g}): "
+                  + ("**all consistent**." if cmp_.consistent else "**some inconsistent** (see table).")
+                  + ("" if tested == len(cmp_.rows) else f" {len(cmp_.rows) - tested} one-seed basin row(s) are reported, not tested."))
+            doc.p(_table(["width", "quantity", "basin share", "mean ± s.e.", "limit", "z", "rel. RMS dev.", "verdict"],
+                         [[r.width, r.quantity.replace("eta_n", "η_n"), "–" if r.share is None else f"{r.share:.0%}",
+                           _pm(r.mean, r.se), f"{r.limit:.6g}", "–" if not np.isfinite(r.z) else f"{r.z:.2f}",
+                           f"{r.rel_rms:.3g}", r.verdict] for r in cmp_.rows]))
             fits, cps, extr = {}, {}, {}
             for q, groups in cmp_.per_seed.items():
                 ref = lim.eta_window_min if q == "eta_n" else lim.coefficient(int(q[2:]))
@@ -143,6 +166,13 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
                     continue
                 if all(np.allclose(v, ref, rtol=0, atol=0) for v in groups.values()):
                     continue  # exact at every width (e.g. c_1 at L = 1): no rate to fit
+                if q == "eta_n" and multi:  # the distance to the nearest minimiser of the limit (claim C6's statistic)
+                    from polyloss.analysis import basin_distance
+
+                    dist = {n: basin_distance(v, lim.minima) for n, v in groups.items()}
+                    fits[q] = fit_rate(dist, 0.0)
+                    cps[q] = change_point(dist, 0.0)
+                    continue
                 fits[q] = fit_rate(groups, ref)
                 cps[q] = change_point(groups, ref)
                 extr[q] = extrapolate(groups)
@@ -152,53 +182,165 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
                 entry["extrapolation"] = {q: {**e.to_dict(), "limit": (lim.eta_window_min if q == "eta_n" else lim.coefficient(int(q[2:])))}
                                           for q, e in extr.items()}
                 doc.p(_table(["quantity", "RMS slope [95% CI]", "rate change?", "extrapolated n=∞", "exact limit"],
-                             [[q, f"{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]", f"{cps[q].verdict}: {cps[q].reason}",
-                               f"{extr[q].value:.6g} ± {extr[q].se:.2g}",
-                               f"{entry['extrapolation'][q]['limit']:.6g}"] for q, f in fits.items()]))
+                             [[_quantity_words(q, multi), f"{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]",
+                               f"{cps[q].verdict}: {cps[q].reason}",
+                               _pm(extr[q].value, extr[q].se) if q in extr else "– (per basin: not extrapolated)",
+                               f"{entry['extrapolation'][q]['limit']:.6g}" if q in extr else "0 (distance)"]
+                              for q, f in fits.items()]))
                 fig, (ax,) = plots.new_figure()
-                data = plots.convergence(ax, fits, f"Convergence to the limit, {label}")
+                data = plots.convergence(ax, fits, f"Convergence to the exact limit, {label}",
+                                         reference_label="reference slope −1/2 (n^-1/2, the paper's rate for η_n at t = 1)",
+                                         labels={q: _quantity_words(q, multi, tex=True) for q in fits})
                 doc.fig(f"fig_c_convergence_{len(doc.figdata)}", fig,
                         f"(c) RMS over seeds of the deviation from the exact limit vs width, {label}", data)
     else:
         pred = predicted_eta_exponent(cfg)
+        out["predicted"] = pred
         if len(eta_groups) >= 3:
-            fs = fit_scaling(eta_groups)
-            entry["eta_scaling"] = {**fs.to_dict(), "predicted_exponent": pred}
-            agree = fs.ci_low <= pred <= fs.ci_high
-            doc.p(f"η_n ∝ n^{fs.slope:.3f} (95% CI [{fs.ci_low:.3f}, {fs.ci_high:.3f}]); "
-                  f"power counting predicts n^{pred}: {'consistent' if agree else 'NOT consistent'}.")
+            from polyloss.analysis import scaling_verdict
+
+            sv = scaling_verdict(eta_groups, pred)
+            fs = sv.fit
+            entry["eta_scaling"] = {**fs.to_dict(), "predicted_exponent": pred, "verdict": sv.verdict, "words": sv.words,
+                                    "rule": sv.rule, "corrected": {k: f.to_dict() for k, f in sv.corrected.items()}}
+            corr = "; ".join(f"with a {k} correction over all widths n^{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]"
+                             for k, f in sv.corrected.items())
+            doc.p(f"η_n ∝ n^{fs.slope:.3f} (95% CI [{fs.ci_low:.3f}, {fs.ci_high:.3f}]) on n = {fs.widths[0]}..{fs.widths[-1]}"
+                  + (f" ({corr})" if corr else "") + f"; power counting predicts n^{pred:g}: **{sv.words}**.")
+            doc.p(f"Rule (the same as claim C3 of `polyloss verify`): {sv.rule}.")
+        else:
+            doc.p(f"Power counting predicts η_n ∝ n^{pred:g}; fewer than 3 widths: no scaling fit.")
     return out
 
 
 def _figure_b(doc: _Doc, info: dict):
     lim = info["limit"]
-    extra = {}
+    extra, basins = {}, None
     if lim is not None:  # every other local minimiser of the limit in the window (t >= 2 can have several)
         others = [x for x in lim.minima if abs(x - lim.eta_window_min) > 1e-12 * max(1.0, lim.eta_window_min)]
         for k, x in enumerate(others, start=1):
-            extra[f"local min {k} of $\\mathcal{{L}}_\\infty$"] = x
+            extra[f"another local minimiser of $\\mathcal{{L}}_\\infty$ ({k})"] = x
+        if len(lim.minima) > 1:
+            from polyloss.analysis import nearest_basin
+
+            basins = {}
+            for b, x in enumerate(lim.minima):
+                w, m, s = [], [], []
+                for n, v in sorted(info["eta_groups"].items()):
+                    sel = v[nearest_basin(v, lim.minima) == b]
+                    if sel.size:
+                        w.append(n)
+                        m.append(float(sel.mean()))
+                        s.append(float(sel.std(ddof=1) / np.sqrt(sel.size)) if sel.size > 1 else 0.0)
+                if w:
+                    basins[f"η_n of the seeds nearest minimiser {b + 1} ({x:.4g}), mean ± s.e."] = (w, m, s)
+    pred = info.get("predicted")
     fig, (ax,) = plots.new_figure()
-    data = plots.eta_vs_width(ax, info["widths"], info["eta_mean"], info["eta_se"], f"Optimal learning rate, {info['label']}",
-                              eta_inf=None if lim is None else lim.eta_window_min, extra_lines=extra)
+    what = "η_n per basin of the limit" if basins else "η_n"
+    data = plots.eta_vs_width(ax, info["widths"], info["eta_mean"], info["eta_se"], f"Optimal learning rate {what}, {info['label']}",
+                              eta_inf=None if lim is None else lim.eta_window_min, extra_lines=extra, basins=basins,
+                              reference_slope=pred if (pred is not None and pred != 0) else None,
+                              reference_label=None if pred is None else f"reference slope {pred:g} (power-counting prediction n^{pred:g})")
     data["limit_other_minima"] = list(extra.values())
-    doc.fig(f"fig_b_eta_{len(doc.figdata)}", fig, f"(b) η_n vs width, {info['label']}", data)
+    doc.fig(f"fig_b_eta_{len(doc.figdata)}", fig, f"(b) {what} vs width, {info['label']}", data)
 
 
-def _figure_a(doc: _Doc, group: list):
+def _curve_records(run: SampleRun):
+    """Records whose ``curve_loss`` lies on ``config["curve_etas"]``, and how many do not (old runs
+    whose refined grid points leaked into ``curve_loss``)."""
+    G = len(run.config["curve_etas"])
+    ok = {n: [r for r in recs if len(r.get("curve_loss") or ()) == G] for n, recs in run.by_width().items()}
+    return {n: v for n, v in ok.items() if v}, sum(len(v) for v in run.by_width().values()) - sum(len(v) for v in ok.values())
+
+
+def _recompute_curves(run: SampleRun, etas, budget_s: float = 60.0):
+    """The stable loss of every network of ``run`` on ``etas``, by re-drawing it from its seed
+    ({width: (seeds, etas)}), or (None, reason). Each network is checked against its record (the
+    loss at its η_n); the work stops if it would take longer than ``budget_s``."""
+    import time
+
+    from polyloss.compare import run_dataset
+    from polyloss.engine import LossEngine
+    from polyloss.lazy import draw_weights
+    from polyloss.report_sweep import _param
+    from polyloss.spec import NetworkSpec
+    from polyloss.weights import child_seed
+
+    cfg = run.config
+    try:
+        data = run_dataset(run)
+    except PolylossError as exc:
+        return None, f"the run's data cannot be rebuilt ({exc})"
+    param, t0, done, total = _param(cfg), time.perf_counter(), 0, len(run.records)
+    pts = np.asarray(etas, dtype=float)
+    out = {}
+    for n, recs in run.by_width().items():
+        rows = []
+        for r in recs:
+            w, _ = draw_weights(NetworkSpec(cfg["depth"], n, data.d), param, child_seed(cfg["seed"], n, r["sample"]),
+                                sampler=r.get("sampler", "dense"), steps=cfg["steps"])
+            with np.errstate(over="ignore", invalid="ignore"):
+                vals = LossEngine(w, data, param).loss_at(np.append(pts, r["eta_opt"]), cfg["steps"])
+            ref = float(r["loss_at_eta_opt"])
+            if not abs(vals[-1] - ref) <= 1e-6 * max(abs(ref), 1e-12):
+                return None, f"network (n={n}, sample {r['sample']}) does not reproduce its record"
+            rows.append(vals[:-1])
+            done += 1
+            if (time.perf_counter() - t0) / done * total > budget_s and done < total:
+                return None, f"re-evaluating {total} networks would take over {budget_s:.0f} s"
+        out[n] = np.array(rows)
+    return out, None
+
+
+def _mean_se(C):
+    C = np.asarray(C, dtype=float)
+    se = C.std(axis=0, ddof=1) / np.sqrt(C.shape[0]) if C.shape[0] > 1 else np.zeros(C.shape[1])
+    return C.mean(axis=0), se
+
+
+def _figure_a(doc: _Doc, group: list, dense: bool = True, n_points: int = 81):
+    """(a) loss vs η per width, focused on the region around the minima (half a decade beyond the
+    smallest and the largest mean η_n and limit minimiser). The curves are re-evaluated on a dense
+    geometric grid there (the networks are re-drawn from their seeds); if that is not possible the
+    stored first-stage grid is used, without records whose curve is not on it."""
     fig, axes = plots.new_figure(ncols=len(group))
-    data = {}
+    data, notes = {}, []
     for ax, (run, info) in zip(axes, group):
-        etas = run.config["curve_etas"]
-        curves = {}
-        for n, recs in run.by_width().items():
-            C = np.array([r["curve_loss"] for r in recs], dtype=float)
-            se = C.std(axis=0, ddof=1) / np.sqrt(len(recs)) if len(recs) > 1 else np.zeros(C.shape[1])
-            curves[n] = (C.mean(axis=0), se)
+        stored = np.asarray(run.config["curve_etas"], dtype=float)
         lim = info["limit"]
+        centres = [m for m in info["eta_mean"] if m is not None] + (list(lim.minima) if lim is not None else [])
+        lo, hi = plots.focus_range(centres, stored[stored > 0].min(), stored.max())
+        curves, reason = None, "not requested"
+        if dense:
+            etas = np.geomspace(lo, hi, n_points)
+            per_net, reason = _recompute_curves(run, etas)
+            if per_net is not None:
+                curves = {n: _mean_se(C) for n, C in per_net.items()}
+                how = f"re-evaluated on {n_points} log-spaced η"
+        if curves is None:
+            etas = stored
+            ok, bad = _curve_records(run)
+            curves = {n: _mean_se([r["curve_loss"] for r in recs]) for n, recs in ok.items()}
+            how = f"on the run's stored grid ({reason})"
+            if bad:
+                notes.append(f"{info['label']}: {bad} record(s) left out of the loss curves: their curve_loss does not lie "
+                             f"on the run's curve grid (written before a fix; refined minimiser points had leaked into it).")
+        else:
+            bad = _curve_records(run)[1]
+            if bad:
+                notes.append(f"{info['label']}: {bad} record(s) hold a curve_loss that is not on the run's curve grid "
+                             "(written before a fix); not used: every network was re-evaluated.")
         limit_curve = [eval_exact(lim.loss_coefficients, e) for e in etas] if lim is not None else None
-        data[info["key"]] = plots.loss_curves(ax, etas, curves, info["label"], limit_curve)
+        d = plots.loss_curves(ax, etas, curves, f"Loss vs learning rate, {info['label']}", limit_curve, focus=(lo, hi),
+                              minima={n: m for n, m in zip(info["widths"], info["eta_mean"])})
+        d["grid"] = how
+        data[info["key"]] = d
+        notes.append(f"{info['label']}: curves {how}, η in [{lo:.3g}, {hi:.3g}].")
     names = " vs ".join(i["label"] for _, i in group)
-    doc.fig(f"fig_a_loss_{len(doc.figdata)}", fig, f"(a) loss vs η across widths (mean ± s.e. over seeds), {names}", data)
+    for note in notes:
+        doc.p(note)
+    doc.fig(f"fig_a_loss_{len(doc.figdata)}", fig,
+            f"(a) loss vs η around the minima, across widths (mean ± s.e. over seeds), {names}", data)
 
 
 def _figure_d(doc: _Doc, infos: list, numbers: dict):
@@ -227,8 +369,12 @@ def _figure_d(doc: _Doc, infos: list, numbers: dict):
         doc.fig(f"fig_d_depth_{len(doc.figdata)}", fig, f"(d) L·η_n vs depth L (μP, t = {steps})", data)
 
 
-def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, n_coeffs: int = 4) -> Report:
-    """Write the report for ``run_dirs`` (sample and/or sweep directories) into ``out_dir``."""
+def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, n_coeffs: int = 4,
+           dense_curves: bool = True) -> Report:
+    """Write the report for ``run_dirs`` (sample and/or sweep directories) into ``out_dir``.
+
+    ``dense_curves``: re-draw the networks from their seeds to draw the loss curves on a dense grid
+    around the minima (False: use the grid stored in the run)."""
     run_dirs = [os.fspath(p) for p in run_dirs]
     if not run_dirs:
         raise SpecError("`runs` is empty: give at least one sample or sweep run directory")
@@ -258,7 +404,7 @@ def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, 
         for (L, t), group in sorted(groups.items()):
             group.sort(key=lambda ri: ["mup", "sp", "ntp"].index(ri[0].config["param"]["name"])
                        if ri[0].config["param"]["name"] in ("mup", "sp", "ntp") else 9)
-            _figure_a(doc, group)
+            _figure_a(doc, group, dense=dense_curves)
     if len({r.config["depth"] for r, _ in infos}) > 1:
         doc.h("Depth scaling")
         _figure_d(doc, infos, numbers)
@@ -301,36 +447,52 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
+def _inline(text: str) -> str:
+    """Inline Markdown (``code``, **bold**, *italic*) to HTML; everything else escaped. No raw
+    Markdown markers reach the page."""
+    out = []
+    for k, part in enumerate(re.split(r"`([^`]*)`", text)):
+        if k % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+            continue
+        part = html.escape(part.replace("`", ""))
+        part = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", part)
+        part = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", part)
+        out.append(part)
+    return "".join(out)
+
+
 def _html(doc: _Doc) -> str:
     """Markdown subset (headings, tables, images, paragraphs) to self-contained HTML."""
-    body = []
+    body, after_figure = [], False
     for block in doc.md:
         for chunk in block.strip("\n").split("\n\n"):
             lines = chunk.split("\n")
+            if not lines[0].startswith("!["):
+                after_figure = after_figure and lines[0].startswith("*")
             if lines[0].startswith("#"):
                 lvl = len(lines[0]) - len(lines[0].lstrip("#"))
-                body.append(f"<h{lvl}>{html.escape(lines[0][lvl:].strip())}</h{lvl}>")
+                body.append(f"<h{lvl}>{_inline(lines[0][lvl:].strip())}</h{lvl}>")
             elif lines[0].startswith("|"):
                 rows = [[c.replace("\\|", "|") for c in re.split(r"(?<!\\) \| ", l[2:-2])]
                         for l in lines if not l.startswith("|---")]
-                head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
-                trs = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
+                head = "".join(f"<th>{_inline(c.strip())}</th>" for c in rows[0])
+                trs = "".join("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
             elif lines[0].startswith("!["):
                 alt, src = re.match(r"!\[(.*)\]\(([^()]*)\)$", lines[0]).groups()
                 with open(os.path.join(doc.out_dir, src), "rb") as fh:
                     b64 = base64.b64encode(fh.read()).decode()
                 body.append(f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
-                            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
-            elif lines[0].startswith("*") and lines[0].endswith("*") and not lines[0].startswith("**"):
+                            f"<figcaption>{_inline(alt)}</figcaption></figure>")
+                after_figure = True
+            elif lines[0].startswith("*") and lines[0].endswith("*") and not lines[0].startswith("**") and after_figure:
+                after_figure = False
                 continue  # figure captions are rendered by <figcaption>
             else:
-                text = html.escape(" ".join(lines))
-                while "**" in text:
-                    text = text.replace("**", "<b>", 1).replace("**", "</b>", 1)
-                body.append(f"<p>{text}</p>")
+                body.append(f"<p>{_inline(' '.join(lines))}</p>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
              "table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "img{max-width:100%}figcaption{font-size:13px;color:#444}")
+             "img{max-width:100%}figcaption{font-size:13px;color:#444}code{background:#f3f3f3;padding:0 3px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>polyloss report</title><style>{style}</style>"
             f"</head><body>{''.join(body)}</body></html>")

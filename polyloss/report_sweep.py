@@ -46,7 +46,7 @@ def sweep_section(doc, path, numbers: dict) -> None:
     cfg = run.config
     name = os.path.basename(os.path.normpath(path))
     label = f"L={cfg['depth']} t={cfg['steps']} {cfg['param']['name']} {cfg['activation']}+{cfg['optimizer']}"
-    doc.h(f"Sweep {label} [{name}]", 3)
+    doc.h(f"Sweep {label} ({path})", 3)
     if not run.records:
         doc.p("*No finished records.*")
         return
@@ -72,15 +72,17 @@ def sweep_section(doc, path, numbers: dict) -> None:
         rows.append(row)
     numbers.setdefault("sweeps", {})[f"{label} [{name}]"] = {"config": {k: cfg[k] for k in ("depth", "steps", "activation", "optimizer", "param", "seed")},
                                                              "etas": run.etas.tolist(), "per_width": rows}
-    from polyloss.report import _table
+    from polyloss.report import _pm, _table
 
     doc.p(f"Grid optimum of the seed-mean final loss per width{note}:")
     doc.p(_table(["width", "seeds", "η* (grid)", "grid spacing", "per-seed η* mean ± s.e.", "polynomial η* (same grid)", "max rel. diff trained vs polynomial"],
                  [[r["width"], r["count"], f"{r['eta']:.6g}" if r["eta"] is not None else "diverged",
                    f"{r['spacing']:.3g}" if r["spacing"] is not None else "–",
-                   f"{r['seed_eta_mean']:.6g} ± {r['seed_eta_se']:.2g}",
+                   _pm(r["seed_eta_mean"], r["seed_eta_se"]),
                    f"{r['predicted_grid_argmin']:.6g}" if "predicted_grid_argmin" in r else "–",
                    f"{r['max_rel_diff_trained_vs_polynomial']:.2g}" if "max_rel_diff_trained_vs_polynomial" in r else "–"] for r in rows]))
     fig, (ax,) = plots.new_figure()
-    data_drawn = plots.sweep_overlay(ax, run.etas, measured, predicted, f"Sweep {label}")
-    doc.fig(f"fig_e_sweep_{len(doc.figdata)}", fig, f"(e) trained loss (markers) vs polynomial prediction (lines), {label}", data_drawn)
+    optima = {r["width"]: r["eta"] for r in rows if r["eta"] is not None}
+    data_drawn = plots.sweep_overlay(ax, run.etas, measured, predicted, f"Trained loss vs learning rate, {label}", optima=optima)
+    doc.fig(f"fig_e_sweep_{len(doc.figdata)}", fig, f"(e) trained loss (markers) vs polynomial prediction (lines) around the "
+            f"grid optima, {label}", data_drawn)

@@ -23,6 +23,12 @@ def _run(tmp_path, name, extra=()):
     return out
 
 
+def _record(n, s, c, eta, n_curve):
+    return json.dumps({"width": n, "sample": s, "loss_coefficients": list(map(float, c)), "eta_opt": float(eta),
+                       "loss_at_eta_opt": 0.1, "at_edge": False, "local_minima": [{"eta": float(eta), "loss": 0.1, "at_edge": False}],
+                       "curve_loss": [0.5] * n_curve})
+
+
 def _plant(run_dir, bias=0.0, seeds=60, seed=0):
     """Replace the records by planted ones: c_k = limit + noise/sqrt(n) (+ bias on c_1)."""
     rng = np.random.default_rng(seed)
@@ -33,9 +39,68 @@ def _plant(run_dir, bias=0.0, seeds=60, seed=0):
             c = np.array(LIMIT) + rng.standard_normal(4) / np.sqrt(n)
             c[1] += bias
             eta = ETA_INF + rng.standard_normal() / np.sqrt(n)
-            lines.append(json.dumps({"width": n, "sample": s, "loss_coefficients": c.tolist(), "eta_opt": eta,
-                                     "at_edge": False, "curve_loss": [0.0] * len(cfg["curve_etas"])}))
+            lines.append(_record(n, s, c, eta, len(cfg["curve_etas"])))
     (run_dir / "records.jsonl").write_text("\n".join(lines) + "\n")
+
+
+BASINS = (0.8, 2.4)
+
+
+def _plant_two_basins(run_dir, seeds=40, seed=1, bias_in_basin2=0.0):
+    """η_n of each seed near one of two minimisers of the limit (share 60/40), noise ~ 0.3/sqrt(n)."""
+    rng = np.random.default_rng(seed)
+    cfg = load_run(run_dir).config
+    lines = []
+    for n in cfg["widths"]:
+        for s in range(seeds):
+            b = 0 if s < int(0.6 * seeds) else 1
+            eta = BASINS[b] + 0.3 * rng.standard_normal() / np.sqrt(n) + (bias_in_basin2 if b == 1 else 0.0)
+            c = np.array(LIMIT) + rng.standard_normal(4) / np.sqrt(n)
+            lines.append(_record(n, s, c, eta, len(cfg["curve_etas"])))
+    (run_dir / "records.jsonl").write_text("\n".join(lines) + "\n")
+
+
+TWO_BASIN_LIMIT = Limit(tuple(LIMIT), BASINS[0], BASINS[0], BASINS[0], 4.0, False, "planted", BASINS)
+
+
+def test_two_basins_are_compared_per_basin_not_averaged(tmp_path):
+    run = _run(tmp_path, "tb")
+    _plant_two_basins(run)
+    cmp_ = compare(run, limit=TWO_BASIN_LIMIT)
+    eta_rows = [r for r in cmp_.rows if r.quantity.startswith("eta_n")]
+    assert {r.quantity for r in eta_rows} == {"eta_n[1]", "eta_n[2]"}  # no row averages across basins
+    for r in eta_rows:
+        assert r.limit == BASINS[r.basin]
+        assert abs(r.mean - BASINS[r.basin]) < 0.2  # the basins are separated
+        assert r.share == pytest.approx(0.6 if r.basin == 0 else 0.4)
+    assert cmp_.consistent, [r for r in cmp_.rows if not r.consistent]
+    # the same seeds compared with the window minimiser alone (the old rule) are flagged
+    one = Limit(tuple(LIMIT), BASINS[0], BASINS[0], BASINS[0], 4.0, False, "planted", (BASINS[0],))
+    assert not compare(run, limit=one).consistent
+    doc = cmp_.to_json()
+    assert doc["basins"] == list(BASINS) and "nearest" in doc["basin_rule"]
+    json.dumps(doc, allow_nan=False)  # strict JSON
+
+
+def test_a_real_inconsistency_within_one_basin_is_still_flagged(tmp_path):
+    run = _run(tmp_path, "tbb")
+    _plant_two_basins(run, bias_in_basin2=0.3)
+    cmp_ = compare(run, limit=TWO_BASIN_LIMIT)
+    bad = {(r.width, r.quantity) for r in cmp_.rows if not r.consistent}
+    assert {(64, "eta_n[2]"), (128, "eta_n[2]")} <= bad
+    assert all(q == "eta_n[2]" for _, q in bad)
+
+
+def test_one_seed_basin_is_reported_not_tested(tmp_path):
+    run = _run(tmp_path, "one")
+    cfg = load_run(run).config
+    lines = [_record(n, s, LIMIT, BASINS[0] + 0.01 * s, len(cfg["curve_etas"])) for n in cfg["widths"] for s in range(5)]
+    lines.append(_record(128, 5, LIMIT, BASINS[1], len(cfg["curve_etas"])))
+    (run / "records.jsonl").write_text("\n".join(lines) + "\n")
+    cmp_ = compare(run, limit=TWO_BASIN_LIMIT)
+    (lone,) = [r for r in cmp_.rows if r.quantity == "eta_n[2]"]
+    assert lone.width == 128 and not lone.tested and lone.verdict.startswith("not tested")
+    assert lone.to_dict()["se"] is None
 
 
 PLANTED_LIMIT = Limit(tuple(LIMIT), ETA_INF, ETA_INF, ETA_INF, 4.0, False, "planted")
@@ -168,7 +233,24 @@ def test_report_writes_every_file_with_the_data_shown(tmp_path):
     assert b["mean"][0] == pytest.approx(np.mean([r["eta_opt"] for r in run.records if r["width"] == 16]))
     (a,) = [v for k, v in figs.items() if k.startswith("fig_a")]
     curves = next(iter(a.values()))
-    assert set(curves) == {16, 32, 64} and len(curves[16]["eta"]) == len(curves[16]["loss"]) > 50
+    assert {k for k in curves if isinstance(k, int)} == {16, 32, 64} and len(curves[16]["eta"]) == len(curves[16]["loss"]) > 50
+    # SP: the curves are dense around the minima, which lie far below the μP window scale
+    lo, hi = curves["focus"]
+    means = b["mean"]
+    window = load_run(sp).config["window"]
+    assert lo <= min(means) and max(means) <= hi and hi / lo <= 10.001 * max(means) / min(means) and hi < window / 10
+    for n, m in zip(b["width"], means):
+        etas = np.array(curves[n]["eta"])
+        assert np.sum((etas > m / 2) & (etas < 2 * m)) >= 15, n  # dense near this width's optimum
+    # the dense curves are the same networks' losses: the minimum of each seed-mean curve sits near the mean η_n
+    assert "re-evaluated" in curves["grid"]
+    assert b["reference"]["slope"] == -1.0  # SP: the power-counting prediction n^-1 is drawn
+    for fig in figs.values():
+        for panel in ([fig] if "axes" in fig else [v for v in fig.values() if isinstance(v, dict) and "axes" in v]):
+            ax = panel["axes"]
+            assert ax["title"] and ax["xlabel"] and ax["ylabel"], ax
+            assert not any("[" in t and "]" in t and ("sp" in t or "sw" in t) for t in ax["legend"]), ax["legend"]
+            assert not any(str(tmp_path) in t for t in ax["legend"] + [ax["title"]])
     (e,) = [v for k, v in figs.items() if k.startswith("fig_e")]
     # linear + GD sweep: the trained losses equal the polynomial's (same networks)
     np.testing.assert_allclose(e[32]["measured"], e[32]["predicted"], rtol=1e-10)
@@ -191,7 +273,7 @@ def test_report_shows_the_limits_minima_for_t2(tmp_path):
     assert b["eta_inf"] == lim.eta_window_min
     assert sorted(b["limit_other_minima"] + [b["eta_inf"]]) == pytest.approx(sorted(lim.minima))
     (c,) = [v for k, v in rep.figures.items() if k.startswith("fig_c")]
-    assert "eta_n" in c and "reference" in c
+    assert "eta_n" in c and "reference" in c and c["reference"]["slope"] == -0.5
 
 
 def test_report_rejects_empty_run(tmp_path):

@@ -1,9 +1,12 @@
 """C3 — SP: η_n ∝ n^-1, so the learning rate does not transfer."""
 
-from polyloss.checks import Claim
-from polyloss.claims._common import eta_groups, fit_scaling, rate_numbers, verdict
+import numpy as np
 
-MARGIN = 0.05
+from polyloss.analysis import SCALING_MARGIN, scaling_rule, scaling_verdict
+from polyloss.checks import Claim
+from polyloss.claims._common import eta_groups, rate_numbers, verdict
+
+MARGIN = SCALING_MARGIN
 
 CLAIM = Claim(
     id="C3",
@@ -16,9 +19,8 @@ CLAIM = Claim(
               "28.4 at 2^18), and the asymptotic exponent fitted with a 1/n or an n^-1/2 correction term differs by "
               "0.05 at paper scale while the bootstrap CI is ±0.004: the systematic error exceeds the statistical one. "
               "Both corrected estimates are reported.",
-    tolerance=f"an equivalence margin for the finite-size systematics: pass if the CI meets [−1−{MARGIN}, −1+{MARGIN}] "
-              f"and lies below −1/2 (clearly drifting); fail if it misses [−1−{2 * MARGIN}, −1+{2 * MARGIN}] or lies above "
-              "−1/2 (no drift: transfer would not fail); inconclusive otherwise.",
+    tolerance="the rule `polyloss report` applies to every non-μP run (analysis.scaling_verdict): "
+              + scaling_rule(-1.0, MARGIN) + ". pass = consistent, fail = NOT consistent, inconclusive = cannot tell.",
 )
 
 
@@ -27,19 +29,16 @@ def run(ctx):
     run_ = ctx.sample("C3-sp", depth=s.depth, widths=s.widths, samples=s.seeds, steps=1, param="sp")
     groups = eta_groups(run_)
     widths = sorted(groups)
-    upper = widths[-max(3, (len(widths) + 1) // 2):]
-    fit = fit_scaling({n: groups[n] for n in upper}, seed=ctx.seed)
-    corrected = {f"n^-{c}": fit_scaling(groups, seed=ctx.seed, correction=c) for c in (1.0, 0.5)} if len(widths) >= 4 else {}
-    lo, hi = fit.ci_low, fit.ci_high
-    if lo <= -1 + MARGIN and hi >= -1 - MARGIN and hi < -0.5:
-        v = "pass"
-    elif lo > -1 + 2 * MARGIN or hi < -1 - 2 * MARGIN or lo > -0.5:
-        v = "fail"
-    else:
-        v = "inconclusive"
+    sv = scaling_verdict(groups, -1.0, margin=MARGIN, seed=ctx.seed)
+    fit, corrected = sv.fit, sv.corrected
+    upper = list(fit.widths)
     n_eta = {n: float(groups[n].mean() * n) for n in widths}
     extra = "; ".join(f"with a {k} correction n^{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for k, f in corrected.items())
-    return verdict(CLAIM, ctx, v, f"η_n ∝ n^{fit.slope:.3f} [{lo:.3f}, {hi:.3f}] on n = {upper[0]}..{upper[-1]} "
-                   f"(prediction n^-1; {extra}); n·η_n = " + ", ".join(f"{v_:.3g}" for v_ in n_eta.values()),
+    means = {n: float(groups[n].mean()) for n in widths}
+    ses = {n: float(groups[n].std(ddof=1) / np.sqrt(groups[n].size)) if groups[n].size > 1 else None for n in widths}
+    return verdict(CLAIM, ctx, sv.verdict, f"η_n ∝ n^{fit.slope:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] on n = "
+                   f"{upper[0]}..{upper[-1]} (prediction n^-1: {sv.words}; {extra}); n·η_n = "
+                   + ", ".join(f"{v_:.3g}" for v_ in n_eta.values()),
                    {"scaling_upper": rate_numbers(fit), **{f"scaling_corrected_{k}": rate_numbers(f) for k, f in corrected.items()},
-                    "predicted_exponent": -1.0, "margin": MARGIN, "n_times_eta": n_eta}, s.widths, s.seeds)
+                    "predicted_exponent": -1.0, "margin": MARGIN, "n_times_eta": n_eta, "eta_mean": means,
+                    "eta_se": ses}, s.widths, s.seeds)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from polyloss.analysis import basin_distance, nearest_basin
 from polyloss.checks import Claim
 from polyloss.claims._common import edge_fraction, eta_groups, fit_rate, rate_numbers, verdict
 
@@ -33,9 +34,9 @@ def run(ctx):
         lim = limit_for_run(run_)
         minima = np.array(lim.minima or (lim.eta_window_min,))
         g = eta_groups(run_)
-        dist = {n: np.min(np.abs(v[:, None] - minima[None, :]), axis=1) for n, v in g.items()}
+        dist = {n: basin_distance(v, minima) for n, v in g.items()}
         glob = int(np.argmin(np.abs(minima - lim.eta_window_min)))
-        share = {n: float(np.mean(np.argmin(np.abs(v[:, None] - minima[None, :]), axis=1) == glob)) for n, v in g.items()}
+        share = {n: float(np.mean(nearest_basin(v, minima) == glob)) for n, v in g.items()}
         fit = fit_rate(dist, 0.0, seed=ctx.seed)
         nmax = max(g)
         mean, se = float(g[nmax].mean()), float(g[nmax].std(ddof=1) / np.sqrt(g[nmax].size))
