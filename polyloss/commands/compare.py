@@ -53,9 +53,11 @@ def run(args) -> int:
     print(f"run {args.run} vs exact limit ({lim.source}); window (0, {lim.window:.6g}], "
           f"eta_inf in window = {lim.eta_window_min:.12g}")
     print(f"level {cmp_.level} family-wise, Bonferroni over {cmp_.n_comparisons}: per-test {cmp_.level / cmp_.n_comparisons:.2g}")
+    print(cmp_.basin_note())
     print(f"{'width':>7} {'quantity':>8} {'mean':>14} {'s.e.':>9} {'limit':>14} {'z':>7} {'rel RMS':>9}  verdict")
     for r in cmp_.rows:
-        print(f"{r.width:>7} {r.quantity:>8} {r.mean:>14.7g} {r.se:>9.2g} {r.limit:>14.7g} {r.z:>7.2f} {r.rel_rms:>9.3g}  "
-              + ("consistent" if r.consistent else "INCONSISTENT"))
+        se, z = (f"{r.se:>9.2g}", f"{r.z:>7.2f}") if r.tested else (f"{'–':>9}", f"{'–':>7}")
+        share = f" (share {r.share:.0%})" if r.share is not None else ""
+        print(f"{r.width:>7} {r.quantity:>8} {r.mean:>14.7g} {se} {r.limit:>14.7g} {z} {r.rel_rms:>9.3g}  {r.verdict}{share}")
     print("all consistent" if cmp_.consistent else "some comparisons are inconsistent at this level")
     return 0
