@@ -3,7 +3,7 @@
 Every entry point (API and CLI) builds these first, so a bad value is rejected before any work
 starts, with a message that names the argument, the value and what would be valid.
 
-Conventions (../shared/THEORY.md §1–2): ``f(x) = Vᵀ W_L ⋯ W_1 W_0 x`` with ``W_0`` of shape
+Conventions (docs/theory.md §1–2): ``f(x) = Vᵀ W_L ⋯ W_1 W_0 x`` with ``W_0`` of shape
 ``n × d``, hidden ``W_ℓ`` of shape ``n × n`` (ℓ = 1..L) and readout ``V`` of length ``n``; only the
 hidden layers are trained. The parametrization fixes the readout variance ``n^{-α}`` and the
 hidden learning-rate multiplier ``λ = n^{-γ}``.

@@ -1,4 +1,4 @@
-"""The claim suites of ``polyloss verify``: one module per claim of Hayou (2025) and THEORY.md.
+"""The claim suites of ``polyloss verify``: one module per claim of Hayou (2025) and docs/theory.md.
 
 Installed as ``polyloss.claims``. Each module defines ``CLAIM`` (a :class:`polyloss.checks.Claim`)
 and ``run(ctx) -> Verdict``; :data:`SUITES` lists them in order.

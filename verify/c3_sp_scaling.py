@@ -13,7 +13,7 @@ CLAIM = Claim(
     title="SP: η_n ∝ n^-1 (no transfer)",
     statement="Under the standard parametrization the one-step optimal learning rate vanishes like 1/n, so the "
               "best learning rate found at one width is wrong at another.",
-    source="Hayou (2025), SP/NTP discussion; THEORY.md §2, §4",
+    source="Hayou (2025), SP/NTP discussion; docs/theory.md §2, §4",
     statistic="log-log slope of the seed mean of η_n on the larger half of the widths (at least 3), 95% stratified "
               "bootstrap CI. n·η_n approaches its plateau with finite-size corrections (paper scale: 12 at n = 2^7, "
               "28.4 at 2^18), and the asymptotic exponent fitted with a 1/n or an n^-1/2 correction term differs by "
@@ -42,3 +42,26 @@ def run(ctx):
                    {"scaling_upper": rate_numbers(fit), **{f"scaling_corrected_{k}": rate_numbers(f) for k, f in corrected.items()},
                     "predicted_exponent": -1.0, "margin": MARGIN, "n_times_eta": n_eta, "eta_mean": means,
                     "eta_se": ses}, s.widths, s.seeds)
+
+
+def figures(v):
+    from polyloss import plots
+    from polyloss.claims._common import by_width
+
+    nums = v.numbers
+    means = by_width(nums.get("eta_mean")) or {n: x / n for n, x in by_width(nums.get("n_times_eta")).items()}
+    ses = by_width(nums.get("eta_se"))
+    if not means:
+        return []
+    widths = list(means)
+    fit = nums["scaling_upper"]
+
+    def draw(axes):
+        return plots.eta_vs_width(axes[0], widths, [means[n] for n in widths],
+                                  [ses.get(n) if ses.get(n) is not None else float("nan") for n in widths],
+                                  "C3: SP optimal learning rate vs width", reference_slope=-1.0,
+                                  reference_label="reference slope −1 (the claim: η_n ∝ n^-1)",
+                                  fit=(fit["slope"], fit["intercept"], fit["ci"], fit["widths"]))
+
+    return [("", "C3: seed mean of η_n under SP vs width (log-log), the fitted slope on the larger half of the widths "
+                 "and the predicted n^-1", 1, draw)]

@@ -13,7 +13,7 @@ CLAIM = Claim(
     title="Depth scaling: L·η_∞ constant in L",
     statement="Under μP the one-step limit η_∞ = μ_1/(L μ_2) is exactly proportional to 1/L; at finite width "
               "L·η_n is the same for every depth within statistical error.",
-    source="Hayou (2025), depth dependence; THEORY.md §4",
+    source="Hayou (2025), depth dependence; docs/theory.md §4",
     statistic="(i) the exact limit derived by the symbolic engine for each L, L·η_∞ compared with μ_1/μ_2 "
               "(exact rationals from the data's binary values); (ii) at the largest width, the seed means of "
               "L·η_n across depths: χ² test of homogeneity",
@@ -66,3 +66,22 @@ def run(ctx):
     nums = {"mu1_over_mu2": ratio, "L_eta_inf_exact": exact, "exact_constant": exact_ok, "width": nmax,
             "L_eta_n_mean": means, "L_eta_n_se": ses, "chi2": chi2, "p_value": p}
     return verdict(CLAIM, ctx, v, summary, nums, [nmax], s.seeds)
+
+
+def figures(v):
+    from polyloss import plots
+    from polyloss.claims._common import by_width
+
+    nums = v.numbers
+    means, ses = by_width(nums.get("L_eta_n_mean")), by_width(nums.get("L_eta_n_se"))
+    if not means:
+        return []
+    depths = list(means)
+    exact = by_width(nums.get("L_eta_inf_exact"))
+
+    def draw(axes):
+        return plots.depth_scaling(axes[0], depths, {f"L·η_n at n = {nums['width']} (seed mean ± s.e.)":
+                                                     ([means[L] for L in depths], [ses[L] for L in depths])},
+                                   exact or None, "C5: depth times the optimal learning rate (μP, t = 1)")
+
+    return [("", f"C5: L·η_n at n = {nums['width']} vs depth L, and the exact L·η_∞ (= μ_1/μ_2 for every L)", 1, draw)]
