@@ -1,7 +1,7 @@
 """The claim-verification framework behind ``polyloss verify``.
 
 A claim suite (a module of ``verify/``, installed as ``polyloss.claims``) states one claim of the
-paper or of THEORY.md as a :class:`Claim` and checks it in ``run(ctx) -> Verdict``. The
+paper or of docs/theory.md as a :class:`Claim` and checks it in ``run(ctx) -> Verdict``. The
 :class:`Context` gives it the scale of the run (``quick``: CI-sized, about a minute for all claims
 on 2 cores; ``full``: the paper's scale), a data set, and resumable ``sample``/``sweep`` runs
 stored under the verification directory, so a killed ``verify`` loses no finished network.
@@ -38,7 +38,7 @@ class Claim:
     id: str
     title: str
     statement: str  # the claim in our words
-    source: str  # paper section or THEORY.md §
+    source: str  # paper section or docs/theory.md §
     statistic: str  # what is measured
     tolerance: str  # the decision rule and why
 
