@@ -9,6 +9,8 @@ import sys
 EPILOG = """example:
   polyloss sample --depth 2 --widths 64,256,1024 --samples 32 --steps 1 --d 10 --m 50 --out runs/L2
   polyloss compare runs/L2                      # derives the exact limit on the run's own data
+  polyloss data --from-run runs/L2 --out L2-data.npz     # the run's own data set
+  polyloss derive --depth 2 --steps 1 --data L2-data.npz --format json --output lim.json
   polyloss compare runs/L2 --derivation lim.json --json > cmp.json
 
   For each width, each loss coefficient c_k and eta_n: mean +- s.e. over seeds, the exact limit,

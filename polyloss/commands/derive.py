@@ -1,4 +1,4 @@
-"""``polyloss derive``: the exact infinite-width limit of the t-step loss polynomial (THEORY §4–§6)."""
+"""``polyloss derive``: the exact infinite-width limit of the t-step loss polynomial (docs/theory.md §4–§6)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from polyloss.commands._common import add_param, positive_int
 
 EPILOG = """examples:
   polyloss derive --depth 3 --steps 2                   # closed form in mu_j = (1/m) y^T Kbar^j y
+  polyloss data --synthetic linear --d 10 --m 50 --seed 1 --out data.npz
   polyloss derive --depth 3 --steps 3 --data data.npz   # exact on data: coefficients, eta_inf, minima
   polyloss derive --depth 2 --steps 1 --finite          # where each power of eta comes from at t = 1
   polyloss derive --depth 3 --steps 1 --param sp        # power counting: width exponents, eta_n ~ n^-1

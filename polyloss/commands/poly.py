@@ -9,6 +9,8 @@ import sys
 from polyloss.commands._common import add_param, positive_float, positive_int
 
 EPILOG = """example:
+  polyloss data --synthetic linear --d 10 --m 50 --seed 1 --out data.npz
+  polyloss data --network --depth 2 --width 64 --d 10 --param mup --seed 1 --out net.npz
   polyloss poly --data data.npz --weights net.npz --steps 2 --param mup --json > poly.json
 
   data.npz holds X (m x d) and y (m,); net.npz holds the effective weights W0 (n x d),
