@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from polyloss import __version__
-from polyloss.errors import SpecError, invalid
+from polyloss.errors import RunError, SpecError, invalid
 
 __all__ = ["Claim", "Verdict", "Context", "Scale", "SCALES", "run_claims", "claim_ids", "VERDICTS"]
 
@@ -223,9 +223,9 @@ def claim_ids() -> dict:
 
 def parse_claims(value) -> list:
     known = claim_ids()
-    if value is None or value == "" or value == "all":
+    if value is None or value == "all":
         return list(known)
-    ids = [v.strip().upper() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    ids = [str(v).strip().upper() for v in (value.split(",") if isinstance(value, str) else value)]
     bad = [i for i in ids if i not in known]
     if bad or not ids:
         raise SpecError(f"`claims`={value!r} is invalid: must be a comma-separated subset of {','.join(known)}")
@@ -250,27 +250,93 @@ def versions() -> dict:
 def run_claims(ids, mode: str, out_dir, *, resume: bool = False, progress: bool = True, overrides: dict | None = None,
                seed: int = 0, write_report: bool = True, log=None) -> list:
     """Run claim suites ``ids`` and return their verdicts (see the module docstring)."""
-    ids = parse_claims(ids)
-    out_dir = os.fspath(out_dir)
-    vdir = os.path.join(out_dir, "verdicts")
-    if os.path.isdir(vdir) and os.listdir(vdir) and not resume:
-        from polyloss.errors import RunError
+    from polyloss._rundir import RunLock
 
-        raise RunError(f"`out`={out_dir!r} already holds verdicts; pass --resume to continue or choose another directory")
-    os.makedirs(vdir, exist_ok=True)
-    ctx = Context(mode, out_dir, seed=seed, progress=progress, overrides=overrides)
+    ids = parse_claims(ids)
+    from polyloss._paths import check_out_dir
+
+    out_dir = check_out_dir("out", out_dir, exc=RunError)
+    vdir = os.path.join(out_dir, "verdicts")
+    os.makedirs(out_dir, exist_ok=True)
+    lock = RunLock(out_dir)  # one verify per directory: its claims' runs would collide
+    try:
+        identity = _open_identity(out_dir, vdir, {"mode": mode, "seed": seed, "overrides": dict(overrides or {})}, resume)
+        os.makedirs(vdir, exist_ok=True)
+        verdicts = _run_suites(ids, vdir, identity, progress, log)
+    finally:
+        lock.release()
+    if write_report:
+        verdict_report(verdicts, out_dir)
+    return verdicts
+
+
+IDENTITY = "verify-run.json"
+
+
+def _open_identity(out_dir: str, vdir: str, identity: dict, resume: bool) -> dict:
+    """A verification directory belongs to one (mode, seed, overrides): ``verify-run.json`` says which,
+    and a resume with another one is refused — its verdicts and runs would be mixed with these."""
+    path = os.path.join(out_dir, IDENTITY)
+    has_verdicts = os.path.isdir(vdir) and any(f.endswith(".json") for f in os.listdir(vdir))
+    if (has_verdicts or os.path.exists(path)) and not resume:
+        raise RunError(f"`out`={out_dir!r} already holds a verification; pass --resume to continue it or choose another directory")
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as fh:
+                old = json.loads(fh.read().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise RunError(f"{path}: not valid JSON; the verification directory is corrupt") from None
+        if not isinstance(old, dict):
+            raise RunError(f"{path}: not a JSON object; the verification directory is corrupt")
+    elif has_verdicts:  # written before verify-run.json existed: its verdicts say what they were made with
+        old = None
+        for name in sorted(os.listdir(vdir)):
+            if name.endswith(".json"):
+                doc = _read_verdict(os.path.join(vdir, name))
+                old = {"mode": doc.get("mode"), "seed": (doc.get("seeds") or {}).get("root"),
+                       "overrides": (doc.get("numbers") or {}).get("_overrides", {})}
+                break
+    else:
+        old = None
+    if old is not None:
+        for key in ("mode", "seed", "overrides"):
+            if old.get(key) != identity[key]:
+                flag = {"mode": "--quick/--full", "seed": "--seed", "overrides": "--override"}[key]
+                raise RunError(f"cannot resume {out_dir!r}: it was verified with {key} {old.get(key)!r}, now {identity[key]!r} "
+                               f"({flag}); use the same options or choose another --out")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"schema": "polyloss.verify-run/1", **identity}, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return identity
+
+
+def _read_verdict(path: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise RunError(f"{path}: not valid JSON; delete it to recompute that claim") from None
+    if not isinstance(doc, dict) or doc.get("schema") != "polyloss.verdict/1":
+        raise RunError(f"{path}: not a polyloss.verdict/1 document; delete it to recompute that claim")
+    return doc
+
+
+def _run_suites(ids, vdir: str, identity: dict, progress: bool, log) -> list:
+    mode, overrides = identity["mode"], identity["overrides"]
+    ctx = Context(mode, os.path.dirname(vdir), seed=identity["seed"], progress=progress, overrides=overrides)
     suites = claim_ids()
     verdicts = []
     for cid in ids:
         path = os.path.join(vdir, f"{cid}.json")
-        if resume and os.path.exists(path):
-            with open(path) as fh:
-                doc = json.load(fh)
-            if doc.get("mode") == mode and doc.get("numbers", {}).get("_overrides", {}) == (overrides or {}):
-                verdicts.append(Verdict.from_json(doc))
-                if log:
-                    log(f"{cid}: {verdicts[-1].verdict} (from an earlier run)")
-                continue
+        if os.path.exists(path):  # the directory's identity matched, so a finished verdict is reused
+            try:
+                verdicts.append(Verdict.from_json(_read_verdict(path)))
+            except (TypeError, KeyError):
+                raise RunError(f"{path}: a verdict with missing or unknown fields; delete it to recompute that claim") from None
+            if log:
+                log(f"{cid}: {verdicts[-1].verdict} (from an earlier run)")
+            continue
         if log:
             log(f"{cid}: {suites[cid].CLAIM.title} ...")
         t0 = time.perf_counter()
@@ -284,8 +350,6 @@ def run_claims(ids, mode: str, out_dir, *, resume: bool = False, progress: bool 
         verdicts.append(v)
         if log:
             log(f"{cid}: {v.verdict} — {v.summary} ({v.runtime_s:.1f} s)")
-    if write_report:
-        verdict_report(verdicts, out_dir)
     return verdicts
 
 
@@ -314,12 +378,46 @@ def _rate_fits(numbers: dict, prefix: str = "") -> dict:
     return out
 
 
+def broken_setup_banner(verdicts) -> str | None:
+    """The warning that heads every output of a verification run with ``--override`` (None otherwise)."""
+    overrides: dict = {}
+    for v in verdicts:
+        overrides.update(v.numbers.get("_overrides") or {})
+    if not overrides:
+        return None
+    swaps = ", ".join(f"{name} replaced by {value}" for name, value in sorted(overrides.items()))
+    return (f"BROKEN SETUP ON PURPOSE: {swaps} (--override). These verdicts test whether the verifier can say no; "
+            "they are not evidence about the theory.")
+
+
+def _claim_figures(doc, v) -> None:
+    """The figures of one verdict: the claim suite's own (``figures(verdict)`` in its module: a list of
+    (name, caption, ncols, draw(axes) -> data)), else every rate fit in its numbers against n^-1/2."""
+    from polyloss import plots
+
+    mod = claim_ids().get(v.claim.id)
+    specs = getattr(mod, "figures", None)
+    if specs is not None:
+        for name, caption, ncols, draw in specs(v):
+            fig, axes = plots.new_figure(ncols=ncols)
+            doc.fig(f"fig_{v.claim.id}{name}", fig, caption, draw(axes))
+        return
+    fits = _rate_fits(v.numbers)
+    if fits:
+        fig, (ax,) = plots.new_figure()
+        data = plots.convergence(ax, fits, f"{v.claim.id}: {v.claim.title}", reference_label="reference slope −1/2 (n^-1/2)")
+        doc.fig(f"fig_{v.claim.id}", fig, f"{v.claim.id}: RMS over seeds vs width, fitted slopes with 95% CIs", data)
+
+
 def verdict_report(verdicts, out_dir) -> None:
     """verify.html / verify.md / verify.json: one section per claim, a summary table first."""
     from polyloss.report import _Doc, _table, _write_named
 
     doc = _Doc(out_dir)
+    banner = broken_setup_banner(verdicts)
     doc.h("polyloss verify: the claims of Hayou (2025) checked by computation", 1)
+    if banner:
+        doc.p(f"**{banner}**")
     doc.p("Each claim is stated in our words with its source, the statistic, and the decision rule. "
           "**pass**: the data support the claim under the stated rule; **fail**: they contradict it; "
           "**inconclusive**: the data cannot decide at this scale; **observation**: an open question, reported.")
@@ -333,12 +431,6 @@ def verdict_report(verdicts, out_dir) -> None:
         doc.p(f"**Result.** {v.summary}")
         doc.p(f"Mode {v.mode}; widths {v.widths}; {v.seeds.get('per_width')} seeds per width from root seed "
               f"{v.seeds.get('root')} ({v.seeds.get('scheme')}); runtime {v.runtime_s:.1f} s.")
-        fits = _rate_fits(v.numbers)
-        if fits:
-            from polyloss import plots
-
-            fig, (ax,) = plots.new_figure()
-            data = plots.convergence(ax, fits, f"{v.claim.id}: rates measured")
-            doc.fig(f"fig_{v.claim.id}", fig, f"{v.claim.id}: RMS over seeds vs width, fitted slopes with 95% CIs", data)
-    numbers = {"schema": "polyloss.verify/1", "verdicts": [v.to_json() for v in verdicts]}
+        _claim_figures(doc, v)
+    numbers = {"schema": "polyloss.verify/1", "broken_setup": banner, "verdicts": [v.to_json() for v in verdicts]}
     _write_named(doc, numbers, "verify")

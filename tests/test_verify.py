@@ -71,11 +71,12 @@ def test_bad_override_is_rejected(tmp_path, capsys):
     assert "override" in capsys.readouterr().err
 
 
-def test_cli_override_fails_c2_without_touching_genuine_runs(quick, capsys):
+def test_cli_override_cannot_enter_a_genuine_directory(quick, capsys):
+    """Issue 10: an --override verdict used to be written into a normal directory's report."""
     out = quick
-    assert main(["verify", "--claims", "C2", "--override", "mup=sp", "--out", str(out), "--resume", "--quiet"]) == 0
-    assert "C2  FAIL" in capsys.readouterr().out
-    assert (out / "runs" / "C2-mup-linear@sp").is_dir()
+    assert main(["verify", "--claims", "C2", "--override", "mup=sp", "--out", str(out), "--resume", "--quiet"]) == 2
+    assert "--override" in capsys.readouterr().err
+    assert not (out / "runs" / "C2-mup-linear@sp").exists()
     assert main(["verify", "--claims", "C2", "--out", str(out), "--resume", "--quiet"]) == 0
     assert "C2  PASS" in capsys.readouterr().out
 
@@ -102,3 +103,48 @@ def test_per_network_claim_runs_resume_after_a_crash_without_recomputing(tmp_pat
     assert {n: [r["value"] for r in rs] for n, rs in out.items()} == {8: [8.0, 8.1, 8.2], 16: [16.0, 16.1, 16.2]}
     with pytest.raises(RunError, match="config"):
         ctx.networks("x", compute=compute, **{**kw, "config": {"k": 2}})
+
+
+# --- issue 10, defect 6: a verification directory has one identity; broken setups say so; exit codes ---
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--seed", "1"], "seed 0, now 1"),
+    (["--override", "mup=sp"], "overrides {}, now {'mup': 'sp'}"),
+    (["--full"], "mode 'quick', now 'full'"),
+])
+def test_resume_with_other_options_is_refused(quick, capsys, extra, needle):
+    before = (quick / "verdicts" / "C2.json").read_text()
+    report = (quick / "verify.md").read_text()
+    assert main(["verify", "--claims", "C2", "--out", str(quick), "--resume", "--quiet"] + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert (quick / "verdicts" / "C2.json").read_text() == before
+    assert (quick / "verify.md").read_text() == report
+
+
+def test_broken_setup_is_flagged_everywhere_and_exits_1(tmp_path, capsys):
+    out = tmp_path / "broken"
+    assert main(["verify", "--claims", "C2", "--override", "mup=sp", "--out", str(out), "--quiet"]) == 1
+    stdout = capsys.readouterr().out
+    assert stdout.startswith("BROKEN SETUP ON PURPOSE: mup replaced by sp") and "FAIL" in stdout
+    md = (out / "verify.md").read_text()
+    assert "BROKEN SETUP ON PURPOSE" in md.split("## ")[0]  # above every claim section
+    html = (out / "verify.html").read_text()
+    assert html.index("BROKEN SETUP ON PURPOSE") < html.index("C2:")
+    doc = json.loads((out / "verify.json").read_text())
+    assert doc["broken_setup"].startswith("BROKEN SETUP ON PURPOSE") and list(doc)[:2] == ["schema", "broken_setup"]
+    # resuming the broken directory reuses its verdict and still exits 1
+    assert main(["verify", "--claims", "C2", "--override", "mup=sp", "--out", str(out), "--resume", "--quiet"]) == 1
+
+
+def test_a_verification_directory_in_use_is_refused(tmp_path, capsys):
+    from polyloss._rundir import RunLock
+
+    out = tmp_path / "v"
+    out.mkdir()
+    lock = RunLock(out)
+    try:
+        assert main(["verify", "--claims", "C3", "--out", str(out), "--quiet"]) == 2
+        assert "in use" in capsys.readouterr().err
+    finally:
+        lock.release()

@@ -13,6 +13,12 @@ EPILOG = """example:
   Writes OUT/verify.html (open it), verify.md, verify.json and verdicts/<claim>.json as each claim
   finishes; the sample/sweep runs behind them live in OUT/runs and resume after a kill.
   Verdicts: pass / fail / inconclusive, or observation for the paper's open question (C7).
+  A directory belongs to one --quick/--full, --seed and --override: --resume with others is refused.
+
+exit status:
+  0  every claim passed, was inconclusive, or is an observation
+  1  at least one claim FAILED (also with --override, where failing is the point)
+  2  bad input (an argument, a file, a directory in use or made with other options)
 """
 
 
@@ -54,8 +60,13 @@ def run(args) -> int:
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     verdicts = run_claims(ids, args.mode, args.out, resume=args.resume, progress=not args.quiet, seed=args.seed, log=log,
                           overrides=overrides)
+    from polyloss.checks import broken_setup_banner
+
+    banner = broken_setup_banner(verdicts)
+    if banner:
+        print(banner)
     width = max(len(v.claim.title) for v in verdicts)
     for v in verdicts:
         print(f"{v.claim.id:<3} {v.verdict.upper():<13} {v.claim.title:<{width}}  {v.summary}")
     print(f"report: {args.out}/verify.html")
-    return 0
+    return 1 if any(v.verdict == "fail" for v in verdicts) else 0
