@@ -124,7 +124,8 @@ def loss_curves(ax, etas, curves: dict, title: str, limit_curve=None, focus=None
 
 
 def eta_vs_width(ax, widths, mean, se, title: str, eta_inf=None, extra_lines: dict | None = None,
-                 basins: dict | None = None, reference_slope: float | None = None, reference_label: str | None = None) -> dict:
+                 basins: dict | None = None, reference_slope: float | None = None, reference_label: str | None = None,
+                 fit=None) -> dict:
     """(b) η_n (mean ± s.e.) vs width, with the limit's minimiser(s) as horizontal lines.
 
     ``basins`` = {label: (widths, mean, se)}: when the limit has several minimisers, the seeds are
@@ -144,6 +145,11 @@ def eta_vs_width(ax, widths, mean, se, title: str, eta_inf=None, extra_lines: di
         ax.axhline(eta_inf, color="k", ls="--", label=f"η_∞ = {eta_inf:.6g} (the exact limit's minimiser in the window)")
     for label, val in (extra_lines or {}).items():
         ax.axhline(val, color="gray", ls=":", label=f"{label} = {val:.6g}")
+    if fit is not None:  # (slope, intercept, (ci_low, ci_high), widths) of log η = intercept + slope log n
+        slope, intercept, ci, fw = fit
+        fw = np.array(sorted(fw), float)
+        ax.plot(fw, np.exp(intercept) * fw**slope, "-", color="tab:red", lw=1.5,
+                label=f"fitted slope {slope:.3f} [95% CI {ci[0]:.3f}, {ci[1]:.3f}] on n = {int(fw[0])}..{int(fw[-1])}")
     ref = None
     if reference_slope is not None and len(widths):
         w = np.array(sorted(widths), float)
@@ -160,12 +166,15 @@ def eta_vs_width(ax, widths, mean, se, title: str, eta_inf=None, extra_lines: di
 
 
 def convergence(ax, series: dict, title: str, *, reference_slope: float = -0.5, reference_label: str | None = None,
-                ylabel: str = "RMS over seeds of (value − exact limit), log scale", labels: dict | None = None) -> dict:
-    """(c) log-log size of a per-seed quantity vs width, with fitted slopes and a reference slope.
+                ylabel: str = "RMS over seeds of (value − exact limit), log scale", labels: dict | None = None,
+                references: dict | None = None) -> dict:
+    """(c) log-log size of a per-seed quantity vs width, with fitted slopes and reference slopes.
 
     ``series = {key: RateFit-like}``; ``labels = {key: words}`` for the legend (default: the key).
-    The reference line ``n^reference_slope`` starts at the first series' first point.
+    Reference lines ``n^slope`` start at the first series' first point: ``references = {words: slope}``,
+    default one line of ``reference_slope`` (``drawn["reference"]`` is the first).
     """
+    refs = references or {reference_label or f"reference: slope {reference_slope:g}": reference_slope}
     drawn = {}
     allw = []
     for color, (key, fit) in zip(_colors(len(series)), series.items()):
@@ -179,9 +188,11 @@ def convergence(ax, series: dict, title: str, *, reference_slope: float = -0.5, 
     if allw:
         w = np.array(sorted(set(allw)))
         first = next(iter(series.values()))
-        ref = first.rms[0] * (w / first.widths[0]) ** reference_slope
-        ax.loglog(w, ref, "k:", label=reference_label or f"reference: slope {reference_slope:g}")
-        drawn["reference"] = {"width": w.tolist(), "rms": ref.tolist(), "slope": float(reference_slope)}
+        for style, (words, slope) in zip((":", "-.", "--"), refs.items()):
+            ref = first.rms[0] * (w / first.widths[0]) ** slope
+            ax.loglog(w, ref, "k" + style, lw=1, label=words)
+            drawn.setdefault("reference", {"width": w.tolist(), "rms": ref.tolist(), "slope": float(slope), "label": words})
+            drawn.setdefault("references", {})[words] = {"width": w.tolist(), "rms": ref.tolist(), "slope": float(slope)}
     width_axis(ax, allw)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -220,7 +231,7 @@ def sweep_overlay(ax, etas, measured: dict, predicted: dict, title: str, optima:
     drawn, series, left = {}, [], []
     for color, n in zip(_colors(len(measured)), sorted(measured)):
         m = np.asarray(measured[n], float)
-        ax.plot(etas[keep], m[keep], "o", ms=3, color=color, label=f"trained, n = {n}")
+        ax.plot(etas[keep], m[keep], "o" if predicted else "o-", ms=3, lw=0.8, color=color, label=f"trained, n = {n}")
         series.append(m[keep])
         left.append(m[keep][0] if keep.any() else None)
         if n in predicted:

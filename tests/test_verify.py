@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from polyloss.checks import VERDICTS, claim_ids, run_claims
@@ -148,3 +149,63 @@ def test_a_verification_directory_in_use_is_refused(tmp_path, capsys):
         assert "in use" in capsys.readouterr().err
     finally:
         lock.release()
+
+
+def _verdict(cid, numbers, widths=(64, 128, 256, 512)):
+    from polyloss.checks import Verdict
+
+    mod = claim_ids()[cid]
+    return Verdict(mod.CLAIM, "pass", "planted", numbers, {"root": 0, "per_width": 4, "scheme": "x"}, list(widths), "quick")
+
+
+def _rate(slope, widths=(64, 128, 256, 512), a=1.0):
+    return {"slope": slope, "ci": [slope - 0.1, slope + 0.1], "level": 0.95, "intercept": float(np.log(a)),
+            "widths": list(widths), "rms": [a * n**slope for n in widths]}
+
+
+def test_claim_figures_say_what_they_show(tmp_path):
+    """Constructed verdicts (no computation): each claim's figure has its own title, axis labels,
+    reference slopes in words (C3: −1, C4: a seed SD against slope 0), plain width ticks, no internal ids."""
+    from polyloss.checks import verdict_report
+
+    W = [64, 128, 256, 512]
+    etas = np.geomspace(1e-3, 10, 30)
+    curve = {"eta": etas.tolist(), "mean_loss": {str(n): (0.1 + (np.log(etas) - np.log(1.0 / n)) ** 2 / 50).tolist() for n in W}}
+    c8 = {f"{a} {p}": {"slope": -1.0 if p == "sp" else 0.0, "ci": [-1.1, -0.9], "argmin_at_grid_edge": {},
+                       "eta_star_seeds": {str(n): [1.0 / n if p == "sp" else 1.0] * 3 for n in W}, "curve": curve}
+          for a in ("relu+gd", "linear+adam") for p in ("mup", "sp")}
+    verdicts = [
+        _verdict("C2", {"linear": {"rate": _rate(-0.5), "eta_inf": 1.0}}),
+        _verdict("C3", {"scaling_upper": _rate(-1.0, (128, 256, 512)), "predicted_exponent": -1.0, "margin": 0.05,
+                        "n_times_eta": {str(n): 2.0 for n in W}}),  # an older verdict: no eta_mean stored
+        _verdict("C4", {"spread_rate": _rate(0.05), "sd": {}, "mean": {}}),
+        _verdict("C5", {"L_eta_n_mean": {"1": 6.6, "2": 6.7}, "L_eta_n_se": {"1": 0.1, "2": 0.1}, "width": 512,
+                        "L_eta_inf_exact": {"1": 6.63, "2": 6.63}}),
+        _verdict("C6", {"t=2": {"rate": _rate(-0.6)}}),
+        _verdict("C8", c8),
+    ]
+    verdict_report(verdicts, tmp_path)
+    figs = json.loads((tmp_path / "verify.json").read_text())["figures"]
+    assert {"fig_C2", "fig_C3", "fig_C4", "fig_C5", "fig_C6", "fig_C8", "fig_C8_curves"} <= set(figs)
+    assert figs["fig_C3"]["reference"]["slope"] == -1.0  # the claim is n^-1, not n^-1/2
+    assert figs["fig_C3"]["mean"] == pytest.approx([2.0 / n for n in W])
+    assert "−1" in " ".join(figs["fig_C3"]["axes"]["legend"])
+    c4 = figs["fig_C4"]
+    assert "SD" in c4["axes"]["ylabel"] and "limit" not in c4["axes"]["ylabel"]
+    assert {r["slope"] for r in c4["references"].values()} == {0.0, -0.5}
+    assert figs["fig_C2"]["reference"]["slope"] == -0.5
+    assert figs["fig_C5"]["limit"]["depth"] == [1, 2]
+    assert set(figs["fig_C8"]) - {"axes"} == {f"{k} (per-seed η*, mean ± s.e.)" for k in c8}
+    assert figs["fig_C8"]["relu+gd sp (per-seed η*, mean ± s.e.)"]["mean"] == pytest.approx([1.0 / n for n in W])
+    panels = [p for p in figs["fig_C8_curves"].values()]
+    assert len(panels) == 4 and all(p["focus"][0] > 1e-3 or p["focus"][1] < 10 for p in panels)
+    every = [figs[k]["axes"] for k in figs if "axes" in figs[k]] + [p["axes"] for p in panels]
+    for ax in every:
+        assert ax["title"] and ax["xlabel"] and ax["ylabel"], ax
+        for text in ax["legend"]:
+            for internal in ("scaling_upper", "spread_rate", "t=2 rate", "C3-sp", "runs/"):
+                assert internal not in text, text
+    for name in ("fig_C2", "fig_C3", "fig_C4", "fig_C6", "fig_C8"):
+        ticks = [t for t in figs[name]["axes"]["xticklabels"] if t]
+        assert ticks and all(t.isdigit() for t in ticks), (name, ticks)  # plain integer widths
+        assert "width" in figs[name]["axes"]["xlabel"]

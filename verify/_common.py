@@ -30,3 +30,26 @@ def verdict(claim, ctx, verdict, summary, numbers, widths, samples) -> Verdict:
 
 
 __all__ = ["eta_groups", "edge_fraction", "rate_numbers", "verdict", "fit_rate", "fit_scaling"]
+
+
+def by_width(d) -> dict:
+    """A ``{width: value}`` dict read back from JSON (keys are strings there) with int keys, sorted."""
+    return {int(k): v for k, v in sorted((d or {}).items(), key=lambda kv: int(kv[0]))}
+
+
+def fit_of(numbers: dict):
+    """A rate fit stored by :func:`rate_numbers`, as the object :func:`polyloss.plots.convergence` draws."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(slope=numbers["slope"], ci_low=numbers["ci"][0], ci_high=numbers["ci"][1],
+                           intercept=numbers["intercept"], widths=tuple(numbers["widths"]), rms=tuple(numbers["rms"]))
+
+
+def rate_figure(v, title: str, series: dict, *, ylabel: str, references: dict, caption: str):
+    """One (name, caption, ncols, draw) figure spec: the rate fits ``series = {words: numbers}``."""
+    from polyloss import plots
+
+    fits = {k: fit_of(x) for k, x in series.items() if x and x.get("ci") is not None}
+    if not fits:
+        return []
+    return [("", caption, 1, lambda axes: plots.convergence(axes[0], fits, title, ylabel=ylabel, references=references))]

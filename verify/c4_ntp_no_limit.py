@@ -36,8 +36,8 @@ def run(ctx):
 
 
 def figures(v):
-    return rate_figure(v, "C4: NTP seed spread of η_n vs width", {"seed SD of η_n": v.numbers.get("spread_rate")},
-                       ylabel="seed SD of η_n (RMS about the per-width mean, log scale)",
+    return rate_figure(v, "C4: NTP seed spread of η_n vs width", {"seed SD of η_n (RMS about the per-width mean)": v.numbers.get("spread_rate")},
+                       ylabel="seed SD of η_n (log scale)",
                        references={"reference slope 0 (spread not shrinking: the claim)": 0.0,
                                    "reference slope −1/2 (spread of a converging quantity)": -0.5},
                        caption="C4: seed-to-seed standard deviation of η_n under NTP vs width, fitted slope with 95% CI")

@@ -52,16 +52,21 @@ def run(ctx):
             edge = {n: int(sum(e is None for e in v)) for n, v in refined.items()}
             groups = {n: np.array([e for e in v if e is not None]) for n, v in refined.items()}
             key = f"{act}+{opt} {param}"
+            curve = {"eta": [float(e) for e in sw.etas],
+                     "mean_loss": {n: [float(x) if np.isfinite(x) else None for x in _seed_mean(sw.final_losses(n))]
+                                   for n in sw.widths}}
+            seeds_eta = {n: [e for e in v] for n, v in refined.items()}
             if any(edge.values()) or any(g.size < 2 for g in groups.values()):
                 nums[key] = {"slope": None, "ci": None, "argmin_at_grid_edge": edge,
-                             "grid": [float(sw.etas[0]), float(sw.etas[-1])]}
+                             "grid": [float(sw.etas[0]), float(sw.etas[-1])], "eta_star_seeds": seeds_eta, "curve": curve}
                 ok.append(False)
                 bad.append(False)
                 continue
             fit = fit_scaling(groups, seed=ctx.seed)
             dec = deceleration(groups, seed=ctx.seed)
             nums[key] = {"slope": fit.slope, "ci": [fit.ci_low, fit.ci_high], "eta_star_mean": dict(zip(fit.widths, fit.rms)),
-                         "argmin_at_grid_edge": edge, "deceleration": dec.to_dict()}
+                         "argmin_at_grid_edge": edge, "deceleration": dec.to_dict(), "eta_star_seeds": seeds_eta,
+                         "curve": curve}
             if param == "mup":
                 ok.append(fit.ci_low <= 0.15 and fit.ci_high >= -0.15)
                 bad.append((fit.ci_low > 0.3 or fit.ci_high < -0.3) and not dec.decelerating)
@@ -79,3 +84,37 @@ def _describe(key: str, x: dict) -> str:
     text = f"{key}: η* ~ n^{x['slope']:.2f} [{x['ci'][0]:.2f}, {x['ci'][1]:.2f}]"
     d = x["deceleration"]
     return text + f" (local slope {d['first']:.2f} → {d['last']:.2f}{', slowing' if d['decelerating'] else ''})"
+
+
+def _seed_mean(L):
+    """Seed mean of the final losses per η (undefined where any seed diverged)."""
+    L = np.asarray(L, dtype=float)
+    return np.where(np.isfinite(L).all(axis=0), L.mean(axis=0), np.nan)
+
+
+def figures(v):
+    """η* vs width per setting, and the seed-mean trained loss curves around the optima per setting."""
+    from polyloss import plots
+    from polyloss.claims._common import by_width
+
+    settings = {k: x for k, x in v.numbers.items() if isinstance(x, dict) and "eta_star_seeds" in x}
+    if not settings:
+        return []
+    groups = {f"{k} (per-seed η*, mean ± s.e.)": {n: [e for e in es if e is not None] for n, es in by_width(x["eta_star_seeds"]).items()}
+              for k, x in settings.items()}
+
+    def draw_eta(axes):
+        return plots.optimum_vs_width(axes[0], groups, "C8: optimal learning rate by actual training vs width")
+
+    def draw_curves(axes):
+        out = {}
+        for ax, (k, x) in zip(axes, settings.items()):
+            curves = {n: [np.nan if y is None else y for y in ys] for n, ys in by_width(x["curve"]["mean_loss"]).items()}
+            optima = {n: float(np.mean(e)) for n, e in groups[f"{k} (per-seed η*, mean ± s.e.)"].items() if len(e)}
+            out[k] = plots.sweep_overlay(ax, x["curve"]["eta"], curves, {}, f"C8: trained loss vs η, {k}", optima=optima)
+        return out
+
+    return [("", "C8: per-seed optimum η* (parabola-refined grid argmin) vs width for each setting; under μP it should "
+                 "stay put, under SP drift down", 1, draw_eta),
+            ("_curves", "C8: seed-mean final loss after one step vs η around the optima, per setting and width "
+                        "(markers: the sweep grid)", len(settings), draw_curves)]
