@@ -196,7 +196,7 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
     else:
         pred = predicted_eta_exponent(cfg)
         out["predicted"] = pred
-        if len(eta_groups) >= 3:
+        if sum(v.size >= 2 for v in eta_groups.values()) >= 3:
             from polyloss.analysis import scaling_verdict
 
             sv = scaling_verdict(eta_groups, pred)
@@ -209,7 +209,7 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
                   + (f" ({corr})" if corr else "") + f"; power counting predicts n^{pred:g}: **{sv.words}**.")
             doc.p(f"Rule (the same as claim C3 of `polyloss verify`): {sv.rule}.")
         else:
-            doc.p(f"Power counting predicts η_n ∝ n^{pred:g}; fewer than 3 widths: no scaling fit.")
+            doc.p(f"Power counting predicts η_n ∝ n^{pred:g}; fewer than 3 widths with at least 2 seeds: no scaling fit.")
     return out
 
 

@@ -97,3 +97,29 @@ def test_deceleration_tells_convergence_to_a_constant_from_power_law_drift():
         assert not drift.decelerating and abs(drift.first - c) < 0.2  # 0.2 ≈ 5 s.e. of a local slope here
     with pytest.raises(SpecError, match="at least 3 widths"):
         deceleration({64: [1.0, 2.0], 128: [1.0, 1.5]})
+
+
+def _scaling_groups(exponent, seeds=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return {n: 3.0 * n**exponent * (1 + 0.05 * rng.standard_normal(seeds)) for n in WIDTHS[:6]}
+
+
+def test_scaling_verdict_rule():
+    from polyloss.analysis import scaling_rule, scaling_verdict
+
+    assert scaling_verdict(_scaling_groups(-1.0), -1.0).verdict == "pass"
+    assert scaling_verdict(_scaling_groups(-0.5), -1.0).verdict == "fail"  # half the predicted drift
+    assert scaling_verdict(_scaling_groups(0.0), -1.0).verdict == "fail"  # no drift at all
+    sv = scaling_verdict(_scaling_groups(-1.0), -1.0)
+    assert sv.words == "consistent" and sv.rule == scaling_rule(-1.0) and "[-1.05, -0.95]" in sv.rule
+    assert set(sv.corrected) == {"n^-1.0", "n^-0.5"} and sv.fit.widths == tuple(WIDTHS[3:6])
+
+
+def test_nearest_basin_and_distance():
+    from polyloss.analysis import basin_distance, nearest_basin
+
+    v = [0.7, 0.9, 1.59, 1.61, 3.0]
+    assert nearest_basin(v, (0.8, 2.4)).tolist() == [0, 0, 0, 1, 1]
+    np.testing.assert_allclose(basin_distance(v, (0.8, 2.4)), [0.1, 0.1, 0.79, 0.79, 0.6])
+    with pytest.raises(SpecError):
+        nearest_basin(v, ())

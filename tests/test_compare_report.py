@@ -283,3 +283,95 @@ def test_report_rejects_empty_run(tmp_path):
     (run / "records.jsonl").write_text("")
     with pytest.raises(RunError, match="no finished records"):
         report([run], tmp_path / "rep")
+
+
+def test_report_compares_two_basins_per_basin(tmp_path):
+    """A planted two-basin run and a limit with two minimisers (a derivation file): the report's
+    table has one η_n row per basin with its share, no INCONSISTENT, and figure (b) per basin."""
+    from polyloss.report import report
+
+    run = _run(tmp_path, "tb")
+    _plant_two_basins(run)
+    window = load_run(run).config["window"]
+    coeffs = ["1/2", "-1", "7/10"]
+    doc = {"schema": "polyloss.derivation/1", "spec": {"depth": 2, "steps": 1}, "loss_coefficients": coeffs,
+           "critical_points": [{"kind": "min", "eta": str(BASINS[0]), "loss": "0.1"},
+                               {"kind": "max", "eta": "1.6", "loss": "0.3"},
+                               {"kind": "min", "eta": str(BASINS[1]), "loss": "0.2"}]}
+    assert BASINS[1] < window
+    (tmp_path / "lim.json").write_text(json.dumps(doc))
+    rep = report([run], tmp_path / "rep", derivation=str(tmp_path / "lim.json"))
+    md = (tmp_path / "rep" / "report.md").read_text()
+    eta_lines = [line for line in md.splitlines() if "| η_n[" in line]
+    assert len(eta_lines) == 8 and not any("INCONSISTENT" in line for line in eta_lines)  # (c_3 is planted off this limit)
+    assert "| 128 | η_n[1] | 60% |" in md and "| 128 | η_n[2] | 40% |" in md
+    assert "nearest" in md
+    (b,) = [v for k, v in rep.figures.items() if k.startswith("fig_b")]
+    means = [s["mean"][-1] for s in b["series"].values()]
+    assert len(means) == 2 and abs(means[0] - BASINS[0]) < 0.1 and abs(means[1] - BASINS[1]) < 0.1
+    (c,) = [v for k, v in rep.figures.items() if k.startswith("fig_c")]
+    assert "nearest" in c["eta_n"]["label"]  # the rate of η_n is the distance to the nearest minimiser (C6's)
+    entry = next(iter(json.loads((tmp_path / "rep" / "report.json").read_text())["runs"].values()))
+    assert entry["compare"]["basins"] == list(BASINS)
+
+
+def test_report_one_seed_widths_print_a_dash_and_html_has_no_markdown(tmp_path):
+    from polyloss.report import report
+
+    run = tmp_path / "one"
+    assert main(["sample", "--depth", "2", "--steps", "1", "--d", "4", "--m", "12", "--samples", "1", "--quiet",
+                 "--param", "sp", "--widths", "16,32,64", "--out", str(run)]) == 0
+    report([run], tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "nan" not in md.lower() and "± –" in md
+    import re
+
+    text = re.sub(r'src="data:image/png;base64,[^"]*"', "", html)
+    assert "nan" not in text.lower() and "± –" in text
+    assert "`" in md and "`" not in text and "<code>" in text  # run paths are code in Markdown, <code> in HTML
+    assert "**" not in text and "*" not in re.sub(r"<style>.*</style>", "", text)
+
+
+def test_report_leaves_out_records_whose_curve_is_off_the_grid(tmp_path):
+    """Old runs: refined minimiser points leaked into curve_loss. Such records are left out of the
+    curve figure (never drawn against the wrong η) and the report says how many and why."""
+    from polyloss.report import report
+
+    run = _run(tmp_path, "old", ["--samples", "3"])
+    lines = (run / "records.jsonl").read_text().splitlines()
+    for i in (0, 4):
+        rec = json.loads(lines[i])
+        rec["curve_loss"] = rec["curve_loss"] + [0.1, 0.2]
+        lines[i] = json.dumps(rec)
+    (run / "records.jsonl").write_text("\n".join(lines) + "\n")
+    n_curve = len(load_run(run).config["curve_etas"])
+    rep = report([run], tmp_path / "rep", dense_curves=False)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "2 record(s) left out of the loss curves" in md and "curve grid" in md
+    (a,) = [v for k, v in rep.figures.items() if k.startswith("fig_a")]
+    panel = next(iter(a.values()))
+    assert all(len(panel[n]["eta"]) == len(panel[n]["loss"]) for n in (16, 32, 64, 128))
+    assert all(len(panel[n]["eta"]) <= n_curve for n in (16, 32, 64, 128))
+    # the default re-evaluates every network on a dense grid and says the stored curves were not used
+    report([run], tmp_path / "rep2")
+    assert "not used: every network was re-evaluated" in (tmp_path / "rep2" / "report.md").read_text()
+
+
+def test_report_sp_verdict_is_the_c3_rule(tmp_path):
+    """`report` judges an SP run's η_n ∝ n^-1 with the same function and words as claim C3."""
+    from polyloss.analysis import scaling_verdict
+    from polyloss.claims import c3_sp_scaling
+    from polyloss.report import report
+
+    run = tmp_path / "sp"
+    assert main(["sample", "--depth", "2", "--steps", "1", "--d", "4", "--m", "12", "--samples", "6", "--quiet",
+                 "--param", "sp", "--widths", "16,32,64,128", "--out", str(run)]) == 0
+    report([run], tmp_path / "rep", dense_curves=False)
+    entry = next(iter(json.loads((tmp_path / "rep" / "report.json").read_text())["runs"].values()))
+    groups = {n: np.array([r["eta_opt"] for r in recs]) for n, recs in load_run(run).by_width().items()}
+    sv = scaling_verdict(groups, -1.0)
+    assert entry["eta_scaling"]["verdict"] == sv.verdict and entry["eta_scaling"]["slope"] == sv.fit.slope
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"**{sv.words}**" in md and sv.rule in md
+    assert sv.rule in c3_sp_scaling.CLAIM.tolerance
