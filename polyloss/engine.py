@@ -78,6 +78,7 @@ class LossPolynomial:
     full_degree: int
     loss_error: np.ndarray | None = None
     f_error: np.ndarray | None = None
+    loss_balls: tuple | None = None  # arb balls of the loss coefficients (from :meth:`LossEngine.polynomial_arb`)
 
     @property
     def truncated(self) -> bool:
@@ -94,7 +95,8 @@ class LossPolynomial:
         cut = lambda a, f=False: None if a is None else (a[:, : K + 1] if f else a[: K + 1])  # noqa: E731
         return LossPolynomial(self.loss[: K + 1], self.f[:, : K + 1], tuple(l[: K + 1] for l in self.loss_by_step),
                               tuple(f[:, : K + 1] for f in self.f_by_step), self.steps, K, self.full_degree,
-                              cut(self.loss_error), cut(self.f_error, True))
+                              cut(self.loss_error), cut(self.f_error, True),
+                              None if self.loss_balls is None else self.loss_balls[: K + 1])
 
     def accurate_terms(self, rtol: float = COEFF_RTOL) -> int | None:
         """How many leading loss coefficients ``c_0..c_{k−1}`` are certified to relative error ≤ ``rtol``
@@ -230,12 +232,13 @@ class LossEngine:
                 H.append(op.forward(H[-1]))
             eng.H, eng.f0 = H, H[-1] @ eng.weights.V
             losses, fs = eng._run(steps, K, None, final_only=True)
+            balls = tuple(flint.arb(x) for x in losses[-1][:, 0])
             loss, loss_err = _arb_to_float(losses[-1][:, 0])
             f, f_err = _arb_to_float(fs[-1][:, 0, :])
         finally:
             flint.ctx.prec = old
         f, f_err = np.ascontiguousarray(f.T), np.ascontiguousarray(f_err.T)
-        return LossPolynomial(loss, f, (loss,), (f,), steps, K, full, loss_err, f_err)
+        return LossPolynomial(loss, f, (loss,), (f,), steps, K, full, loss_err, f_err, balls)
 
     @property
     def certifiable(self) -> bool:

@@ -22,8 +22,26 @@ GD at η with forward-mode derivatives. The search is:
    bracket's derivatives, then safeguarded Newton steps with exact derivatives (bisection whenever
    Newton leaves the bracket), to a relative tolerance ``rtol``.
 
-A basin that leaves no trace in L' and L'' at the neighbouring grid points can still be missed;
-raise ``n_grid`` if that matters.
+A basin that leaves no trace in L' and L'' at the neighbouring grid points can still be missed by
+this search (``Minimisation.certified`` is then False); raise ``n_grid`` if that matters.
+
+**Certified search.** When the caller also supplies the complete polynomial in ball arithmetic
+(``exact``: ``(arb_poly of 𝓛, bits)``, or a callable ``level -> (arb_poly, bits)`` that recomputes it
+at 2^level times its base precision; :func:`polyloss.poly.exact_polynomial` does so whenever the network is
+small enough), every sign change of 𝓛′ in (0, Λ] is also isolated rigorously: the window is
+bisected, and on each piece [c − r, c + r] the Taylor shift 𝓛′(c + ε) = Σ d_k ε^k (balls) proves
+either no zero (|d_0| > Σ_{k≥1} |d_k| r^k), or monotonicity (|d_1| > Σ_{k≥2} k |d_k| r^{k−1})
+together with the signs at both ends (split points are chosen where the sign is decided). Each
+− → + change is a certified bracket of exactly one local minimum: a minimum found by stages 1–3
+inside it is kept unchanged (same bits as without ``exact``), a bracket without one is a basin the
+search missed and is refined by stage 3. ``Minimisation.certified`` is then True: the list holds
+*every* local minimum in the window. If a piece cannot be decided (a double zero of 𝓛′, or balls
+too wide even at 4× the precision) the result of stages 1–3 stands, with ``certified`` False.
+
+**Divergence.** When the stable loss overflows inside the window (GD diverges there), the window is
+shrunk to the stable region: Λ' = the largest η found finite by bisection between the last finite
+and the first overflowing grid point, times (1 − 1e-6). ``Minimisation.window`` is then Λ' and
+``requested_window`` the original Λ (``shrink=False`` restores the old error).
 """
 
 from __future__ import annotations
@@ -38,7 +56,7 @@ __all__ = ["LocalMinimum", "Minimisation", "minimise", "VERSION"]
 
 # Bumped whenever the search can return a different minimiser for the same loss; stored in run
 # configs so that a resumed run never mixes records of two versions.
-VERSION = "grid+hermite-refinement/2"
+VERSION = "grid+hermite-refinement+certified-isolation/3"
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,12 @@ class Minimisation:
     window: float
     grid: tuple = ()  # the first-stage search grid, :func:`search_grid` (never the refined points)
     grid_loss: tuple = ()  # the stable loss on ``grid``
+    certified: bool = False  # every sign change of L' in (0, window] was isolated rigorously
+    requested_window: float | None = None  # the window asked for, when it was shrunk (GD diverges beyond)
+
+    @property
+    def window_shrunk(self) -> bool:
+        return self.requested_window is not None
 
     def to_dict(self) -> dict:
         return {
@@ -70,6 +94,8 @@ class Minimisation:
             "at_edge": self.at_edge,
             "local_minima": [lm.to_dict() for lm in self.local_minima],
             "window": self.window,
+            "minima_certified": self.certified,
+            "requested_window": self.requested_window,
         }
 
 
@@ -137,62 +163,215 @@ def _refine(taylor, grid: np.ndarray, T: np.ndarray, rounds: int):
     return grid, T
 
 
+class _Undecided(Exception):
+    pass
+
+
+def _as_arb(x):
+    import flint
+
+    return flint.arb(flint.fmpq(*float(x).as_integer_ratio()))
+
+
+def _sign(b) -> int:
+    """Sign of a ball: −1, 1, or 0 when it contains 0."""
+    if b > 0:
+        return 1
+    if b < 0:
+        return -1
+    return 0
+
+
+def isolate_sign_changes(dpoly, lo: float, hi: float, *, max_pieces: int = 20000):
+    """Every sign change of the polynomial ``dpoly`` (a flint ``arb_poly``) in [lo, hi], certified:
+    a list of (a, b, s) with exactly one simple zero in (a, b) where the sign goes from ``s`` to −s.
+    Raises :class:`_Undecided` when a piece cannot be decided (double zero, or balls too wide)."""
+    import flint
+
+    out, stack, pieces = [], [(float(lo), float(hi))], 0
+    sign_at = {}
+
+    def sgn(x):
+        if x not in sign_at:
+            sign_at[x] = _sign(dpoly(_as_arb(x)))
+        return sign_at[x]
+
+    while stack:
+        a, b = stack.pop()
+        pieces += 1
+        if pieces > max_pieces or not (b - a > 4e-16 * max(abs(a), abs(b), 1e-300)):
+            raise _Undecided(f"could not decide L' on [{a!r}, {b!r}]")
+        c = 0.5 * (a + b)
+        r = _as_arb(b - a) / 2
+        q = dpoly(flint.arb_poly([_as_arb(a) + r, 1]))  # L'(c + e), exact centre (a + b)/2
+        d = q.coeffs()
+        if not d:
+            raise _Undecided("L' is identically zero")
+        tail0 = flint.arb(0)
+        tail1 = flint.arb(0)
+        rk = flint.arb(1)
+        for k in range(1, len(d)):
+            tail1 += k * abs(d[k]) * rk  # Σ_{k≥1} k |d_k| r^{k-1}  (d_1 term removed below)
+            rk *= r
+            tail0 += abs(d[k]) * rk
+        if abs(d[0]) > tail0:
+            continue  # no zero on [a, b]
+        d1 = d[1] if len(d) > 1 else flint.arb(0)
+        if abs(d1) > tail1 - abs(d1):  # L'' has a constant sign: at most one zero
+            sa, sb = sgn(a), sgn(b)
+            if sa != 0 and sb != 0:
+                if sa != sb:
+                    out.append((a, b, sa))
+                continue
+        # split where the sign of L' is decided (every piece's ends then have a definite sign)
+        for frac in (0.4970703125, 0.3720703125, 0.6220703125, 0.2470703125, 0.7470703125):
+            m = a + (b - a) * frac
+            if a < m < b and sgn(m) != 0:
+                break
+        else:
+            raise _Undecided(f"could not decide the sign of L' near {0.5 * (a + b)!r}")
+        stack.append((m, b))
+        stack.append((a, m))
+    out.sort()
+    return out
+
+
+def _certified_brackets(exact, window: float, levels: int = 3):
+    """Sign changes of L' in [0, window] from the exact polynomial: ``(arb_poly, prec)``, or a
+    callable ``level -> (arb_poly, prec)`` giving it at 2^level times its base precision (raised
+    while balls are too wide to decide). The isolation runs at ``prec`` bits. None when undecided."""
+    import flint
+
+    for level in range(levels):
+        poly, prec = exact(level) if callable(exact) else exact
+        old = flint.ctx.prec
+        flint.ctx.prec = int(prec)
+        try:
+            return isolate_sign_changes(poly.derivative(), 0.0, window)
+        except _Undecided:
+            if not callable(exact):
+                return None
+        finally:
+            flint.ctx.prec = old
+    return None
+
+
+def stable_window(taylor, window: float, grid: np.ndarray, T: np.ndarray, iters: int = 60) -> float:
+    """The largest η (to ~1e-12 relative) below the first grid point where the loss is not finite,
+    times (1 − 1e-6): the window shrunk to where GD does not overflow."""
+    finite = np.all(np.isfinite(T), axis=1)
+    first_bad = int(np.argmin(finite))
+    if first_bad == 0:
+        raise NumericalError(f"the loss is not finite at eta = {grid[0]:.3g}: GD diverges at the smallest grid point")
+    lo, hi = float(grid[first_bad - 1]), float(grid[first_bad])
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if not (lo < mid < hi):
+            break
+        if np.all(np.isfinite(np.asarray(taylor(np.array([mid]))))):
+            lo = mid
+        else:
+            hi = mid
+    return lo * (1 - 1e-6)
+
+
 def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, max_iter: int = 100,
-             coeffs=None, refine_rounds: int = 4) -> Minimisation:
+             coeffs=None, refine_rounds: int = 4, exact=None, shrink: bool = True) -> Minimisation:
     """Minimise over (0, ``window``] given a Taylor oracle (see the module docstring).
 
     ``coeffs``: optionally the *complete* monomial coefficients, used only where certified.
+    ``exact``: optionally the complete polynomial as ``(flint arb_poly, bits)`` (or a callable
+    ``level -> (arb_poly, bits)``, see :func:`_certified_brackets`): every sign change of L' is then isolated rigorously.
+    ``shrink``: when GD diverges inside the window, search the stable part of it (else raise).
     """
     if not (isinstance(window, (int, float, np.floating)) and np.isfinite(window) and window > 0):
         raise invalid("window", window, "a finite number > 0")
     window = float(window)
+    requested = None
     grid = search_grid(window, n_grid)
-    if coeffs is not None:
-        T, ok = _screen(coeffs, grid)
-        if not ok.all():
-            T[~ok] = np.asarray(taylor(grid[~ok]))
-    else:
-        T = np.asarray(taylor(grid))
+    T = _first_stage(taylor, grid, coeffs)
     if not np.all(np.isfinite(T)):
         bad = grid[~np.all(np.isfinite(T), axis=1)]
-        raise NumericalError(
-            f"the loss overflows inside the window at eta = {bad[0]:.3g} (window = {window:.3g}); "
-            "GD diverges there: choose a smaller window"
-        )
+        if not shrink:
+            raise NumericalError(
+                f"the loss overflows inside the window at eta = {bad[0]:.3g} (window = {window:.3g}); "
+                "GD diverges there: choose a smaller window"
+            )
+        requested, window = window, stable_window(taylor, window, grid, T)
+        grid = search_grid(window, n_grid)
+        T = _first_stage(taylor, grid, coeffs)
+        if not np.all(np.isfinite(T)):  # pragma: no cover - the bisection found a finite point
+            raise NumericalError(f"the loss is not finite inside the stable window (0, {window:.6g}]")
     base_grid, base_loss = tuple(grid.tolist()), tuple(T[:, 0].tolist())  # curves stay on the fixed grid
     grid, T = _refine(taylor, grid, T, rounds=refine_rounds)
     val, der = T[:, 0], T[:, 1]
     lo_idx = np.nonzero((der[:-1] < 0) & (der[1:] >= 0))[0]
-    a, b = grid[lo_idx], grid[lo_idx + 1]
+    x = _polish(taylor, grid[lo_idx].copy(), grid[lo_idx + 1].copy(), der[lo_idx], der[lo_idx + 1], rtol, max_iter)
+    val_edge, falls_at_edge = float(val[-1]), bool(der[-1] < 0)
+    brackets = None if exact is None else _certified_brackets(exact, window)
+    certified = brackets is not None
+    if certified:
+        # every minimum the search found lies in a certified bracket and is kept bit for bit; a
+        # bracket without one is a basin the search missed: refine it from the bracket
+        kept, missing = [], []
+        for lo, hi, s in brackets:
+            if s < 0:
+                inside = x[(x >= lo) & (x <= hi)]
+                (kept.append(float(inside[0])) if inside.size else missing.append((max(lo, 0.0), hi)))
+        if missing:
+            a = np.array([mm[0] for mm in missing])
+            b = np.array([mm[1] for mm in missing])
+            Ta, Tb = np.asarray(taylor(a)), np.asarray(taylor(b))
+            kept.extend(_polish(taylor, a, b, Ta[:, 1], Tb[:, 1], rtol, max_iter).tolist())
+        x = np.array(sorted(kept), dtype=float)
+        if brackets:  # the sign of L' after the last certified change; else keep the grid's sign
+            falls_at_edge = brackets[-1][2] > 0
     minima: list[LocalMinimum] = []
-    if a.size:
-        da, db = der[lo_idx], der[lo_idx + 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = a - da * (b - a) / (db - da)  # secant start
-        x = np.where((x > a) & (x < b), x, 0.5 * (a + b))
-        active = np.ones(x.shape, dtype=bool)
-        for _ in range(max_iter):
-            idx = np.nonzero(active)[0]
-            Tx = np.asarray(taylor(x[idx]))
-            d, h = Tx[:, 1], 2.0 * Tx[:, 2]
-            ai, bi, xi = a[idx], b[idx], x[idx]
-            ai = np.where(d < 0, xi, ai)
-            bi = np.where(d >= 0, xi, bi)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                newton = xi - d / h
-            ok = (h > 0) & (newton >= ai) & (newton <= bi)
-            x_new = np.where(ok, newton, 0.5 * (ai + bi))
-            done = (d == 0) | (np.abs(x_new - xi) <= rtol * np.abs(x_new)) | (bi - ai <= rtol * bi)
-            a[idx], b[idx] = ai, bi
-            x[idx] = np.where(d == 0, xi, x_new)  # a converged bracket is frozen from here on
-            active[idx[done]] = False
-            if not active.any():
-                break
+    if x.size:
         Tx = np.asarray(taylor(x))
         minima.extend(LocalMinimum(float(e), float(v)) for e, v in zip(x, Tx[:, 0]))
-    if der[-1] < 0:
-        minima.append(LocalMinimum(window, float(val[-1]), at_edge=True))
-    if not minima:  # derivative >= 0 everywhere on the grid: the infimum is at η → 0+
-        minima.append(LocalMinimum(float(grid[0]), float(val[0]), at_edge=True))
+    if falls_at_edge:
+        minima.append(LocalMinimum(window, val_edge, at_edge=True))
+    if not minima:  # derivative >= 0 everywhere: the infimum is at η → 0+
+        minima.append(LocalMinimum(float(base_grid[0]), float(base_loss[0]), at_edge=True))
     best = min(minima, key=lambda lm: lm.loss)
-    return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window, base_grid, base_loss)
+    return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window, base_grid, base_loss,
+                        certified, requested)
+
+
+def _polish(taylor, a, b, da, db, rtol, max_iter):
+    """Refine brackets [a, b] with L'(a) < 0 <= L'(b), all together, with the stable oracle: a secant
+    start, then safeguarded Newton (bisection whenever Newton leaves the bracket), to ``rtol``."""
+    if a.size == 0:
+        return np.zeros(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = a - da * (b - a) / (db - da)  # secant start
+    x = np.where((x > a) & (x < b), x, 0.5 * (a + b))
+    active = np.ones(x.shape, dtype=bool)
+    for _ in range(max_iter):
+        idx = np.nonzero(active)[0]
+        Tx = np.asarray(taylor(x[idx]))
+        d, h = Tx[:, 1], 2.0 * Tx[:, 2]
+        ai, bi, xi = a[idx], b[idx], x[idx]
+        ai = np.where(d < 0, xi, ai)
+        bi = np.where(d >= 0, xi, bi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = xi - d / h
+        ok = (h > 0) & (newton >= ai) & (newton <= bi)
+        x_new = np.where(ok, newton, 0.5 * (ai + bi))
+        done = (d == 0) | (np.abs(x_new - xi) <= rtol * np.abs(x_new)) | (bi - ai <= rtol * bi)
+        a[idx], b[idx] = ai, bi
+        x[idx] = np.where(d == 0, xi, x_new)  # a converged bracket is frozen from here on
+        active[idx[done]] = False
+        if not active.any():
+            break
+    return x
+
+
+def _first_stage(taylor, grid, coeffs):
+    if coeffs is not None:
+        T, ok = _screen(coeffs, grid)
+        if not ok.all():
+            T[~ok] = np.asarray(taylor(grid[~ok]))
+        return T
+    return np.asarray(taylor(grid))

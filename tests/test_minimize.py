@@ -37,13 +37,27 @@ def test_small_minimiser_resolved_by_log_grid():
     assert res.eta_opt == pytest.approx(1e-4, rel=1e-10)
 
 
-def test_divergence_inside_window_is_an_error():
+def test_divergence_inside_window_is_an_error_without_shrink():
     def oracle(e):
         with np.errstate(over="ignore"):
             return np.stack([np.exp(1e4 * e)] * 3, axis=1)
 
     with pytest.raises(NumericalError, match="window"):
-        minimise(oracle, 1.0)
+        minimise(oracle, 1.0, shrink=False)
+
+
+def test_divergence_inside_window_shrinks_it():
+    # (eta - 0.3)^2 overflowing beyond eta = 0.7: the window shrinks to just below 0.7
+    def oracle(e):
+        e = np.asarray(e, dtype=float)
+        out = np.stack([(e - 0.3) ** 2, 2 * (e - 0.3), np.ones_like(e)], axis=1)
+        out[e > 0.7] = np.inf
+        return out
+
+    mn = minimise(oracle, 1.0)
+    assert mn.requested_window == 1.0 and mn.window_shrunk
+    assert 0.7 * (1 - 2e-6) < mn.window <= 0.7
+    assert abs(mn.eta_opt - 0.3) < 1e-12 and not mn.at_edge
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
