@@ -57,15 +57,19 @@ ARB_MAX_OPS = 4e9
 _CERTIFY = ("auto", "bound", "arb")
 
 
-def polynomial_for_minimisation(engine: LossEngine, steps: int, degree: int | None):
+def polynomial_for_minimisation(engine: LossEngine, steps: int, degree: int | None, certify: bool = False):
     """The polynomial to report (up to ``degree``) and the complete coefficients that screen the
     minimiser's grid (None when the complete degree exceeds :data:`SCREEN_MAX_DEGREE`, where the
-    monomial form is never certified and only costs time)."""
-    from polyloss.engine import loss_degree
+    monomial form is never certified and only costs time).
 
+    ``certify=True``: the reported polynomial carries certified error bounds
+    (:meth:`LossEngine.polynomial`; values unchanged): ``poly.accurate_terms()`` is then the number of
+    leading loss coefficients accurate to :data:`polyloss.engine.COEFF_RTOL`, ``poly.loss_error`` the
+    bound on each (None for lazily sampled layers).
+    """
     if loss_degree(engine.depth, steps) > SCREEN_MAX_DEGREE:
-        return engine.polynomial(steps, degree), None
-    full = engine.polynomial(steps)
+        return engine.polynomial(steps, degree, certify=certify), None
+    full = engine.polynomial(steps, certify=certify)
     return (full if degree is None else full.truncate(degree)), full.loss
 
 
