@@ -217,9 +217,9 @@ def _figure_b(doc: _Doc, info: dict):
     lim = info["limit"]
     extra, basins = {}, None
     if lim is not None:  # every other local minimiser of the limit in the window (t >= 2 can have several)
-        others = [x for x in lim.minima if abs(x - lim.eta_window_min) > 1e-12 * max(1.0, lim.eta_window_min)]
-        for k, x in enumerate(others, start=1):
-            extra[f"another local minimiser of $\\mathcal{{L}}_\\infty$ ({k})"] = x
+        for k, x in enumerate(lim.minima, start=1):  # numbered as the basins of the table and the legend
+            if abs(x - lim.eta_window_min) > 1e-12 * max(1.0, lim.eta_window_min):
+                extra[f"local minimiser {k} of $\\mathcal{{L}}_\\infty$"] = x
         if len(lim.minima) > 1:
             from polyloss.analysis import nearest_basin
 
