@@ -21,7 +21,8 @@ from polyloss.gd import gd_train
 from polyloss.gd_recipe import gradients, loss, recipe_train, train
 from polyloss.recipe import (LR_PRESETS, Recipe, Schedule, parse_lr_exponents, parse_schedule, parse_trained,
                              recipe_f_degree, recipe_loss_degree, recipe_weight_degree)
-from polyloss.spec import PRESETS, Parametrization
+from polyloss.spec import PRESETS, NetworkSpec, Parametrization
+from polyloss.weights import sample_weights
 from tests.conftest import make_net, rational_data
 
 
@@ -278,6 +279,27 @@ def test_custom_parametrization_needs_explicit_input_and_readout_rates():
         Recipe(lr_exponents="1/2,0,0", trained="input").lr_multipliers(16, exact=True)
 
 
+def test_mup_preset_power_counting_gives_order_one_slope_per_layer(small_data):
+    """docs/theory.md §7: under μP initialisation λ_ℓ‖∂𝓛/∂W_ℓ‖² (layer ℓ's share of the slope c_1)
+    stays of order one with the mup exponents (-1, 0, 1), while at the base rate the input share
+    falls like 1/n and the readout share grows like n."""
+    widths = (64, 256, 1024)
+    shares = {k: [] for k in ("input", "hidden", "readout")}
+    for n in widths:
+        vals = []
+        for seed in range(4):
+            w = sample_weights(NetworkSpec(2, n, small_data.d), Parametrization.preset("mup"), np.random.SeedSequence(seed))
+            _, G = gradients(w.W0, list(w.hidden), w.V, small_data.X, small_data.y)
+            vals.append([np.sum(G["input"] ** 2), np.mean([np.sum(g ** 2) for g in G["hidden"]]), np.sum(G["readout"] ** 2)])
+        for k, v in zip(shares, np.mean(vals, axis=0)):
+            shares[k].append(v)
+    lam = {n: Recipe(trained="input,hidden,readout").lr_multipliers(n, "mup") for n in widths}
+    slope = lambda ys: np.polyfit(np.log(widths), np.log(ys), 1)[0]  # noqa: E731
+    for k, expect in (("input", -1), ("hidden", 0), ("readout", 1)):
+        assert abs(slope(shares[k]) - expect) < 0.2, (k, slope(shares[k]))
+        assert abs(slope([lam[n][k] * v for n, v in zip(widths, shares[k])])) < 0.2
+
+
 # --------------------------------------------------------------------------------- gradients
 
 def test_gradients_match_central_differences():
@@ -503,6 +525,7 @@ RICH = {
     "independent+warmup": dict(weight_decay="1/3", wd_mode="independent", schedule="warmup:2", momentum="1/4"),
     "l2+cosine": dict(weight_decay="2", wd_mode="l2", schedule="cosine"),
     "decoupled": dict(weight_decay="1/2", wd_mode="decoupled", schedule="exp-warmup:1/2"),
+    "list+nesterov": dict(schedule="2,1/2,3", momentum="3/4", nesterov=True),
 }
 
 
