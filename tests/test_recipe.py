@@ -19,7 +19,7 @@ from polyloss.engine import loss_degree
 from polyloss.errors import SpecError
 from polyloss.gd import gd_train
 from polyloss.gd_recipe import gradients, loss, recipe_train, train
-from polyloss.recipe import (LR_PRESETS, Recipe, Schedule, parse_lr_exponents, parse_schedule, parse_trained,
+from polyloss.recipe import (LR_PRESETS, Recipe, parse_lr_exponents, parse_schedule, parse_trained,
                              recipe_f_degree, recipe_loss_degree, recipe_weight_degree)
 from polyloss.spec import PRESETS, NetworkSpec, Parametrization
 from polyloss.weights import sample_weights
