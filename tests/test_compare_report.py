@@ -195,7 +195,7 @@ def test_compare_rejects_mismatched_derivation(tmp_path):
     (tmp_path / "ok.json").write_text(json.dumps(derive(2, 1, data=data, window=load_run(run).config["window"]).to_json()))
     assert compare(run, str(tmp_path / "ok.json")).limit.exact
     (tmp_path / "x.json").write_text("{not json")
-    with pytest.raises(RunError, match="readable JSON"):
+    with pytest.raises(RunError, match="JSON"):
         compare(run, str(tmp_path / "x.json"))
 
 
