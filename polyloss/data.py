@@ -17,12 +17,14 @@ Draw order from ``SeedSequence(seed)``: X (m × d, row-major), then w*, then ε.
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from polyloss.errors import DataError, invalid
+from polyloss.errors import DataError, invalid, short_repr
 
 __all__ = ["Dataset", "linear_teacher", "nonlinear_teacher", "synthetic", "load_data", "TEACHERS"]
 
@@ -36,11 +38,8 @@ class Dataset:
     source: str = "array"
 
     def __post_init__(self) -> None:
-        try:
-            X = np.asarray(self.X, dtype=np.float64)
-            y = np.asarray(self.y, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"data from {self.source}: X and y must be numeric arrays ({exc})") from None
+        X = _real_array(self.X, "X", self.source)
+        y = _real_array(self.y, "y", self.source)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if X.ndim != 2:
@@ -57,6 +56,7 @@ class Dataset:
             if not np.all(np.isfinite(arr)):
                 bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
                 raise DataError(f"data from {self.source}: `{name}` contains {bad} NaN/inf value(s); all must be finite")
+        _check_overflow(X, y, self.source)
         X.setflags(write=False)
         y.setflags(write=False)
         object.__setattr__(self, "X", X)
@@ -97,6 +97,41 @@ class Dataset:
         np.savez(path, X=self.X, y=self.y)
 
 
+def _real_array(value, name: str, source: str) -> np.ndarray:
+    """``value`` as a float64 array; complex (the imaginary part would be lost), boolean, string and
+    object arrays are refused rather than silently converted."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"data from {source}: `{name}` is not a numeric array ({exc})") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise DataError(f"data from {source}: `{name}` is complex ({arr.dtype}); must be real numbers "
+                        "(the imaginary part would be dropped)")
+    if kind not in "fiu":
+        raise DataError(f"data from {source}: `{name}` has dtype {arr.dtype}; must be real numbers (float or int)")
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:  # pragma: no cover - numeric kinds convert
+        raise DataError(f"data from {source}: `{name}` cannot be converted to float64 ({exc})") from None
+
+
+def _check_overflow(X: np.ndarray, y: np.ndarray, source: str) -> None:
+    """Refuse data whose kernel or moments overflow float64 (they would show up later as a
+    misleading "K y = 0" or a diverging loss)."""
+    if X.size == 0 or y.size == 0:
+        return
+    with np.errstate(all="ignore"):
+        sx, sy = float(np.max(np.abs(X))), float(np.max(np.abs(y)))
+        m, d = X.shape
+        # |K_ij| <= sx^2, |(1/m) y^T Kbar^j y| <= sy^2 sx^(2j) for j <= 2; logs avoid overflowing here
+        logs = [2 * math.log10(sx) if sx > 0 else -math.inf, 2 * math.log10(sy) if sy > 0 else -math.inf]
+        worst = max(logs[0], logs[1] + 2 * logs[0], logs[1])
+    if worst > 300:
+        raise DataError(f"data from {source}: values overflow float64 (|X| up to {sx:.3g}, |y| up to {sy:.3g}: "
+                        "the kernel X X^T/d and the moments mu_j exceed 1e300); rescale the data")
+
+
 TEACHERS = ("linear", "nonlinear")
 
 
@@ -104,12 +139,17 @@ def _check_sizes(d, m, noise) -> tuple[int, int, float]:
     for name, v in (("d", d), ("m", m)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise invalid(name, v, "an integer >= 1")
+    if isinstance(noise, bool):
+        raise invalid("noise", noise, "a finite number >= 0")
     try:
         noise = float(noise)
-    except (TypeError, ValueError):
-        raise invalid("noise", noise, "a finite number >= 0") from None
-    if not np.isfinite(noise) or noise < 0:
-        raise invalid("noise", noise, "a finite number >= 0")
+    except (TypeError, ValueError, OverflowError):
+        raise invalid("noise", noise, "a finite number >= 0 and <= 1e100") from None
+    if not np.isfinite(noise) or noise < 0 or noise > 1e100:
+        raise invalid("noise", noise, "a finite number >= 0 and <= 1e100")
+    from polyloss._budget import check_data_size
+
+    check_data_size(int(m), int(d))
     return int(d), int(m), noise
 
 
@@ -160,7 +200,7 @@ def synthetic(kind: str, d: int = 100, m: int = 1000, noise: float = 0.0, seed=0
 
 def _load_npz(path: str) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             keys = set(f.files)
             missing = {"X", "y"} - keys
             if missing:
@@ -179,18 +219,34 @@ def _load_csv(path: str) -> Dataset:
     """CSV: one row per point, columns x_1..x_d then y; an optional non-numeric header row."""
     rows = []
     try:
-        with open(path, newline="") as fh:
-            for lineno, row in enumerate(csv.reader(fh), start=1):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                try:
-                    rows.append([float(c) for c in row])
-                except ValueError:
-                    if lineno == 1 and not rows:
-                        continue  # header
-                    raise DataError(f"data file {path!r}, line {lineno}: non-numeric value in {row!r}") from None
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except OSError as exc:
         raise DataError(f"data file {path!r} cannot be read ({exc.strerror})") from None
+    if b"\x00" in raw:
+        raise DataError(f"data file {path!r} is binary (it contains NUL bytes); expected CSV text with columns x_1..x_d, y")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"data file {path!r}, line {line}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r}); "
+                        "expected CSV text with columns x_1..x_d, y") from None
+    try:
+        for lineno, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if not row or all(not c.strip() for c in row):
+                continue
+            try:
+                vals = [float(c) for c in row]
+            except ValueError:
+                if lineno == 1 and not rows:
+                    continue  # header
+                raise DataError(f"data file {path!r}, line {lineno}: non-numeric value in {short_repr(row)}") from None
+            if not all(math.isfinite(v) for v in vals):
+                raise DataError(f"data file {path!r}, line {lineno}: NaN/inf or a value beyond float64's range "
+                                f"in {short_repr(row)}; all values must be finite")
+            rows.append(vals)
+    except csv.Error as exc:
+        raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
     if not rows:
         raise DataError(f"data file {path!r} has no data rows; need columns x_1..x_d, y")
     widths = {len(r) for r in rows}
@@ -204,9 +260,9 @@ def _load_csv(path: str) -> Dataset:
 
 def load_data(path) -> Dataset:
     """Load ``.npz`` (keys ``X``, ``y``) or ``.csv`` (columns x_1..x_d, y) into a :class:`Dataset`."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"`data`={path!r} does not exist; expected an .npz (X, y) or .csv file")
+    from polyloss._paths import check_in_file
+
+    path = check_in_file("data", path, "an .npz (X, y) or .csv file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
         return _load_npz(path)

@@ -11,6 +11,7 @@ hidden learning-rate multiplier ``λ = n^{-γ}``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,14 +37,38 @@ def _check_int(name: str, value, minimum: int) -> int:
     return value
 
 
-def _check_exponent(name: str, value) -> Fraction:
+#: Width exponents (alpha, gamma, Adam's K) are rationals with |value| <= MAX_EXPONENT and a
+#: denominator <= MAX_DENOMINATOR: n^-alpha must be a float64 for every width, and the exponent
+#: is stored exactly in run.json.
+MAX_EXPONENT = 64
+MAX_DENOMINATOR = 10**6
+EXPONENT_VALID = f"a real number in [-{MAX_EXPONENT}, {MAX_EXPONENT}] (int, decimal or fraction p/q with q <= 10^6)"
+
+
+def check_exponent(name: str, value) -> Fraction:
+    """A width exponent as an exact Fraction (floats: nearest fraction with denominator <= 10^6)."""
     if isinstance(value, bool):
-        raise invalid(name, value, "a finite real number (int, fraction or float)")
+        raise invalid(name, value, EXPONENT_VALID)
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 40:
+            raise invalid(name, value, EXPONENT_VALID)
+        value = text
     try:
-        frac = Fraction(value) if not isinstance(value, float) else Fraction(value).limit_denominator(10**6)
-    except (TypeError, ValueError, OverflowError):
-        raise invalid(name, value, "a finite real number (int, fraction or float)") from None
+        if isinstance(value, float) or (not isinstance(value, (str, numbers.Rational)) and isinstance(value, numbers.Real)):
+            if not math.isfinite(float(value)):
+                raise ValueError
+            frac = Fraction(float(value)).limit_denominator(MAX_DENOMINATOR)
+        else:
+            frac = Fraction(value)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        raise invalid(name, value, EXPONENT_VALID) from None
+    if abs(frac) > MAX_EXPONENT or frac.denominator > MAX_DENOMINATOR:
+        raise invalid(name, value, EXPONENT_VALID)
     return frac
+
+
+_check_exponent = check_exponent
 
 
 @dataclass(frozen=True)
@@ -115,13 +140,14 @@ class Parametrization:
             if len(parts) != 2:
                 raise invalid("param", value, "'mup', 'sp', 'ntp' or 'ALPHA,GAMMA' (e.g. '2,0')")
             try:
-                return cls.custom(Fraction(parts[0].strip()), Fraction(parts[1].strip()))
-            except (ValueError, ZeroDivisionError):
-                raise invalid("param", value, "'mup', 'sp', 'ntp' or 'ALPHA,GAMMA' (e.g. '2,0')") from None
+                return cls.custom(check_exponent("alpha", parts[0]), check_exponent("gamma", parts[1]))
+            except SpecError as exc:
+                raise invalid("param", value, f"'mup', 'sp', 'ntp' or 'ALPHA,GAMMA' (e.g. '2,0') with each exponent "
+                              f"{EXPONENT_VALID}") from None
         if isinstance(value, (tuple, list)) and len(value) == 2:
             return cls.custom(*value)
         if isinstance(value, str):
-            return cls.preset(value)
+            return cls.preset(value.strip())
         raise invalid("param", value, "'mup', 'sp', 'ntp' or 'ALPHA,GAMMA' (e.g. '2,0')")
 
     def readout_variance(self, width: int) -> float:
@@ -158,11 +184,10 @@ class TrainingSpec:
 def parse_widths(value) -> tuple[int, ...]:
     """Parse ``"64,128,256"`` or an iterable of ints into a sorted tuple of distinct widths."""
     if isinstance(value, str):
-        items = [s.strip() for s in value.split(",") if s.strip()]
-        try:
-            widths = [int(s) for s in items]
-        except ValueError:
-            raise invalid("widths", value, "a comma-separated list of integers >= 1, e.g. 64,128,256") from None
+        items = [s.strip() for s in value.split(",")]
+        if not all(s.isascii() and s.isdigit() for s in items):  # also refuses empty items: '64,,128'
+            raise invalid("widths", value, "a comma-separated list of integers >= 1 without empty items, e.g. 64,128,256")
+        widths = [int(s) for s in items]
     else:
         try:
             widths = list(value)
@@ -170,9 +195,11 @@ def parse_widths(value) -> tuple[int, ...]:
             raise invalid("widths", value, "a list of integers >= 1") from None
     if not widths:
         raise invalid("widths", value, "a non-empty list of integers >= 1, e.g. 64,128,256")
+    from polyloss._budget import MAX_WIDTH
+
     for w in widths:
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or int(w) < 1:
-            raise invalid("widths", value, "a list of integers >= 1, e.g. 64,128,256")
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or not 1 <= int(w) <= MAX_WIDTH:
+            raise invalid("widths", value, f"a list of integers >= 1 and <= 2^40, e.g. 64,128,256")
     return tuple(sorted({int(w) for w in widths}))
 
 
@@ -192,3 +219,5 @@ class SamplingSpec:
         object.__setattr__(self, "widths", parse_widths(self.widths))
         object.__setattr__(self, "samples", _check_int("samples", self.samples, 1))
         object.__setattr__(self, "seed", _check_int("seed", self.seed, 0))
+        if self.seed >= 2**63:
+            raise invalid("seed", self.seed, "an integer >= 0 and < 2^63")

@@ -100,6 +100,20 @@ def sample_weights(
 _KEY = re.compile(r"^W(\d+)$")
 
 
+def _check_overflow(where: str, W0, hidden, V) -> None:
+    """Refuse weights whose forward pass can overflow float64: |f(x)| <= |x| prod_l ||W_l||_F
+    (the loss polynomial squares it and multiplies further by the learning rate)."""
+    log_gain = 0.0
+    for W in (W0, *hidden, V):
+        top = float(np.max(np.abs(W))) if W.size else 0.0
+        if top == 0.0:
+            return  # the network is exactly zero somewhere: nothing can overflow
+        log_gain += np.log10(top) + 0.5 * np.log10(float(np.sum(np.square(W / top))))
+    if log_gain > 150:
+        raise DataError(f"{where}: the weights' values overflow float64 (the layers' gains multiply to about "
+                        f"1e{log_gain:.0f}; the loss polynomial needs their square and more); rescale the weights")
+
+
 def load_weights(path, input_dim: int | None = None, xp=np) -> Weights:
     """Load ``W0`` (n×d), ``W1``…``WL`` (n×n) and ``V`` (n,) from an NPZ file, checking shapes.
 
@@ -107,15 +121,22 @@ def load_weights(path, input_dim: int | None = None, xp=np) -> Weights:
       path: the NPZ file (e.g. exported from PyTorch as effective weights).
       input_dim: the data's d, checked against ``W0``'s columns when given.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"`weights`={path!r} does not exist; expected an NPZ with W0, W1..WL, V")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: np.asarray(f[k], dtype=np.float64) for k in f.files}
-    except Exception as exc:
-        raise DataError(f"weights file {path!r} is not a readable NPZ of numeric arrays ({type(exc).__name__}: {exc})") from None
+    from polyloss._paths import check_in_file
+
+    path = check_in_file("weights", path, "an NPZ with W0, W1..WL, V")
     where = f"weights file {path!r}"
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            raw = {k: np.asarray(f[k]) for k in f.files}
+    except Exception as exc:  # corrupt zip, not an NPZ, pickled objects, ...
+        raise DataError(f"{where} is not a readable NPZ of numeric arrays ({type(exc).__name__}: {exc})") from None
+    arrays = {}
+    for k, a in raw.items():
+        if a.dtype.kind == "c":
+            raise DataError(f"{where}: `{k}` is complex ({a.dtype}); weights must be real (the imaginary part would be dropped)")
+        if a.dtype.kind not in "fiu":
+            raise DataError(f"{where}: `{k}` has dtype {a.dtype}; weights must be real numbers (float or int)")
+        arrays[k] = a.astype(np.float64)
     for key in ("W0", "V"):
         if key not in arrays:
             raise DataError(f"{where} lacks `{key}`; needs W0 (n×d), W1..WL (n×n), V (n,), found {sorted(arrays)}")
@@ -145,4 +166,5 @@ def load_weights(path, input_dim: int | None = None, xp=np) -> Weights:
     for key, arr in arrays.items():
         if not np.all(np.isfinite(arr)):
             raise DataError(f"{where}: `{key}` contains NaN/inf; all weights must be finite")
+    _check_overflow(where, W0, hidden, V)
     return Weights(xp.asarray(W0), tuple(xp.asarray(W) for W in hidden), xp.asarray(V))
