@@ -5,14 +5,232 @@
 
 (The package's submodules carry the same names — ``polyloss.compare`` is the module — so the
 verbs are gathered here.)
+
+Every verb validates its arguments before any work and raises a :class:`~polyloss.errors.PolylossError`
+subclass (mostly :class:`~polyloss.errors.SpecError`) whose one-line message names the argument,
+the value and what is valid. The same forms are accepted everywhere:
+
+* ``param``: ``'mup'``, ``'sp'``, ``'ntp'``, ``'ALPHA,GAMMA'``, a pair ``(alpha, gamma)`` or a
+  :class:`~polyloss.spec.Parametrization`;
+* ``data``: a :class:`~polyloss.data.Dataset`, a path to an NPZ/CSV file, a pair ``(X, y)`` or a
+  mapping with ``'X'`` and ``'y'``;
+* ``weights`` (``poly``): a :class:`~polyloss.weights.Weights` or a path to an NPZ file;
+* paths: ``str`` or ``os.PathLike``.
+
+Requests whose estimated memory or time is absurd are refused up front (:mod:`polyloss._budget`).
 """
 
-from polyloss.checks import run_claims as verify
-from polyloss.compare import compare
-from polyloss.derive import derive
-from polyloss.poly import exact_polynomial as poly
-from polyloss.report import report
-from polyloss.sampling import run_sample as sample
-from polyloss.sweep import run_sweep as sweep
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping
+
+from polyloss.errors import SpecError, invalid
 
 __all__ = ["poly", "sample", "derive", "sweep", "compare", "report", "verify"]
+
+_DATA_FORMS = "a polyloss Dataset, a path to an .npz/.csv file, a pair (X, y) or a mapping with 'X' and 'y'"
+
+
+def as_param(param):
+    """Any accepted form of a parametrization as a :class:`~polyloss.spec.Parametrization`."""
+    from polyloss.spec import Parametrization
+
+    return Parametrization.parse(param)
+
+
+def as_dataset(data, name: str = "data"):
+    """Any accepted form of a data set as a :class:`~polyloss.data.Dataset`."""
+    from polyloss.data import Dataset, load_data
+
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_data(data)
+    if isinstance(data, Mapping):
+        if "X" not in data or "y" not in data:
+            raise invalid(name, f"mapping with keys {sorted(map(str, data))}", _DATA_FORMS)
+        return Dataset(data["X"], data["y"], source=f"`{name}` mapping")
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return Dataset(data[0], data[1], source=f"`{name}` pair")
+    raise invalid(name, type(data).__name__, _DATA_FORMS)
+
+
+def _as_weights(weights, input_dim: int):
+    from polyloss.weights import Weights, load_weights
+
+    if isinstance(weights, Weights):
+        if weights.input_dim != input_dim:
+            raise invalid("weights", f"W0 of shape {tuple(weights.W0.shape)}", f"W0 of shape (n, {input_dim}) to match the data")
+        return weights
+    if isinstance(weights, (str, os.PathLike)):
+        return load_weights(weights, input_dim=input_dim)
+    raise invalid("weights", type(weights).__name__, "a polyloss Weights or a path to an NPZ with W0, W1..WL, V")
+
+
+def _bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(name, value, "True or False")
+    return value
+
+
+def _int(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    from polyloss._budget import check_int
+
+    return check_int(name, value, minimum, maximum)
+
+
+def _window(value):
+    if value is None:
+        return None
+    from polyloss.poly import _check_window
+
+    return _check_window(value)
+
+
+def _path(name: str, value) -> str:
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise invalid(name, type(value).__name__, "a path (str or os.PathLike)")
+    return os.fspath(value)
+
+
+def _choice(name: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise invalid(name, value, "one of " + ", ".join(map(repr, choices)))
+    return value
+
+
+def poly(weights, data, param="mup", steps: int = 1, degree: int | None = None, window: float | None = None,
+         n_grid: int = 96, **options):
+    """The exact loss polynomial of one network after ``steps`` GD steps, η_n and the local minima
+    (:func:`polyloss.poly.exact_polynomial`; ``options``: ``certify``, ``eval_etas``)."""
+    from polyloss.poly import exact_polynomial
+
+    ds = as_dataset(data)
+    p = as_param(param)
+    steps = _int("steps", steps, 1)
+    if degree is not None:
+        degree = _int("degree", degree, 0)
+    window = _window(window)
+    n_grid = _int("n_grid", n_grid, 8, 100_000)
+    w = _as_weights(weights, ds.d)
+    return exact_polynomial(w, ds, p, steps, degree, window, n_grid=n_grid, **options)
+
+
+def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_description: dict | None = None,
+           window: float | None = None, backend: str = "numpy", resume: bool = False, progress: bool = True,
+           n_grid: int = 96, sampler: str = "auto"):
+    """Sample networks per width into a run directory (:func:`polyloss.sampling.run_sample`).
+
+    ``sampling``: a :class:`~polyloss.spec.SamplingSpec` or a mapping ``{widths, samples, seed}``;
+    ``training``: a :class:`~polyloss.spec.TrainingSpec`, a mapping ``{steps, degree}`` or the
+    number of steps.
+    """
+    from polyloss._budget import check_sample
+    from polyloss._paths import check_out_dir
+    from polyloss.sampling import run_sample
+    from polyloss.spec import SamplingSpec, TrainingSpec
+
+    out_dir = check_out_dir("out", out_dir)
+    depth = _int("depth", depth, 1)
+    if isinstance(sampling, Mapping):
+        sampling = SamplingSpec(**{k: sampling[k] for k in sampling if k in ("widths", "samples", "seed")})
+    if not isinstance(sampling, SamplingSpec):
+        raise invalid("sampling", type(sampling).__name__, "a SamplingSpec or a mapping {widths, samples, seed}")
+    if isinstance(training, Mapping):
+        training = TrainingSpec(**{k: training[k] for k in training if k in ("steps", "degree")})
+    elif isinstance(training, numbers.Integral) and not isinstance(training, bool):
+        training = TrainingSpec(int(training))
+    if not isinstance(training, TrainingSpec):
+        raise invalid("training", type(training).__name__, "a TrainingSpec, a mapping {steps, degree} or the number of steps")
+    if sampling.seed >= 2**63:
+        raise invalid("seed", sampling.seed, "an integer >= 0 and < 2^63")
+    p = as_param(param)
+    ds = as_dataset(data)
+    if data_description is None:
+        data_description = {"kind": "array", "source": ds.source, "m": ds.m, "d": ds.d}
+    if not isinstance(data_description, Mapping):
+        raise invalid("data_description", type(data_description).__name__, "a JSON-able dict or None")
+    window = _window(window)
+    backend = _choice("backend", backend, ("numpy", "cupy"))
+    sampler = _choice("sampler", sampler, ("dense", "lazy", "auto"))
+    resume, progress = _bool("resume", resume), _bool("progress", progress)
+    n_grid = _int("n_grid", n_grid, 8, 100_000)
+    check_sample(depth, sampling.widths, sampling.samples, training.steps, training.degree, ds.m, ds.d, sampler)
+    return run_sample(out_dir, depth=depth, sampling=sampling, training=training, param=p, data=ds,
+                      data_description=dict(data_description), window=window, backend=backend, resume=resume,
+                      progress=progress, n_grid=n_grid, sampler=sampler)
+
+
+def derive(depth: int, steps: int, data=None, param="mup", window=None, **options):
+    """The exact infinite-width limit (:func:`polyloss.derive.derive`); ``data`` in any accepted form
+    (or None for the closed form in the moments)."""
+    from polyloss._budget import check_derive
+    from polyloss.derive import MAX_DEPTH, MAX_STEPS
+    from polyloss.derive import derive as _derive
+
+    check_derive(_int("depth", depth, 1, MAX_DEPTH), _int("steps", steps, 1, MAX_STEPS))
+    if data is not None and not _is_exact_pair(data):
+        data = as_dataset(data)
+    return _derive(depth, steps, data=data, param=as_param(param), window=window, **options)
+
+
+def _is_exact_pair(data) -> bool:
+    """(X, y) given as nested lists (e.g. of Fractions) stays exact: derive converts it itself."""
+    return isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (list, tuple))
+
+
+def sweep(out_dir, *, data, **kwargs):
+    """Learning-rate sweeps by actual training (:func:`polyloss.sweep.run_sweep`); ``data`` in any
+    accepted form, ``param`` in any accepted form."""
+    from polyloss.sweep import run_sweep
+
+    return run_sweep(_path("out", out_dir), data=as_dataset(data), **kwargs)
+
+
+def compare(run_dir, derivation="auto", *, level: float = 0.05, n_coeffs: int = 4, limit=None):
+    """A μP sample run against the exact limit (:func:`polyloss.compare.compare`)."""
+    from polyloss.compare import compare as _compare
+
+    run_dir = _path("run_dir", run_dir)
+    if not (isinstance(derivation, str) and derivation == "auto"):
+        derivation = _path("derivation", derivation)
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < float(level) < 1:
+        raise invalid("level", level, "a number in (0, 1)")
+    n_coeffs = _int("n_coeffs", n_coeffs, 1)
+    return _compare(run_dir, derivation, level=float(level), n_coeffs=n_coeffs, limit=limit)
+
+
+def report(run_dirs, out_dir, *, derivation="auto", level: float = 0.05, n_coeffs: int = 4, **options):
+    """The convergence report of sample/sweep runs (:func:`polyloss.report.report`)."""
+    from polyloss.report import report as _report
+
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    if not isinstance(run_dirs, (list, tuple)):
+        raise invalid("run_dirs", type(run_dirs).__name__, "a run directory or a list of them")
+    run_dirs = [_path("run_dirs", p) for p in run_dirs]
+    if not (isinstance(derivation, str) and derivation == "auto"):
+        derivation = _path("derivation", derivation)
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < float(level) < 1:
+        raise invalid("level", level, "a number in (0, 1)")
+    n_coeffs = _int("n_coeffs", n_coeffs, 1)
+    return _report(run_dirs, _path("out_dir", out_dir), derivation=derivation, level=float(level), n_coeffs=n_coeffs,
+                   **options)
+
+
+def verify(ids="all", mode: str = "quick", out_dir=None, *, resume: bool = False, progress: bool = True,
+           overrides: dict | None = None, seed: int = 0, **options):
+    """Every claim as a check with a verdict (:func:`polyloss.checks.run_claims`)."""
+    from polyloss.checks import run_claims
+
+    if out_dir is None:
+        raise SpecError("`out_dir` is required: the directory for the verdicts and the report")
+    mode = _choice("mode", mode, ("quick", "full"))
+    seed = _int("seed", seed, 0, 2**63 - 1)
+    resume, progress = _bool("resume", resume), _bool("progress", progress)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise invalid("overrides", type(overrides).__name__, "a mapping NAME -> PARAM, e.g. {'mup': 'sp'}")
+    return run_claims(ids, mode, _path("out_dir", out_dir), resume=resume, progress=progress, overrides=overrides,
+                      seed=seed, **options)

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from polyloss import __version__
-from polyloss.errors import PolylossError
+from polyloss.errors import PolylossError, one_line
 
 COMMANDS = ("poly", "sample", "sweep", "compare", "report", "verify", "derive", "data")
 
@@ -25,7 +25,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors reach :func:`main` (one line on stderr, exit code 2)."""
 
     def error(self, message: str):
-        raise _UsageError(f"{self.prog}: error: {message}")
+        raise _UsageError(one_line(f"{self.prog}: error: {message}"))
+
+    def _get_values(self, action, arg_strings):
+        # Python 3.11's argparse turns `--opt=--` into an empty list that skips the type check
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PolylossError as exc:
-        print(f"polyloss {args.command}: error: {exc}", file=sys.stderr)
+        print(one_line(f"polyloss {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"polyloss {args.command}: interrupted", file=sys.stderr)

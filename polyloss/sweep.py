@@ -91,7 +91,7 @@ from polyloss._backend import get_xp, to_host
 from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, load_config, read_records, run_session
 from polyloss.data import Dataset
-from polyloss.errors import SpecError, invalid
+from polyloss.errors import RunError, SpecError, invalid
 from polyloss.spec import NetworkSpec, Parametrization, parse_widths
 from polyloss.weights import Weights, child_seed, sample_weights
 
@@ -127,7 +127,10 @@ DEFAULT_MEMORY_MB = 1024.0
 ADAM_EXPONENTS = {"mup": Fraction(1), "sp": Fraction(0), "ntp": Fraction(1, 2)}
 RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend")
-_ETAS_VALID = "'lin:START:STOP:COUNT', 'log:START:STOP:COUNT' (0 < START < STOP, COUNT >= 2) or a comma list of numbers >= 0"
+#: At most this many learning rates in one grid.
+MAX_ETAS = 100_000
+_ETAS_VALID = ("'lin:START:STOP:COUNT' (0 <= START < STOP), 'log:START:STOP:COUNT' (0 < START < STOP), 2 <= COUNT <= "
+               "100000, or a comma list of distinct finite numbers >= 0")
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -158,7 +161,7 @@ def parse_etas(value) -> np.ndarray:
                 count = int(parts[3])
             except ValueError:
                 raise bad() from None
-            if not (math.isfinite(start) and math.isfinite(stop) and count >= 2 and start < stop and start >= 0):
+            if not (math.isfinite(start) and math.isfinite(stop) and 2 <= count <= MAX_ETAS and start < stop and start >= 0):
                 raise bad()
             if head == "log" and start <= 0:
                 raise bad()
@@ -177,10 +180,12 @@ def parse_etas(value) -> np.ndarray:
             vals = list(np.atleast_1d(np.asarray(value)).ravel())
         except Exception:
             raise bad() from None
-        if not vals or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.number)) for v in vals):
+        if not vals or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.integer, np.floating)) for v in vals):
             raise bad()
         vals = [float(v) for v in vals]
     arr = np.asarray(vals, dtype=np.float64)
+    if arr.size > MAX_ETAS:
+        raise bad()
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.unique(arr).size != arr.size:
         raise bad()
     return np.sort(arr)
@@ -214,13 +219,12 @@ def _check_count(name: str, value, minimum: int = 1) -> int:
 def adam_exponent_for(param: Parametrization, exponent=None) -> Fraction:
     """κ in Adam's hidden learning rate η · n^-κ: ``exponent`` if given, else the preset's rule."""
     if exponent is not None:
-        if isinstance(exponent, bool):
-            raise invalid("adam_exponent", exponent, "a finite real number, e.g. 1 (muP), 0 (SP), 1/2 (NTP)")
+        from polyloss.spec import EXPONENT_VALID, check_exponent
+
         try:
-            frac = Fraction(exponent) if not isinstance(exponent, float) else Fraction(exponent).limit_denominator(10**6)
-        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
-            raise invalid("adam_exponent", exponent, "a finite real number, e.g. 1 (muP), 0 (SP), 1/2 (NTP)") from None
-        return frac
+            return check_exponent("adam_exponent", exponent)
+        except SpecError:
+            raise invalid("adam_exponent", exponent, EXPONENT_VALID + ", e.g. 1 (muP), 0 (SP), 1/2 (NTP)") from None
     if param.name in ADAM_EXPONENTS:
         return ADAM_EXPONENTS[param.name]
     raise SpecError(
@@ -618,6 +622,20 @@ def load_sweep(path) -> SweepRun:
     path = os.fspath(path)
     config = load_config(path, SCHEMA, required=_MATCH_KEYS + ("widths", "seeds", "etas", "m", "input_dim"))
     recs = sorted(read_records(os.path.join(path, RECORDS), required=RECORD_FIELDS), key=lambda r: (r["width"], r["sample"]))
+    cfg_path = os.path.join(path, "run.json")
+    etas, steps = config["etas"], config["steps"]
+    if (not isinstance(etas, list) or not etas
+            or not all(isinstance(e, numbers.Real) and not isinstance(e, bool) and math.isfinite(e) and e >= 0 for e in etas)):
+        raise RunError(f"{cfg_path}: `etas` must be a non-empty list of finite numbers >= 0; the run directory is corrupt")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise RunError(f"{cfg_path}: `steps`={steps!r} is invalid: must be an integer >= 1; the run directory is corrupt")
+    ok = lambda v: v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isnan(v))  # noqa: E731
+    for r in recs:
+        L = r["losses"]
+        if (len(L) != len(etas) or not all(isinstance(row, list) and len(row) == steps + 1 and all(map(ok, row)) for row in L)):
+            raise RunError(f"{os.path.join(path, RECORDS)}: the record of width {r['width']}, sample {r['sample']} has "
+                           f"`losses` that are not {len(etas)} lists (one per eta) of {steps + 1} numbers or null; "
+                           "the run is corrupt")
     return SweepRun(path, config, tuple(recs))
 
 
@@ -668,13 +686,19 @@ def run_sweep(
     Returns:
       the :class:`SweepRun` of ``out_dir`` (all records, including earlier ones).
     """
+    from polyloss._budget import MAX_SEED, check_sweep
+    from polyloss._paths import check_out_dir
+
     if not isinstance(data, Dataset):
         raise invalid("data", type(data).__name__, "a polyloss.data.Dataset")
+    out_dir = check_out_dir("out", out_dir)
     NetworkSpec(depth, 1, data.d)  # validates depth
     widths = parse_widths(widths)
     grid = parse_etas(etas)
     seeds = _check_count("seeds", seeds, 1)
     seed = _check_count("seed", seed, 0)
+    if seed >= MAX_SEED:
+        raise invalid("seed", seed, "an integer >= 0 and < 2^63")
     steps = _check_count("steps", steps, 1)
     param = Parametrization.parse(param)
     activation = _check_choice("activation", activation, ACTIVATIONS)
@@ -684,6 +708,9 @@ def run_sweep(
     memory_mb = _check_positive("memory_mb", memory_mb)
     choose_method(method, optimizer, 1, 1, 1)  # validates method
     method = method.lower()
+    if not isinstance(resume, bool):
+        raise invalid("resume", resume, "True or False")
+    check_sweep(depth, widths, seeds, steps, len(grid), data.m, data.d, optimizer == "adam", memory_mb)
     adam = None
     if optimizer == "adam":
         kappa = adam_exponent_for(param, adam_exponent)

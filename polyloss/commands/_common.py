@@ -6,18 +6,26 @@ import argparse
 import os
 
 from polyloss.data import TEACHERS, Dataset, load_data, synthetic
-from polyloss.errors import SpecError
+from polyloss.errors import SpecError, short_repr
 from polyloss.spec import Parametrization
 
 
-def positive_int(name: str, minimum: int = 1):
+def _bad(name: str, text, valid: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(f"`{name}`={short_repr(text)} is invalid: must be {valid}")
+
+
+def positive_int(name: str, minimum: int = 1, maximum: int | None = None):
+    """An argparse type: a plain decimal integer (ASCII digits) in [minimum, maximum]."""
+    valid = f"an integer >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+
     def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"`{name}`={text!r} is invalid: must be an integer >= {minimum}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"`{name}`={text!r} is invalid: must be an integer >= {minimum}")
+        s = text.strip()
+        digits = s[1:] if s[:1] in "+-" else s
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
+            raise _bad(name, text, valid)
+        v = int(s)
+        if v < minimum or (maximum is not None and v > maximum):
+            raise _bad(name, text, valid)
         return v
 
     return parse
@@ -26,16 +34,23 @@ def positive_int(name: str, minimum: int = 1):
 def positive_float(name: str, allow_zero: bool = False):
     def parse(text: str) -> float:
         try:
-            v = float(text)
+            v = float(text) if text.strip().isascii() else float("nan")
         except ValueError:
             v = float("nan")
         ok = v == v and v != float("inf") and (v >= 0 if allow_zero else v > 0)
         if not ok:
             bound = ">= 0" if allow_zero else "> 0"
-            raise argparse.ArgumentTypeError(f"`{name}`={text!r} is invalid: must be a finite number {bound}")
+            raise _bad(name, text, f"a finite number {bound}")
         return v
 
     return parse
+
+
+def out_dir(args, name: str = "out") -> str:
+    """Check ``args.<name>`` as an output directory before any work (see :mod:`polyloss._paths`)."""
+    from polyloss._paths import check_out_dir
+
+    return check_out_dir(name, getattr(args, name.replace("-", "_")))
 
 
 def param_type(text: str) -> Parametrization:
@@ -68,9 +83,9 @@ def resolve_data(args, seed_seq) -> tuple[Dataset, dict]:
     """The data set and a JSON description of where it came from."""
     from polyloss.sampling import file_digest  # local: avoid import cycles
 
-    if args.data and getattr(args, "synthetic", None):
+    if args.data is not None and getattr(args, "synthetic", None):
         raise SpecError("give either `--data` or `--synthetic`, not both")
-    if args.data:
+    if args.data is not None:
         ds = load_data(args.data)
         # the absolute path, so that compare/report find the file from any directory; the digest proves it unchanged
         return ds, {"kind": "file", "path": os.path.abspath(args.data), "sha256": file_digest(args.data), "m": ds.m, "d": ds.d}

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from polyloss.commands._common import positive_int
+
 EPILOG = """example:
   polyloss sample --depth 2 --widths 64,256,1024 --samples 32 --steps 1 --d 10 --m 50 --out runs/L2
   polyloss compare runs/L2                      # derives the exact limit on the run's own data
@@ -35,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--derivation", default="auto", metavar="FILE|auto",
                    help="polyloss.derivation/1 JSON evaluated on the run's data, or 'auto' to derive it now (default)")
     p.add_argument("--level", type=_level, default=0.05, help="family-wise test level (default 0.05)")
-    p.add_argument("--coeffs", type=int, default=4, help="compare c_0..c_{COEFFS-1} (default 4)")
+    p.add_argument("--coeffs", type=positive_int("coeffs", 1, 10_000), default=4, help="compare c_0..c_{COEFFS-1} (default 4)")
     p.add_argument("--json", action="store_true", help="print the polyloss.compare/1 JSON document")
     p.set_defaults(func=run)
 

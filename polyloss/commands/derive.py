@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from polyloss.commands._common import add_param, positive_int
+from polyloss.errors import SpecError, invalid
 
 EPILOG = """examples:
   polyloss derive --depth 3 --steps 2                   # closed form in mu_j = (1/m) y^T Kbar^j y
@@ -19,6 +20,8 @@ EPILOG = """examples:
   --rationalize TOL rounds each value to a decimal grid (error <= TOL); --float evaluates in
   float64 instead (fast, inexact, labelled). Minimisers are certified by real-root isolation over Q.
   JSON schema: polyloss.derivation/1 (loss_coefficients ascending in eta, exact strings).
+  Limits: depth <= 64, steps <= 12, and requests whose estimated time (which grows like D_t^3,
+  D_t the degree of W^(t)) exceeds 48 h (POLYLOSS_MAX_HOURS) are refused.
 """
 
 
@@ -50,11 +53,39 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_number(name: str, text):
+    """A positive number given as decimal or fraction text, finite as a float64 (1e400 and 1e-400 are
+    refused: they are not numbers a user means); returned as the stripped text (derive keeps it exact)."""
+    if text is None:
+        return None
+    from fractions import Fraction
+
+    valid = "a positive finite number (decimal or fraction p/q) between 1e-300 and 1e300"
+    s = text.strip()
+    try:
+        q = Fraction(s) if s.isascii() and len(s) <= 100 else None
+    except (ValueError, ZeroDivisionError):
+        q = None
+    if q is None or not (Fraction(1, 10**300) <= q <= 10**300):
+        raise invalid(name, text, valid)
+    return s
+
+
 def run(args) -> int:
     from polyloss.derive import derive
 
+    from polyloss._budget import check_derive
+    from polyloss._paths import check_out_file
+
+    if args.output is not None:
+        check_out_file("output", args.output)
+    window = check_number("window", args.window)
+    rationalize = check_number("rationalize", args.rationalize)
+    if rationalize is not None and args.data is None:
+        raise SpecError("`--rationalize` rounds the data: it needs `--data`")
+    check_derive(args.depth, args.steps)
     data = None
-    if args.data:
+    if args.data is not None:
         from polyloss.data import load_data
 
         data = load_data(args.data)
@@ -63,9 +94,9 @@ def run(args) -> int:
         args.steps,
         data=data,
         param=args.param,
-        window=args.window,
+        window=window,
         exact=not args.float_eval,
-        rationalize=args.rationalize,
+        rationalize=rationalize,
         digits=args.digits,
         finite=args.finite,
     )
@@ -75,7 +106,7 @@ def run(args) -> int:
         text = d.to_latex(max_terms=args.max_terms)
     else:
         text = d.to_text(max_terms=args.max_terms)
-    if args.output:
+    if args.output is not None:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from polyloss.commands._common import positive_int
+
 EPILOG = """example:
   polyloss sample --depth 2 --widths 64,128,256,512 --samples 16 --steps 1 --d 10 --m 50 --out runs/mup
   polyloss sample --depth 2 --widths 64,128,256,512 --samples 16 --steps 1 --d 10 --m 50 --param sp --out runs/sp
@@ -22,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="directories written by `polyloss sample` or `polyloss sweep`")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--derivation", default="auto", metavar="FILE|auto", help="exact limit for muP runs (default: derive now)")
-    p.add_argument("--coeffs", type=int, default=4, help="report c_0..c_{COEFFS-1} (default 4)")
+    p.add_argument("--coeffs", type=positive_int("coeffs", 1, 10_000), default=4, help="report c_0..c_{COEFFS-1} (default 4)")
     p.set_defaults(func=run)
 
 

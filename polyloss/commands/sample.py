@@ -18,12 +18,15 @@ EPILOG = """example:
   --sampler auto (default) samples widths >= 2048 lazily (Gaussian conditioning on the vectors
   the program touches: exact in distribution, cost independent of the width), e.g. --widths
   1048576; dense and lazy draws from one seed are different networks with the same law.
+  Limits: {limits}.
 """
 
 
 def register(sub) -> None:
+    from polyloss._budget import LIMITS_HELP
+
     p = sub.add_parser("sample", help="sample networks per width: coefficients and eta_n",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, epilog=EPILOG.replace("{limits}", LIMITS_HELP), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depth", required=True, type=positive_int("depth"), help="number L >= 1 of hidden n x n layers")
     p.add_argument("--widths", required=True, metavar="N1,N2,...", help="comma-separated widths, e.g. 64,128,256")
     p.add_argument("--samples", required=True, type=positive_int("samples"), help="networks per width")
@@ -33,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--degree", type=positive_int("degree", 0), default=None,
                    help="record loss coefficients up to this power (default 8, capped at the full degree)")
     p.add_argument("--window", type=positive_float("window"), default=None, help="search eta_n in (0, WINDOW] (default 4*mu_1/(L*mu_2))")
-    p.add_argument("--seed", type=positive_int("seed", 0), default=0, help="root seed (default 0)")
+    p.add_argument("--seed", type=positive_int("seed", 0, 2**63 - 1), default=0, help="root seed (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping finished (width, sample) pairs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -45,14 +48,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from polyloss.commands._common import resolve_data
-    from polyloss.sampling import data_seed, run_sample, summarise
+    from polyloss._budget import check_sample
+    from polyloss.api import sample as api_sample
+    from polyloss.commands._common import out_dir, resolve_data
+    from polyloss.sampling import data_seed, summarise
     from polyloss.spec import SamplingSpec, TrainingSpec
 
+    out_dir(args)
     sampling = SamplingSpec(args.widths, args.samples, args.seed)
     training = TrainingSpec(args.steps, args.degree)
+    if args.data is None:  # refuse absurd work before drawing the data
+        check_sample(args.depth, sampling.widths, sampling.samples, training.steps, training.degree, args.m, args.d,
+                     args.sampler)
     data, desc = resolve_data(args, data_seed(args.seed))
-    run_ = run_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
+    run_ = api_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
                       data=data, data_description=desc, window=args.window, backend=args.backend,
                       resume=args.resume, progress=not args.quiet, sampler=args.sampler)
     rows = summarise(run_)

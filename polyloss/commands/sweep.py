@@ -31,12 +31,15 @@ EPILOG = """example:
   as it is done; a killed run continues with the same command plus --resume (which may also add
   widths or seeds). With the same --seed/--param/data, `polyloss sample` sees the same networks,
   so for linear + gd the sweep optimum agrees with eta_n to within the grid spacing.
+  Limits: {limits}.
 """
 
 
 def register(sub) -> None:
+    from polyloss._budget import LIMITS_HELP
+
     p = sub.add_parser("sweep", help="learning-rate sweeps by actual training (linear/relu, gd/adam)",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, epilog=EPILOG.replace("{limits}", LIMITS_HELP), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depth", required=True, type=positive_int("depth"), help="number L >= 1 of hidden n x n layers")
     p.add_argument("--widths", required=True, metavar="N1,N2,...", help="comma-separated widths, e.g. 64,128,256")
     p.add_argument("--etas", required=True, metavar="SPEC",
@@ -50,10 +53,11 @@ def register(sub) -> None:
     p.add_argument("--adam-exponent", default=None, metavar="K",
                    help="Adam hidden learning rate eta*n^-K (default: muP 1, SP 0, NTP 1/2; required for ALPHA,GAMMA)")
     add_data_options(p)
-    p.add_argument("--seed", type=positive_int("seed", 0), default=0, help="root seed (default 0)")
+    p.add_argument("--seed", type=positive_int("seed", 0, 2**63 - 1), default=0, help="root seed (default 0)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="training precision (default float64)")
     p.add_argument("--memory-mb", type=positive_float("memory-mb"), default=1024.0,
-                   help="memory budget for one chunk of learning rates trained together (default 1024)")
+                   help="memory budget (MiB) for one chunk of learning rates trained together (default 1024; at most "
+                        "half the available memory)")
     p.add_argument("--method", choices=("auto", "dense", "lowrank"), default="auto",
                    help="dense: per-eta weight matrices (gd bit-identical to plain GD; needed for adam); "
                         "lowrank: gd only, updates kept as rank-m factors; auto: lowrank when gd and steps*m <= 2n")
@@ -69,19 +73,28 @@ def _fmt(v, spec: str) -> str:
 
 
 def run(args) -> int:
-    from fractions import Fraction
-
     from polyloss.commands._common import resolve_data
     from polyloss.errors import invalid
     from polyloss.sampling import data_seed
     from polyloss.sweep import run_sweep, summarise
 
+    from polyloss._budget import check_sweep
+    from polyloss.commands._common import out_dir
+    from polyloss.errors import SpecError
+    from polyloss.spec import EXPONENT_VALID, check_exponent, parse_widths
+    from polyloss.sweep import parse_etas
+
+    out_dir(args)
     kappa = None
     if args.adam_exponent is not None:
         try:
-            kappa = Fraction(args.adam_exponent.strip())
-        except (ValueError, ZeroDivisionError):
-            raise invalid("adam-exponent", args.adam_exponent, "a number or fraction, e.g. 1, 0.5 or 1/2") from None
+            kappa = check_exponent("adam-exponent", args.adam_exponent)
+        except SpecError:
+            raise invalid("adam-exponent", args.adam_exponent, EXPONENT_VALID + ", e.g. 1, 0.5 or 1/2") from None
+    widths, grid = parse_widths(args.widths), parse_etas(args.etas)
+    if args.data is None:  # refuse absurd work before drawing the data
+        check_sweep(args.depth, widths, args.seeds, args.steps, len(grid), args.m, args.d, args.optimizer == "adam",
+                    args.memory_mb)
     data, desc = resolve_data(args, data_seed(args.seed))
     run_ = run_sweep(args.out, depth=args.depth, widths=args.widths, etas=args.etas, seeds=args.seeds,
                      steps=args.steps, activation=args.activation, optimizer=args.optimizer, param=args.param,
