@@ -151,3 +151,49 @@ def test_bad_weight_files(capsys, fixtures, name, needle):
 def test_binary_json_derivation(capsys, fixtures):
     err = _err(capsys, ["compare", fixtures["run_sample"], "--derivation", fixtures["bad_json"]["binary"]])
     assert "not UTF-8" in err or "invalid JSON" in err
+
+
+# ------------------------------------------------------------------------------------- the Python API
+def test_api_accepts_the_same_param_forms(fixtures):
+    from polyloss import api
+
+    etas = [api.poly(fixtures["weights"], fixtures["data"], param=p, steps=1).minimisation.eta_opt
+            for p in ("mup", "2,0", (2, 0))]
+    assert etas[0] == etas[1] == etas[2]
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda a, fx: a.poly(42, fx["data"]), "weights"),
+    (lambda a, fx: a.poly(fx["weights"], 3.5), "data"),
+    (lambda a, fx: a.poly(fx["weights"], fx["data"], steps="2"), "steps"),
+    (lambda a, fx: a.poly(fx["weights"], fx["data"], param=object()), "param"),
+    (lambda a, fx: a.poly(fx["weights"], fx["data"], window=float("1e400")), "window"),
+    (lambda a, fx: a.sample("/proc/x", depth=1, sampling={"widths": [4], "samples": 1}, training=1, data=fx["data"]), "out"),
+    (lambda a, fx: a.sample(fx["root"] + "/s", depth=1, sampling="4", training=1, data=fx["data"]), "sampling"),
+    (lambda a, fx: a.sample(fx["root"] + "/s", depth=1, sampling={"widths": [4], "samples": 1}, training=1,
+                            data=fx["data"], resume="yes"), "resume"),
+    (lambda a, fx: a.sweep(fx["root"] + "/w", data=(1, 2), depth=1, widths=[4], etas="0.1,0.2", seeds=1, steps=1), "data"),
+    (lambda a, fx: a.derive(2, 1, param="1e400,0"), "param"),
+    (lambda a, fx: a.derive(None, 1), "depth"),
+    (lambda a, fx: a.compare(fx["run_sample"], level=2), "level"),
+    (lambda a, fx: a.compare(123), "run_dir"),
+    (lambda a, fx: a.report(fx["run_sample"], fx["root"] + "/rep", n_coeffs=0), "n_coeffs"),
+    (lambda a, fx: a.verify("C1", "medium", fx["root"] + "/v"), "mode"),
+])
+def test_api_refuses_bad_arguments_by_name(fixtures, call, name):
+    from polyloss import api
+    from polyloss.errors import PolylossError
+
+    with pytest.raises(PolylossError) as info:
+        call(api, fixtures)
+    msg = str(info.value)
+    assert f"`{name}`" in msg and "\n" not in msg
+
+
+def test_error_messages_are_one_line():
+    import numpy as np
+
+    from polyloss.errors import SpecError, invalid
+
+    assert "\n" not in str(SpecError(f"bad seed {np.random.SeedSequence(1)!r}"))
+    assert "\n" not in str(invalid("x", "a\nb", "c"))
