@@ -27,7 +27,7 @@ this search (``Minimisation.certified`` is then False); raise ``n_grid`` if that
 
 **Certified search.** When the caller also supplies the complete polynomial in ball arithmetic
 (``exact``: ``(arb_poly of 𝓛, bits)``, or a callable ``level -> (arb_poly, bits)`` that recomputes it
-at 2^level times its base precision; :func:`polyloss.poly.exact_polynomial` does so whenever the network is
+at 2^level times its base precision, or None to give up; :func:`polyloss.poly.exact_polynomial` does so whenever the network is
 small enough), every sign change of 𝓛′ in (0, Λ] is also isolated rigorously: the window is
 bisected, and on each piece [c − r, c + r] the Taylor shift 𝓛′(c + ε) = Σ d_k ε^k (balls) proves
 either no zero (|d_0| > Σ_{k≥1} |d_k| r^k), or monotonicity (|d_1| > Σ_{k≥2} k |d_k| r^{k−1})
@@ -41,7 +41,8 @@ too wide even at 4× the precision) the result of stages 1–3 stands, with ``ce
 **Divergence.** When the stable loss overflows inside the window (GD diverges there), the window is
 shrunk to the stable region: Λ' = the largest η found finite by bisection between the last finite
 and the first overflowing grid point, times (1 − 1e-6). ``Minimisation.window`` is then Λ' and
-``requested_window`` the original Λ (``shrink=False`` restores the old error).
+``requested_window`` the original Λ (``shrink=False`` restores the old error); ``grid``/``grid_loss``
+stay on the requested window's first-stage grid, with +inf where GD diverges.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ class Minimisation:
     at_edge: bool
     local_minima: tuple
     window: float
-    grid: tuple = ()  # the first-stage search grid, :func:`search_grid` (never the refined points)
-    grid_loss: tuple = ()  # the stable loss on ``grid``
+    grid: tuple = ()  # the first-stage search grid, :func:`search_grid` (never the refined points), of the
+    # requested window even when it was shrunk
+    grid_loss: tuple = ()  # the stable loss on ``grid`` (+inf where GD diverges)
     certified: bool = False  # every sign change of L' in (0, window] was isolated rigorously
     requested_window: float | None = None  # the window asked for, when it was shrunk (GD diverges beyond)
 
@@ -243,7 +245,10 @@ def _certified_brackets(exact, window: float, levels: int = 3):
     import flint
 
     for level in range(levels):
-        poly, prec = exact(level) if callable(exact) else exact
+        got = exact(level) if callable(exact) else exact
+        if got is None:  # the caller declines more precision (time budget)
+            return None
+        poly, prec = got
         old = flint.ctx.prec
         flint.ctx.prec = int(prec)
         try:
@@ -297,12 +302,15 @@ def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, ma
                 f"the loss overflows inside the window at eta = {bad[0]:.3g} (window = {window:.3g}); "
                 "GD diverges there: choose a smaller window"
             )
+        # curves stay on the fixed grid of the requested window (+inf where GD diverges)
+        base_grid, base_loss = tuple(grid.tolist()), tuple(np.where(np.isfinite(T[:, 0]), T[:, 0], np.inf).tolist())
         requested, window = window, stable_window(taylor, window, grid, T)
         grid = search_grid(window, n_grid)
         T = _first_stage(taylor, grid, coeffs)
         if not np.all(np.isfinite(T)):  # pragma: no cover - the bisection found a finite point
             raise NumericalError(f"the loss is not finite inside the stable window (0, {window:.6g}]")
-    base_grid, base_loss = tuple(grid.tolist()), tuple(T[:, 0].tolist())  # curves stay on the fixed grid
+    else:
+        base_grid, base_loss = tuple(grid.tolist()), tuple(T[:, 0].tolist())  # curves stay on the fixed grid
     grid, T = _refine(taylor, grid, T, rounds=refine_rounds)
     val, der = T[:, 0], T[:, 1]
     lo_idx = np.nonzero((der[:-1] < 0) & (der[1:] >= 0))[0]
@@ -333,7 +341,7 @@ def minimise(taylor, window: float, *, n_grid: int = 96, rtol: float = 1e-13, ma
     if falls_at_edge:
         minima.append(LocalMinimum(window, val_edge, at_edge=True))
     if not minima:  # derivative >= 0 everywhere: the infimum is at η → 0+
-        minima.append(LocalMinimum(float(base_grid[0]), float(base_loss[0]), at_edge=True))
+        minima.append(LocalMinimum(float(grid[0]), float(T[0, 0]), at_edge=True))
     best = min(minima, key=lambda lm: lm.loss)
     return Minimisation(best.eta, best.loss, best.at_edge, tuple(minima), window, base_grid, base_loss,
                         certified, requested)

@@ -36,23 +36,23 @@ import numpy as np
 
 from polyloss import __version__
 from polyloss.data import Dataset
-from polyloss.engine import COEFF_RTOL, LossEngine, LossPolynomial, arb_cost, loss_degree
+from polyloss.engine import COEFF_RTOL, LossEngine, LossPolynomial, arb_seconds, loss_degree
 from polyloss.errors import invalid
 from polyloss.minimize import Minimisation, minimise
 from polyloss.spec import Parametrization
 from polyloss.weights import Weights
 
-__all__ = ["PolyResult", "exact_polynomial", "default_window", "observed_alpha", "ARB_MAX_OPS"]
+__all__ = ["PolyResult", "exact_polynomial", "default_window", "observed_alpha", "ARB_MAX_SECONDS"]
 
 SCHEMA = "polyloss.poly/2"
 
 
 SCREEN_MAX_DEGREE = 256
 
-#: Largest :func:`polyloss.engine.arb_cost` for which ``certify="auto"`` recomputes the complete
-#: polynomial in ball arithmetic (about 10 s on one core), which certifies the coefficients and the
-#: search for local minima.
-ARB_MAX_OPS = 4e9
+#: Largest estimated time (:func:`polyloss.engine.arb_seconds`, seconds on one core) for which
+#: ``certify="auto"`` recomputes the complete polynomial in ball arithmetic, which certifies the
+#: coefficients and the search for local minima (precision raised only within this budget too).
+ARB_MAX_SECONDS = 10.0
 
 _CERTIFY = ("auto", "bound", "arb")
 
@@ -69,6 +69,10 @@ def polynomial_for_minimisation(engine: LossEngine, steps: int, degree: int | No
     """
     if loss_degree(engine.depth, steps) > SCREEN_MAX_DEGREE:
         return engine.polynomial(steps, degree, certify=certify), None
+    full_degree = loss_degree(engine.depth, steps)
+    if certify and degree is not None and degree < full_degree:  # certify only what is reported
+        full = engine.polynomial(steps)
+        return engine.polynomial(steps, degree, certify=True), full.loss
     full = engine.polynomial(steps, certify=certify)
     return (full if degree is None else full.truncate(degree)), full.loss
 
@@ -247,9 +251,9 @@ def exact_polynomial(
 
     ``certify``: every coefficient carries a certified error bound. ``'bound'``: float64 with a
     running error bound (about 3× the plain cost). ``'auto'`` (default): also recompute the
-    complete polynomial in arb ball arithmetic when :func:`polyloss.engine.arb_cost` ≤
-    :data:`ARB_MAX_OPS` (certifies far more coefficients, and lets the minimiser isolate every sign
-    change of 𝓛′ rigorously). ``'arb'``: always (may be slow).
+    complete polynomial in arb ball arithmetic (certifies far more coefficients, and lets the
+    minimiser isolate every sign change of 𝓛′ rigorously) when :func:`polyloss.engine.arb_seconds` ≤ :data:`ARB_MAX_SECONDS`.
+    ``'arb'``: always (may be slow).
 
     ``eval_etas``: learning rates (> 0) at which to report the stable loss (``evaluations``).
     """
@@ -270,14 +274,16 @@ def exact_polynomial(
         with np.errstate(over="ignore", invalid="ignore"):
             screen = (poly if not poly.truncated else engine.polynomial(steps)).loss
     exact = None
-    use_arb = certify == "arb" or (
-        certify == "auto" and arb_cost(weights.depth, weights.width, data.m, steps, full_degree) <= ARB_MAX_OPS)
+    prec0 = _ball_precision(poly.loss if not poly.truncated else screen, window)
+    secs = lambda prec: arb_seconds(weights.depth, weights.width, data.m, steps, full_degree, prec)  # noqa: E731
+    use_arb = certify == "arb" or (certify == "auto" and secs(prec0) <= ARB_MAX_SECONDS)
     if use_arb and engine.certifiable and engine.xp is np:
         cache = {}
-        prec0 = _ball_precision(poly.loss if not poly.truncated else screen, window)
 
         def complete(level=0):
             prec = min(prec0 * 2**level, 16384)
+            if level and certify == "auto" and secs(prec) > ARB_MAX_SECONDS:
+                return None  # more precision would exceed the budget
             if prec not in cache:
                 cache[prec] = engine.polynomial_arb(steps, None, prec=prec)
             return cache[prec]
@@ -294,7 +300,8 @@ def exact_polynomial(
         def exact(level=0):
             import flint
 
-            return flint.arb_poly(list(complete(level).loss_balls)), min(prec0 * 2**level, 16384)
+            p = complete(level)
+            return None if p is None else (flint.arb_poly(list(p.loss_balls)), min(prec0 * 2**level, 16384))
 
     mn = minimise(lambda etas: engine.taylor(etas, steps, order=2), window, n_grid=n_grid, coeffs=screen, exact=exact)
     evaluations = ()

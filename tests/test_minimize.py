@@ -5,7 +5,7 @@ import pytest
 
 from polyloss.errors import NumericalError, SpecError
 from polyloss.gd import gd_losses
-from polyloss.minimize import minimise
+from polyloss.minimize import minimise, search_grid
 from polyloss.poly import default_window, exact_polynomial
 from tests.conftest import make_net
 
@@ -56,6 +56,9 @@ def test_divergence_inside_window_shrinks_it():
 
     mn = minimise(oracle, 1.0)
     assert mn.requested_window == 1.0 and mn.window_shrunk
+    grid = np.asarray(mn.grid)  # curves stay on the requested window's first-stage grid
+    np.testing.assert_array_equal(grid, search_grid(1.0))
+    assert np.all(np.isinf(np.asarray(mn.grid_loss)[grid > 0.7])) and np.all(np.isfinite(np.asarray(mn.grid_loss)[grid <= 0.7]))
     assert 0.7 * (1 - 2e-6) < mn.window <= 0.7
     assert abs(mn.eta_opt - 0.3) < 1e-12 and not mn.at_edge
 
