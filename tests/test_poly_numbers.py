@@ -190,6 +190,7 @@ def test_divergent_window_is_shrunk(tmp_path, capsys):
     assert main(args + ["--json"]) == 0
     doc = _strict(capsys.readouterr().out)
     assert doc["requested_window"] == 1e8 and doc["window"] == mn.window
+    assert doc["minima_certified"] is False  # --certify bound: the grid search, and it says so
 
 
 def test_alpha_checked_against_user_V(tmp_path):
