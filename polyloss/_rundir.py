@@ -20,6 +20,7 @@ import numbers
 import os
 from contextlib import contextmanager
 
+from polyloss._jsonsafe import dumps
 from polyloss.errors import RunError, invalid
 
 CONFIG = "run.json"
@@ -231,17 +232,6 @@ def run_session(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), r
         lock.release()
 
 
-def _finite(obj):
-    """``obj`` with every non-finite float replaced by None: records are strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 class RecordWriter:
     """Append records durably: one JSON line, flushed and fsync'ed per record."""
 
@@ -249,7 +239,7 @@ class RecordWriter:
         self._fh = open(os.path.join(os.fspath(run_dir), RECORDS), "a")
 
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(_finite(record), allow_nan=False) + "\n")
+        self._fh.write(dumps(record) + "\n")  # strict JSON: a non-finite float is written as null
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

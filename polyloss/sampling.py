@@ -7,7 +7,8 @@ A run directory holds
   polyloss version, and the widths/samples asked for;
 * ``records.jsonl`` — one JSON line per (width, sample), appended and flushed as soon as that
   network is done: ``width``, ``sample``, ``seed`` ({entropy, spawn_key}), ``loss_coefficients``
-  (c_0..c_K), ``eta_opt``, ``loss_at_eta_opt``, ``at_edge``, ``local_minima``, ``curve_loss`` (the
+  (c_0..c_K), ``accurate_coefficients`` (how many leading c_k are certified to relative error 1e-6;
+  null for lazily sampled networks), ``eta_opt``, ``loss_at_eta_opt``, ``at_edge``, ``local_minima``, ``curve_loss`` (the
   stable loss at the η values ``config["curve_etas"]``, the minimiser's search grid), ``sampler``
   (the one used for this network: 'dense' or 'lazy'), ``seconds``.
 
@@ -91,9 +92,10 @@ def load_run(path) -> SampleRun:
 
 
 def _analyse(engine: LossEngine, steps: int, degree: int, window: float, n_grid: int) -> dict:
-    poly, screen = polynomial_for_minimisation(engine, steps, degree)
+    poly, screen = polynomial_for_minimisation(engine, steps, degree, certify=True)
     mn = minimise(lambda e: engine.taylor(e, steps, order=2), window, n_grid=n_grid, coeffs=screen)
-    out = {"loss_coefficients": poly.loss.tolist()}
+    # how many leading coefficients carry a certified relative error <= engine.COEFF_RTOL (None: lazy layers)
+    out = {"loss_coefficients": poly.loss.tolist(), "accurate_coefficients": poly.accurate_terms()}
     out.update(mn.to_dict())
     out["curve_loss"] = list(mn.grid_loss)  # the stable loss on config["curve_etas"]
     return out

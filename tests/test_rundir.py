@@ -63,6 +63,8 @@ def test_sample_t2_curves_are_the_stable_loss_on_curve_etas_and_report_runs(tmp_
     mup = Parametrization.preset("mup")
     for rec in loaded.records:
         assert len(rec["curve_loss"]) == etas.size
+        # low-order coefficients of a small dense network are certified (helper: engine error bounds)
+        assert 1 <= rec["accurate_coefficients"] <= len(rec["loss_coefficients"])
     rec = loaded.records[5]  # independent route: the engine's stable loss on the stored grid
     w = sample_weights(NetworkSpec(3, rec["width"], 20), mup, child_seed(2, rec["width"], rec["sample"]))
     ref = LossEngine(w, data, mup).taylor(etas, 2, order=0)[:, 0]
