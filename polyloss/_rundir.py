@@ -45,7 +45,8 @@ FIELD_CHECKS = {
     "loss_at_eta_opt": (_is_number, "a finite number"),
     "at_edge": (lambda v: isinstance(v, bool), "true or false"),
     "local_minima": (lambda v: isinstance(v, list), "a list"),
-    "loss_coefficients": (lambda v: isinstance(v, list), "a list"),
+    "loss_coefficients": (lambda v: isinstance(v, list) and all(c is None or _is_number(c) for c in v),
+                          "a list of numbers (null beyond float64's range)"),
     "curve_loss": (lambda v: isinstance(v, list), "a list"),
     "losses": (lambda v: isinstance(v, list), "a list"),
 }
@@ -62,6 +63,8 @@ def read_records(path: str, *, required=(), key=("width", "sample"), repair: boo
     """
     if not os.path.exists(path):
         return []
+    if not os.path.isfile(path):
+        raise RunError(f"{path} is not a file; the run directory is corrupt")
     with open(path, "rb") as fh:
         raw = fh.read()
     records, first_line, seen = [], {}, {}
@@ -119,27 +122,70 @@ def _check_record(rec, path: str, lineno: int, required) -> None:
             raise RunError(f"{path}: line {lineno}: `{name}`={rec[name]!r} is invalid: must be {check[1]}")
 
 
-def load_config(run_dir: str, schema: str, required=()) -> dict:
-    """The config of an existing run directory, checked against ``schema`` and ``required`` keys."""
+def _is_exponent(v) -> bool:
+    from fractions import Fraction
+
+    try:
+        return isinstance(v, str) and abs(Fraction(v)) <= 64
+    except (ValueError, ZeroDivisionError):
+        return False
+
+
+# Typed checks of run.json keys (where present and required): name -> (predicate, what is valid).
+CONFIG_CHECKS = {
+    "depth": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "steps": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "degree": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "seed": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "samples": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "seeds": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "m": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "input_dim": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "n_grid": (lambda v: _is_int(v, 2), "an integer >= 2"),
+    "window": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "widths": (lambda v: isinstance(v, list) and bool(v) and all(_is_int(w, 1) for w in v), "a non-empty list of integers >= 1"),
+    "param": (lambda v: isinstance(v, dict) and isinstance(v.get("name"), str) and _is_exponent(v.get("alpha"))
+              and _is_exponent(v.get("gamma")), "an object {name, alpha, gamma} with rational exponents"),
+    "data": (lambda v: isinstance(v, dict) and isinstance(v.get("kind"), str), "an object with a `kind` (e.g. synthetic, file)"),
+    "curve_etas": (lambda v: isinstance(v, list) and all(_is_number(e) for e in v), "a list of finite numbers"),
+    "etas": (lambda v: isinstance(v, list) and bool(v) and all(_is_number(e) for e in v), "a non-empty list of finite numbers"),
+}
+
+
+def read_config(run_dir) -> dict:
+    """``run_dir/run.json`` as a JSON object (any schema), or a one-line :class:`RunError` saying why not."""
     run_dir = os.fspath(run_dir)
     cfg_path = os.path.join(run_dir, CONFIG)
     if not os.path.isdir(run_dir):
-        raise RunError(f"run directory {run_dir!r} does not exist")
+        raise RunError(f"run directory {run_dir!r} does not exist" if not os.path.exists(run_dir)
+                       else f"{run_dir!r} is a file, not a run directory")
     if not os.path.isfile(cfg_path):
-        raise RunError(f"{run_dir!r} is not a polyloss run directory (no {CONFIG})")
+        raise RunError(f"{run_dir!r} is not a polyloss run directory (no {CONFIG} file)")
     try:
         with open(cfg_path, "rb") as fh:
             config = json.loads(fh.read().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-        msg = " ".join(str(exc).split())
-        raise RunError(f"{cfg_path}: not valid JSON ({msg})") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        kind = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
+        raise RunError(f"{cfg_path}: {kind}; the run directory is corrupt") from None
     if not isinstance(config, dict):
         raise RunError(f"{cfg_path}: a JSON {type(config).__name__}, expected an object with a `schema`")
+    return config
+
+
+def load_config(run_dir: str, schema: str, required=()) -> dict:
+    """The config of an existing run directory, checked against ``schema`` and the ``required`` keys
+    (typed by :data:`CONFIG_CHECKS` where listed there)."""
+    config = read_config(run_dir)
+    cfg_path = os.path.join(os.fspath(run_dir), CONFIG)
     if config.get("schema") != schema:
         raise RunError(f"{cfg_path}: schema {config.get('schema')!r}, expected {schema!r}")
     missing = [k for k in required if k not in config]
     if missing:
         raise RunError(f"{cfg_path}: lacks {', '.join(f'`{k}`' for k in missing)}; the run directory is corrupt")
+    for key in required:
+        check = CONFIG_CHECKS.get(key)
+        if check is not None and not check[0](config[key]):
+            raise RunError(f"{cfg_path}: `{key}`={config[key]!r} is invalid: must be {check[1]}; the run directory is corrupt")
     return config
 
 

@@ -59,6 +59,10 @@ def run_dataset(run: SampleRun | dict) -> Dataset:
     """Rebuild the data set a run was made on (synthetic: from its seed; file: checked by SHA-256)."""
     cfg = run.config if isinstance(run, SampleRun) else run
     desc = cfg["data"]
+    need = {"synthetic": ("teacher", "d", "m", "noise"), "file": ("path", "sha256")}.get(desc.get("kind"), ())
+    bad = [k for k in need if not isinstance(desc.get(k), (str, int, float)) or isinstance(desc.get(k), bool)]
+    if bad:
+        raise RunError(f"the run's data description {desc!r} lacks or mangles {', '.join(bad)}; run.json is corrupt")
     if desc["kind"] == "synthetic":
         return synthetic(desc["teacher"], desc["d"], desc["m"], desc["noise"], data_seed(cfg["seed"]))
     if desc["kind"] != "file":
@@ -106,6 +110,18 @@ def eval_exact(coeffs, eta: float) -> float:
     return float(acc)
 
 
+def read_derivation(path) -> dict:
+    """A ``polyloss.derivation/1`` JSON document from ``path``, or a one-line :class:`RunError`."""
+    from polyloss._paths import read_json
+
+    doc = read_json(path, "a polyloss.derivation/1 JSON file or 'auto'", name="derivation", exc=RunError)
+    if doc.get("schema") != "polyloss.derivation/1":
+        raise RunError(f"`derivation`={os.fspath(path)!r} has schema {doc.get('schema')!r}, expected 'polyloss.derivation/1'")
+    if not isinstance(doc.get("loss_coefficients"), list) or not isinstance(doc.get("spec"), dict):
+        raise RunError(f"`derivation`={os.fspath(path)!r} lacks `loss_coefficients` or `spec`; it is not a derivation written by polyloss derive")
+    return doc
+
+
 def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
     """The exact μP limit for a run: derived now on the run's data (``"auto"``) or read from a file."""
     cfg = run.config
@@ -118,15 +134,7 @@ def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
 
         res = derive(cfg["depth"], cfg["steps"], data=run_dataset(run), window=window)
         return _limit_from_derivation(res.to_json(), window, "derived on the run's data")
-    if not os.path.exists(derivation):
-        raise RunError(f"`derivation`={derivation!r} does not exist; give a polyloss.derivation/1 JSON file or 'auto'")
-    try:
-        with open(derivation) as fh:
-            doc = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"`derivation`={derivation!r} is not a readable JSON file ({exc})") from None
-    if doc.get("schema") != "polyloss.derivation/1":
-        raise RunError(f"`derivation`={derivation!r} has schema {doc.get('schema')!r}, expected 'polyloss.derivation/1'")
+    doc = read_derivation(derivation)
     spec = doc.get("spec", {})
     for key in ("depth", "steps"):
         if spec.get(key) != cfg[key]:

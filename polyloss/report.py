@@ -27,6 +27,7 @@ import numpy as np
 from polyloss import __version__
 from polyloss import plots
 from polyloss.analysis import change_point, extrapolate, fit_rate, fit_scaling
+from polyloss import _jsonsafe as jsonsafe
 from polyloss.errors import PolylossError, RunError, SpecError
 from polyloss.compare import eval_exact
 from polyloss.sampling import SampleRun, load_run, summarise
@@ -51,14 +52,9 @@ class Report:
 
 
 def _kind(path) -> str:
-    cfg = os.path.join(os.fspath(path), "run.json")
-    if not os.path.exists(cfg):
-        raise RunError(f"{os.fspath(path)!r} is not a polyloss run directory (no run.json)")
-    with open(cfg) as fh:
-        try:
-            schema = json.load(fh).get("schema")
-        except json.JSONDecodeError:
-            raise RunError(f"{cfg}: invalid JSON") from None
+    from polyloss._rundir import read_config
+
+    schema = read_config(path).get("schema")
     if schema == "polyloss.sample/1":
         return "sample"
     if schema == "polyloss.sweep/1":
@@ -375,9 +371,21 @@ def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, 
 
     ``dense_curves``: re-draw the networks from their seeds to draw the loss curves on a dense grid
     around the minima (False: use the grid stored in the run)."""
-    run_dirs = [os.fspath(p) for p in run_dirs]
+    from polyloss._paths import check_in_file, check_out_dir  # argument checks before any work
+
+    if isinstance(run_dirs, (str, bytes, os.PathLike)):
+        run_dirs = [run_dirs]
+    run_dirs = [check_in_file("runs", p, "a run directory", exc=RunError) if not os.path.isdir(p) else os.fspath(p)
+                for p in run_dirs]
     if not run_dirs:
         raise SpecError("`runs` is empty: give at least one sample or sweep run directory")
+    out_dir = check_out_dir("out", out_dir)
+    if isinstance(n_coeffs, bool) or not isinstance(n_coeffs, int) or n_coeffs < 1:
+        raise SpecError(f"`coeffs`={n_coeffs!r} is invalid: must be an integer >= 1")
+    if derivation != "auto":  # a file the user named must be usable; a run it does not fit is noted per run
+        from polyloss.compare import read_derivation
+
+        read_derivation(derivation)
     kinds = [_kind(p) for p in run_dirs]
     samples = [load_run(p) for p, k in zip(run_dirs, kinds) if k == "sample"]
     sweeps = [p for p, k in zip(run_dirs, kinds) if k == "sweep"]
@@ -430,7 +438,7 @@ def _write_named(doc: _Doc, numbers: dict, base: str) -> Report:
         fh.write("\n".join(doc.md))
     json_path = os.path.join(out, f"{base}.json")
     with open(json_path, "w") as fh:
-        json.dump(numbers, fh, indent=1, default=_json_default)
+        jsonsafe.dump(numbers, fh, indent=1, default=_json_default)  # strict JSON: no NaN/Infinity
     html_path = os.path.join(out, f"{base}.html")
     with open(html_path, "w") as fh:
         fh.write(_html(doc))

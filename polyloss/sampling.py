@@ -39,6 +39,7 @@ from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, load_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
+from polyloss.errors import RunError
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
 from polyloss.minimize import VERSION as MINIMISER_VERSION
 from polyloss.minimize import minimise, search_grid
@@ -87,7 +88,14 @@ def load_run(path) -> SampleRun:
     """Load a run directory written by :func:`run_sample`."""
     path = os.fspath(path)
     config = load_config(path, SCHEMA, required=_MATCH_KEYS + ("widths", "samples", "m", "input_dim", "curve_etas"))
-    recs = sorted(read_records(os.path.join(path, RECORDS), required=RECORD_FIELDS), key=lambda r: (r["width"], r["sample"]))
+    rec_path = os.path.join(path, RECORDS)
+    recs = read_records(rec_path, required=RECORD_FIELDS)
+    for r in recs:  # every record holds c_0..c_degree (the per-width averages need equal lengths)
+        if len(r["loss_coefficients"]) != config["degree"] + 1:
+            raise RunError(f"{rec_path}: the record of width {r['width']}, sample {r['sample']} has "
+                           f"{len(r['loss_coefficients'])} loss coefficients, run.json's degree {config['degree']} "
+                           f"needs {config['degree'] + 1}; the run is corrupt")
+    recs.sort(key=lambda r: (r["width"], r["sample"]))
     return SampleRun(path, config, tuple(recs))
 
 

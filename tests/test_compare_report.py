@@ -29,6 +29,14 @@ def _record(n, s, c, eta, n_curve):
                        "curve_loss": [0.5] * n_curve})
 
 
+def _write_planted(run_dir, lines):
+    """Planted records hold c_0..c_3: run.json says so (a reader refuses records that do not match its degree)."""
+    cfg = json.loads((run_dir / "run.json").read_text())
+    cfg["degree"] = len(LIMIT) - 1
+    (run_dir / "run.json").write_text(json.dumps(cfg))
+    (run_dir / "records.jsonl").write_text("\n".join(lines) + "\n")
+
+
 def _plant(run_dir, bias=0.0, seeds=60, seed=0):
     """Replace the records by planted ones: c_k = limit + noise/sqrt(n) (+ bias on c_1)."""
     rng = np.random.default_rng(seed)
@@ -40,7 +48,7 @@ def _plant(run_dir, bias=0.0, seeds=60, seed=0):
             c[1] += bias
             eta = ETA_INF + rng.standard_normal() / np.sqrt(n)
             lines.append(_record(n, s, c, eta, len(cfg["curve_etas"])))
-    (run_dir / "records.jsonl").write_text("\n".join(lines) + "\n")
+    _write_planted(run_dir, lines)
 
 
 BASINS = (0.8, 2.4)
@@ -57,7 +65,7 @@ def _plant_two_basins(run_dir, seeds=40, seed=1, bias_in_basin2=0.0):
             eta = BASINS[b] + 0.3 * rng.standard_normal() / np.sqrt(n) + (bias_in_basin2 if b == 1 else 0.0)
             c = np.array(LIMIT) + rng.standard_normal(4) / np.sqrt(n)
             lines.append(_record(n, s, c, eta, len(cfg["curve_etas"])))
-    (run_dir / "records.jsonl").write_text("\n".join(lines) + "\n")
+    _write_planted(run_dir, lines)
 
 
 TWO_BASIN_LIMIT = Limit(tuple(LIMIT), BASINS[0], BASINS[0], BASINS[0], 4.0, False, "planted", BASINS)
@@ -96,7 +104,7 @@ def test_one_seed_basin_is_reported_not_tested(tmp_path):
     cfg = load_run(run).config
     lines = [_record(n, s, LIMIT, BASINS[0] + 0.01 * s, len(cfg["curve_etas"])) for n in cfg["widths"] for s in range(5)]
     lines.append(_record(128, 5, LIMIT, BASINS[1], len(cfg["curve_etas"])))
-    (run / "records.jsonl").write_text("\n".join(lines) + "\n")
+    _write_planted(run, lines)
     cmp_ = compare(run, limit=TWO_BASIN_LIMIT)
     (lone,) = [r for r in cmp_.rows if r.quantity == "eta_n[2]"]
     assert lone.width == 128 and not lone.tested and lone.verdict.startswith("not tested")

@@ -175,7 +175,8 @@ def test_corrupt_records_name_file_and_line(tmp_path, capsys, line, message):
 
 @pytest.mark.parametrize("text, message", [
     ("[1]", "a JSON list, expected an object"),
-    ("\x89PNG\x00\x01", "not valid JSON"),
+    ("\x89PNG\x00\x01", "not UTF-8 text"),
+    ('{"schema": "polyloss.sample/1", ', "not valid JSON"),
     ('{"schema": "polyloss.sample/1"}', "lacks `depth`"),
 ])
 def test_corrupt_config_is_named(tmp_path, text, message):
@@ -238,3 +239,49 @@ def test_data_file_is_found_from_another_directory_and_failures_are_named(tmp_pa
     (made / "data.npz").unlink()
     assert main(["compare", str(made / "run")]) == 2
     assert "no longer exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda cfg: cfg.update(param="mup"), r"`param`='mup' is invalid"),
+    (lambda cfg: cfg.update(param={"name": "mup", "alpha": "x", "gamma": "0"}), r"`param`=.* is invalid"),
+    (lambda cfg: cfg.update(data=None), r"`data`=None is invalid"),
+    (lambda cfg: cfg.update(degree=2), r"has \d+ loss coefficients, run.json's degree 2 needs 3"),
+    (lambda cfg: cfg.update(widths=[]), r"`widths`=\[\] is invalid"),
+])
+def test_corrupt_config_values_are_refused_by_every_reader(tmp_path, capsys, edit, message):
+    run = tmp_path / "run"
+    assert main(SAMPLE + ["--widths", "8", "--samples", "2", "--out", str(run)]) == 0
+    cfg = json.loads((run / "run.json").read_text())
+    edit(cfg)
+    (run / "run.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match=message):
+        load_run(run)
+    capsys.readouterr()
+    for argv in (["compare", str(run)], ["report", str(run), "--out", str(tmp_path / "rep")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "run.json" in err, err
+
+
+def test_records_or_config_that_are_directories_are_refused(tmp_path):
+    run = tmp_path / "run"
+    assert main(SAMPLE + ["--widths", "8", "--samples", "1", "--out", str(run)]) == 0
+    (run / "records.jsonl").unlink()
+    (run / "records.jsonl").mkdir()
+    with pytest.raises(RunError, match="records.jsonl is not a file"):
+        load_run(run)
+    (run / "records.jsonl").rmdir()
+    (run / "run.json").unlink()
+    (run / "run.json").mkdir()
+    with pytest.raises(RunError, match="no run.json file"):
+        load_run(run)
+
+
+def test_report_refuses_an_explicit_derivation_it_cannot_use(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(SAMPLE + ["--widths", "8", "--samples", "1", "--out", str(run)]) == 0
+    bad = tmp_path / "lim.json"
+    bad.write_text(json.dumps({"schema": "polyloss.sample/1"}))
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--derivation", str(bad)]) == 2
+    assert "expected 'polyloss.derivation/1'" in capsys.readouterr().err
