@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from polyloss import __version__
+from polyloss import _jsonsafe as jsonsafe
 from polyloss.errors import RunError, SpecError, invalid
 
 __all__ = ["Claim", "Verdict", "Context", "Scale", "SCALES", "run_claims", "claim_ids", "VERDICTS"]
@@ -345,7 +346,7 @@ def _run_suites(ids, vdir: str, identity: dict, progress: bool, log) -> list:
         v = dataclasses.replace(v, numbers=numbers, runtime_s=round(time.perf_counter() - t0, 2), versions=versions(), mode=mode)
         tmp = path + ".tmp"
         with open(tmp, "w") as fh:
-            json.dump(v.to_json(), fh, indent=1, default=_default)
+            jsonsafe.dump(v.to_json(), fh, indent=1, default=_default)  # strict JSON: no NaN/Infinity
         os.replace(tmp, path)
         verdicts.append(v)
         if log:

@@ -30,6 +30,7 @@ from itertools import combinations
 from typing import Any, Sequence
 
 from polyloss import __version__
+from polyloss import _jsonsafe as jsonsafe
 from polyloss.errors import DataError, SpecError, invalid
 from polyloss.fock import (
     HAS_FLINT,
@@ -1082,7 +1083,7 @@ class Derivation:
         return out
 
     def to_json_str(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+        return jsonsafe.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
 
     # --- human-readable renderings
     def to_text(self, max_terms: int = 400) -> str:

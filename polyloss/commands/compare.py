@@ -50,7 +50,9 @@ def run(args) -> int:
         raise SpecError(f"`coeffs`={args.coeffs} is invalid: must be an integer >= 1")
     cmp_ = compare(args.run, args.derivation, level=args.level, n_coeffs=args.coeffs)
     if args.json:
-        json.dump(cmp_.to_json(), sys.stdout, indent=1)
+        from polyloss._jsonsafe import dump
+
+        dump(cmp_.to_json(), sys.stdout, indent=1)  # strict JSON: an undefined s.e. is null
         sys.stdout.write("\n")
         return 0
     lim = cmp_.limit
