@@ -33,7 +33,9 @@ greedy pivoted Gram–Schmidt to an orthonormal basis of its residual row space,
 above ``tol`` relative to their row's norm add directions (the rest are answered from history,
 an error ≤ tol·‖x‖). A vector already in the span is answered deterministically from history, so
 one ``LazyLayer`` is one fixed matrix across all calls, however many engines and minimiser
-steps query it.
+steps query it — up to rounding: a vector asked again after the basis has grown is projected on
+more directions, which can move the last bit of its answer (the same query sequence, e.g. one
+``sample`` record, always gives the same bits).
 
 Two coordinate systems (``coords``)
 -----------------------------------
