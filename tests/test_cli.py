@@ -199,3 +199,11 @@ def test_progress_time_left_follows_the_costs(monkeypatch):
     assert out.getvalue().splitlines()[-1].endswith(" 1/2   20.0s   2000s left")
     with pytest.raises(ValueError, match="costs"):
         prog.Progress(3, stream=out, costs=[1, 2])
+
+
+def test_one_seed_widths_print_a_dash_not_nan(tmp_path, capsys):
+    """Issue 10: one sample has no standard error; the table printed '± nan'."""
+    assert main(SAMPLE[:1] + ["--depth", "2", "--steps", "1", "--d", "5", "--m", "10", "--quiet", "--widths", "8,16",
+                              "--samples", "1", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and out.count("± –") == 2 * 5

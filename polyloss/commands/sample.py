@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from polyloss.commands._common import add_backend, add_data_options, add_param, positive_float, positive_int
@@ -70,8 +71,11 @@ def run(args) -> int:
     k = len(rows[0]["coeff_mean"]) if rows else 0
     head = f"{'width':>7} {'count':>5} " + " ".join(f"{'c_' + str(i) + ' (mean ± s.e.)':>27}" for i in range(k))
     print(head + f" {'eta_n (mean ± s.e.)':>27} {'at edge':>7}")
+    def cell(mean, se) -> str:  # one seed has no standard error: '–', never 'nan'
+        return f"{mean: .6e} ± " + (f"{se:.1e}" if math.isfinite(se) else f"{'–':<7}")
+
     for r in rows:
-        cells = " ".join(f"{m: .6e} ± {s:.1e}" for m, s in zip(r["coeff_mean"], r["coeff_se"]))
-        print(f"{r['width']:>7} {r['count']:>5} {cells} {r['eta_mean']: .6e} ± {r['eta_se']:.1e} {r['at_edge']:>7}")
+        cells = " ".join(cell(m, s) for m, s in zip(r["coeff_mean"], r["coeff_se"]))
+        print(f"{r['width']:>7} {r['count']:>5} {cells} {cell(r['eta_mean'], r['eta_se'])} {r['at_edge']:>7}")
     sys.stdout.flush()
     return 0
