@@ -94,13 +94,21 @@ def time_limit() -> float:
 
 
 def describe(nbytes: float) -> str:
+    if not math.isfinite(nbytes) or nbytes >= 2**80:
+        return "over a million TiB"
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= size:
             return f"{nbytes / size:.3g} {unit}"
     return f"{int(nbytes)} B"
 
 
+def _about(estimate: str) -> str:
+    return estimate if estimate.startswith("over") else f"about {estimate}"
+
+
 def _describe_time(s: float) -> str:
+    if not math.isfinite(s) or s >= 86400 * 365 * 1e6:
+        return "over a million years"
     if s >= 86400 * 365:
         return f"{s / (86400 * 365):.3g} years"
     if s >= 86400:
@@ -113,10 +121,10 @@ def _describe_time(s: float) -> str:
 def _refuse(what: str, memory: float, seconds: float, way_out: str) -> None:
     mem_lim, t_lim = memory_limit(), time_limit()
     if memory > mem_lim:
-        raise SpecError(f"{what} needs about {describe(memory)} of memory, more than the limit of {describe(mem_lim)} "
+        raise SpecError(f"{what} needs {_about(describe(memory))} of memory, more than the limit of {describe(mem_lim)} "
                         f"(half the available memory, or POLYLOSS_MEMORY_MB); {way_out}")
     if seconds > t_lim:
-        raise SpecError(f"{what} would take about {_describe_time(seconds)}, more than the limit of "
+        raise SpecError(f"{what} would take {_about(_describe_time(seconds))}, more than the limit of "
                         f"{_describe_time(t_lim)} (POLYLOSS_MAX_HOURS); {way_out}")
 
 
