@@ -18,6 +18,11 @@ One recursion, two uses. With η itself as the variable it yields the monomial c
 yields the Taylor expansion of the loss at each centre: this is plain GD at ``η_0`` carried with
 forward-mode derivatives, hence numerically stable for any number of steps (THEORY §6), and it
 is what evaluation and minimisation use.
+
+Training recipes that train the hidden layers only (docs/theory.md §7) keep this structure: every
+hidden matrix is ``W_ℓ^{(t)} = c_t W_ℓ + Σ_{s<t} a_{t,s} b_ℓ^{(s)} u_ℓ^{(s)ᵀ}`` with data-independent
+scalar polynomials c_t (the decay) and a_{t,s} (step sizes, schedule, momentum), so the same words
+appear, weighted by a_{t,s} instead of −λη and by powers of c_t (:meth:`LossEngine._run_recipe`).
 """
 
 from __future__ import annotations
@@ -131,6 +136,11 @@ class LossEngine:
       weights: effective weights (sampled or loaded); their arrays fix the backend.
       data: the training set; ``data.d`` must equal the weights' input dimension.
       param: the parametrization; it sets the hidden learning-rate multiplier ``λ = n^{-γ}``.
+      recipe: a :class:`~polyloss.recipe.Recipe` (docs/theory.md §7), or None. None and every plain
+        recipe (``Recipe.is_plain_for(param)``) run today's code, bit for bit. Hidden-only recipes
+        (schedule, l2/decoupled/independent weight decay, heavy-ball or Nesterov momentum, another
+        hidden exponent) are exact like plain GD, certifiable too; recipes training the input or
+        readout layer raise a one-line SpecError (not yet supported, issue 11).
 
     Example:
       >>> from polyloss.data import linear_teacher
@@ -144,7 +154,8 @@ class LossEngine:
       (5,)
     """
 
-    def __init__(self, weights: Weights, data: Dataset, param: Parametrization, xp=None):
+    def __init__(self, weights: Weights, data: Dataset, param: Parametrization, recipe=None, xp=None):
+        self.recipe = _engine_recipe(recipe, param)
         if weights.input_dim != data.d:
             raise DataError(
                 f"weights have input dimension {weights.input_dim} (W0 is {weights.width}×{weights.input_dim}) "
@@ -159,6 +170,8 @@ class LossEngine:
         self.width = weights.width
         self.m = data.m
         self.lam = param.lr_multiplier(self.width)
+        if self.recipe is not None:  # the recipe's hidden rate (equal to λ unless its exponents say otherwise)
+            self.lam = self.recipe.lr_multipliers(self.width, param)["hidden"]
         X = xp.asarray(data.X)
         self._X = X
         self.y = xp.asarray(data.y)
@@ -180,8 +193,8 @@ class LossEngine:
         see :attr:`LossPolynomial.loss_error` and :meth:`LossPolynomial.accurate_terms`. Lazily
         sampled layers cannot be certified (the bounds stay None).
         """
-        steps = _check_steps(steps)
-        full = loss_degree(self.depth, steps)
+        steps = self._check_recipe_steps(_check_steps(steps))
+        full = loss_degree(self.depth, steps)  # = recipe_loss_degree for every hidden-only recipe
         if degree is None:
             K = full
         else:
@@ -198,6 +211,12 @@ class LossEngine:
             loss_err = f_err = None
         losses = tuple(to_host(l[:, 0]) for l in losses)
         fs = tuple(np.ascontiguousarray(to_host(f[:, 0, :]).T) for f in fs)
+        if self.recipe is not None:  # a cancelled top coefficient still has its place (degree = recipe_loss_degree)
+            kf = min(K, f_degree(self.depth, steps))
+            losses = tuple(_pad(l, min(K, loss_degree(self.depth, s))) for s, l in zip(range(steps + 1), losses))
+            fs = tuple(_pad(f, min(K, f_degree(self.depth, s))) for s, f in zip(range(steps + 1), fs))
+            loss_err = None if loss_err is None else _pad(loss_err, K)
+            f_err = None if f_err is None else _pad(f_err, kf)
         return LossPolynomial(losses[-1], fs[-1], losses, fs, steps, K, full, loss_err, f_err)
 
     def polynomial_arb(self, steps: int, degree: int | None = None, prec: int = 256) -> LossPolynomial:
@@ -213,6 +232,11 @@ class LossEngine:
         steps = _check_steps(steps)
         full = loss_degree(self.depth, steps)
         K = full if degree is None else min(int(degree), full)
+        if self.recipe is not None:
+            from polyloss.errors import SpecError
+
+            raise SpecError(f"`recipe` ({self.recipe.describe()}) is not supported by polynomial_arb yet (issue 11): "
+                            f"use polynomial(steps, certify=True)")
         if not self.certifiable or self.xp is not np:
             raise invalid("weights", "lazy or device layers", "dense numpy layers for ball arithmetic")
         old = flint.ctx.prec
@@ -253,7 +277,7 @@ class LossEngine:
         ``out[g, k] = 𝓛^{(k)}(η_g) / k!``. Computed by GD at ``η_g`` with forward-mode derivatives,
         so it is as stable as GD itself, whatever the degree of the polynomial.
         """
-        steps = _check_steps(steps)
+        steps = self._check_recipe_steps(_check_steps(steps))
         etas = np.atleast_1d(np.asarray(etas, dtype=np.float64))
         if etas.ndim != 1 or not np.all(np.isfinite(etas)):
             raise invalid("etas", etas, "a finite 1-D array of learning rates")
@@ -269,6 +293,9 @@ class LossEngine:
     def loss_at(self, etas, steps: int) -> np.ndarray:
         """𝓛^{(t)}(η) at each η (stable; see :meth:`taylor`)."""
         return self.taylor(etas, steps, order=0)[:, 0]
+
+    def _check_recipe_steps(self, steps: int) -> int:
+        return steps if self.recipe is None else self.recipe.check_steps(steps)
 
     # ------------------------------------------------------------------ recursion
     @staticmethod
@@ -288,6 +315,9 @@ class LossEngine:
         b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
         losses, fs = [], []
         Vc = A_.const_V()
+        if self.recipe is not None:
+            cw, aw = _recipe_coefficients(self.recipe, steps, A_, self.lam)
+            return self._run_recipe(steps, A_, final_only, cw, aw)
         for t in range(steps + 1):
             # forward at the weights of step t: coefficients c[(j, s)], shape (D+1, G, m)
             c = {}
@@ -337,6 +367,158 @@ class LossEngine:
                         Q[(j, s, j2, t)] = A_.vdot(u[(j, s)], P[(j - 1, j2, t)])
         return losses, fs
 
+    def _run_recipe(self, steps: int, A_, final_only: bool, cw, aw):
+        """:meth:`_run` for a hidden-only recipe (docs/theory.md §7). Every hidden matrix is
+        ``W_ℓ^{(t)} = c_t W_ℓ + Σ_{s<t} a_{t,s} b_ℓ^{(s)} u_ℓ^{(s)ᵀ}`` with data-independent scalar
+        polynomials ``c_t = cw[t]`` (None: exactly 1) and ``a_{t,s} = aw[t][s]``, shared by all hidden
+        layers (decay and momentum only recombine the initial matrix and the past rank-one gradients).
+        So ``h_ℓ^{(t)} = c_t^ℓ h_ℓ + Σ_{j≤ℓ,s<t} c_t^{ℓ−j} P_{ℓ,j,s} k_{j,s}`` with
+        ``k_{j,s}(x) = a_{t,s} ⟨u_j^{(s)}, h_{j−1}^{(t)}(x)⟩``: the plain recursion with ``−λη`` replaced
+        by ``a_{t,s}`` and powers of ``c_t`` on each word (plain GD: c_t = 1, a_{t,s} = −λη)."""
+        L, m = self.depth, self.m
+        b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
+        losses, fs = [], []
+        Vc = A_.const_V()
+
+        def add(x, y):
+            return y if x is None else x if y is None else A_.add(x, y)
+
+        for t in range(steps + 1):
+            cp = [None]  # cp[e] = c_t^e (None: exactly 1)
+            for _ in range(L):
+                cp.append(None if cw[t] is None else cw[t] if cp[-1] is None else A_.mul(cp[-1], cw[t]))
+
+            def sc(e, p):  # c_t^e · p for a polynomial vector p
+                return p if cp[e] is None or p is None else A_.mul(A_.col(cp[e]), p)
+
+            c = {}
+            for j in range(1, L + 1):
+                for s in range(t):
+                    acc = sc(j - 1, A[(j, s)])
+                    for j2 in range(1, j):
+                        part = None
+                        for s2 in range(t):
+                            part = add(part, A_.mul(A_.col(Q[(j, s, j2, s2)]), c[(j2, s2)]))
+                        acc = add(acc, sc(j - 1 - j2, part))
+                    c[(j, s)] = A_.mul(A_.col(aw[t][s]), acc)
+            f = sc(L, A_.const_f0())
+            for j in range(1, L + 1):
+                part = None
+                for s in range(t):
+                    part = add(part, A_.mul(A_.col(R[(j, s)]), c[(j, s)]))
+                f = add(f, sc(L - j, part))
+            r = A_.minus_y(f)
+            if not final_only or t == steps:
+                losses.append(A_.div(A_.vdot(r, r), 2 * m))
+                fs.append(f)
+            if t == steps:
+                break
+            for j in range(1, L + 1):
+                uj = sc(j - 1, A_.data(r, j - 1, transpose=False))
+                for j2 in range(1, j):
+                    part = None
+                    for s2 in range(t):
+                        w = A_.vdot(c[(j2, s2)], r)
+                        part = add(part, A_.mul(P[(j - 1, j2, s2)], A_.col(w)))
+                    uj = add(uj, sc(j - 1 - j2, part))
+                u[(j, t)] = A_.div(uj, m)
+            b[(L, t)] = Vc
+            for l in range(L, 1, -1):
+                nb = sc(1, A_.layer(b[(l, t)], l - 1, backward=True))
+                for s in range(t):
+                    g = A_.mul(aw[t][s], A_.vdot(b[(l, s)], b[(l, t)]))
+                    nb = A_.add(nb, A_.mul(u[(l, s)], A_.col(g)))
+                b[(l - 1, t)] = nb
+            for j in range(1, L + 1):
+                P[(j, j, t)] = b[(j, t)]
+                for l in range(j + 1, L + 1):
+                    P[(l, j, t)] = A_.layer(P[(l - 1, j, t)], l - 1, backward=False)
+                R[(j, t)] = A_.vdot(Vc, P[(L, j, t)])
+            for j in range(1, L + 1):
+                A[(j, t)] = A_.data(u[(j, t)], j - 1, transpose=True)
+                for j2 in range(1, j):
+                    for s2 in range(t + 1):
+                        Q[(j, t, j2, s2)] = A_.vdot(u[(j, t)], P[(j - 1, j2, s2)])
+                    for s in range(t):
+                        Q[(j, s, j2, t)] = A_.vdot(u[(j, s)], P[(j - 1, j2, t)])
+        return losses, fs
+
+
+def _engine_recipe(recipe, param):
+    """The recipe the engine runs: None for plain GD (today's code path, bit for bit), the recipe
+    itself for a supported (hidden-only) one, or a one-line SpecError."""
+    from polyloss.errors import SpecError
+    from polyloss.recipe import Recipe
+
+    if recipe is None:
+        return None
+    if not isinstance(recipe, Recipe):
+        raise invalid("recipe", recipe, "None or a polyloss.recipe.Recipe")
+    if recipe.is_plain_for(param):
+        return None
+    if recipe.trained != frozenset({"hidden"}):
+        raise SpecError(f"`recipe` trains {'+'.join(recipe.trained_layers)}: training the input or readout layer is "
+                        f"not supported by the engine yet (issue 11); train 'hidden' only")
+    return recipe
+
+
+def _recipe_coefficients(recipe, steps: int, A_, lam: float):
+    """The scalar polynomials of ``W_ℓ^{(t)} = c_t W_ℓ + Σ_{s<t} a_{t,s} G^{(s)}`` (``G^{(s)} = b^{(s)}u^{(s)ᵀ}``,
+    the gradient at step s) for t = 0..steps, in the arithmetic ``A_``: ``(cw, aw)`` with ``cw[t]``
+    (None: exactly 1) and ``aw[t] = {s: a_{t,s}}``. The rules of :mod:`polyloss.recipe`: with
+    g = G^{(t)} (+ ωW^{(t)} in l2 mode), buffer v ← βv + g (v = g at t = 0), direction D = v
+    (Nesterov: g + βv; g without momentum), W^{(t+1)} = δ_t W^{(t)} − ηρ_tλ D with δ_t = 1 (l2),
+    1 − ηρ_tω (decoupled), 1 − ω (independent). Each of g, v, D is kept as coefficients on the same
+    basis {W, G^{(0)}, …}; a None coefficient is zero."""
+    from fractions import Fraction
+
+    omega, beta, mode = recipe.weight_decay, recipe.momentum, recipe.wd_mode
+    eta = A_.eta_poly()
+    one = A_.const(1)
+    lam_q = Fraction(lam)
+    lam_err = 0.0 if lam == 1.0 else 2 * _U * lam * (1 + 4 * _U)  # |fl(n^-γ) − n^-γ| (see _BoundOps.scale_eta)
+
+    def add(x, y):
+        return y if x is None else x if y is None else A_.add(x, y)
+
+    def mul(x, y):
+        return None if x is None or y is None else A_.mul(x, y)
+
+    def comb(x, y, fx=None, fy=None):  # fx·x + fy·y on coefficient dicts (factor None: 1)
+        out = {}
+        for key in set(x) | set(y):
+            px, py = x.get(key), y.get(key)
+            out[key] = add(px if fx is None else mul(fx, px), py if fy is None else mul(fy, py))
+        return out
+
+    cw, aw = [None], [{}]
+    v = None  # the momentum buffer, {"W" or s: coefficient}
+    for t in range(steps):
+        rho = Fraction(recipe.rho(t, steps))  # exact (a float cosine value is the recipe's ρ)
+        cur = dict(aw[t])
+        cur["W"] = one if cw[t] is None else cw[t]
+        g = {t: one}
+        if mode == "l2" and omega != 0:
+            g = comb(g, cur, None, A_.const(omega))
+        if beta != 0:
+            bc = A_.const(beta)
+            v = dict(g) if t == 0 else comb(v, g, bc, None)
+            d = comb(g, v, None, bc) if recipe.nesterov else v
+        else:
+            d = g
+        step = A_.mul(A_.const(-rho * lam_q, float(abs(rho)) * lam_err), eta)  # −ηρ_tλ
+        if mode == "decoupled" and omega != 0:
+            decay = A_.add(one, A_.mul(A_.const(-rho * omega), eta))
+        elif mode == "independent" and omega != 0:
+            decay = A_.const(1 - omega)
+        else:
+            decay = None
+        new = comb(cur, d, decay, step)
+        nw = new.pop("W")
+        cw.append(None if (cw[t] is None and decay is None and d.get("W") is None) else nw)
+        aw.append(new)
+    return cw, aw
+
 
 _U = 2.0**-53  # unit roundoff of float64
 _TINY = 2.0**-1074  # smallest subnormal: bounds the absolute error of one underflowing product
@@ -362,6 +544,14 @@ class _FloatOps:
 
     def const_f0(self):
         return self.xp.broadcast_to(self.f0, (1, self.G, self.f0.shape[0]))
+
+    def const(self, x, err: float = 0.0):
+        """The scalar polynomial ``x`` (a Fraction or float; ``err`` bounds |x − intended value|), shape (1, G)."""
+        return self.xp.full((1, self.G), float(x))
+
+    def eta_poly(self):
+        """η itself as a scalar polynomial: ``[η_0, 1]`` (``[0, 1]`` for monomials), truncated at K."""
+        return tp.times_eta(self.xp.ones((1, self.G)), self.eta0, self.K)
 
     def add(self, a, b):
         return tp.add(a, b)
@@ -448,6 +638,17 @@ class _BoundOps(_FloatOps):
 
     def const_f0(self):
         return _B(super().const_f0(), self.xp.broadcast_to(self.ef0, (1, 1, self.ef0.shape[0])))
+
+    def const(self, x, err: float = 0.0):
+        from fractions import Fraction
+
+        v = super().const(x)
+        q = Fraction(x)
+        e = float(abs(Fraction(float(q)) - q)) * (1 + 4 * _U) + float(err)
+        return _B(v, None if e == 0 else self.xp.full(v.shape, _fin(e, 2)))
+
+    def eta_poly(self):
+        return _B(super().eta_poly())
 
     def add(self, a, b):
         v = tp.add(a.v, b.v)
@@ -556,6 +757,16 @@ def _host_bound(e):
     e = np.array(to_host(e), dtype=np.float64)
     e[~(e >= 0)] = np.inf
     return e
+
+
+def _pad(a, degree: int):
+    """Coefficients along the last axis cut or zero-padded to ``degree`` + 1 entries."""
+    a = np.asarray(a)
+    if a.shape[-1] > degree + 1:
+        return np.ascontiguousarray(a[..., : degree + 1])
+    out = np.zeros(a.shape[:-1] + (degree + 1,), dtype=a.dtype)
+    out[..., : a.shape[-1]] = a
+    return out
 
 
 def _check_steps(steps) -> int:
