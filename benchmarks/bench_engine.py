@@ -5,7 +5,12 @@
 * at t = 1, the grid method users run today (for each of 180 learning rates: one GD step from the
   same initialisation, then the loss) / (engine + exact minimiser).
 
-Usage: python benchmarks/bench_engine.py [--widths 1024,4096] [--repeats 3] [--out FILE.md]
+With ``--recipe``: instead, the cost of a training recipe (issue 11): the engine with the richest
+hidden-only recipe (warmup:2 schedule, l2 weight decay 0.1, Nesterov momentum 0.9) against plain GD
+at the same (L, n, t, degree), for the complete monomial polynomial and for the stable evaluator
+(``taylor`` at 64 learning rates, order 2); plain and recipe runs alternate within each repeat.
+
+Usage: python benchmarks/bench_engine.py [--widths 1024,4096] [--repeats 3] [--out FILE.md] [--recipe]
 Medians over repeats; the machine is noisy, so compare ratios, not seconds.
 """
 
@@ -43,7 +48,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--grid-repeats", type=int, default=1)
     ap.add_argument("--out", default=None, help="append a Markdown table to this file")
+    ap.add_argument("--recipe", action="store_true", help="recipe vs plain GD engine cost (issue 11) instead")
+    ap.add_argument("--steps", default="1,2,3", help="with --recipe: the step counts")
     args = ap.parse_args()
+    if args.recipe:
+        return recipe_main(args)
     L, m, d = 3, 100, 10
     data = linear_teacher(d=d, m=m, seed=0)
     p = Parametrization.preset("mup")
@@ -93,6 +102,49 @@ def main() -> None:
         lines.append(f"| {r['n']} | {r['t']} | {r['degree']} | {r['floor']:.3f} | {r['engine']:.3f} | {r['ratio_engine_floor']:.2f} | "
                      f"{r['ratio_engine_sampling_floor']:.2f} | {r['engine_min']:.3f} | {g} |")
     emit("\n".join(lines) + "\n", args.out)
+
+def recipe_main(args) -> None:
+    from polyloss.recipe import Recipe
+
+    L, m, d = 3, 100, 10
+    data = linear_teacher(d=d, m=m, seed=0)
+    p = Parametrization.preset("mup")
+    rich = Recipe(schedule="warmup:2", weight_decay="0.1", wd_mode="l2", momentum="0.9", nesterov=True)
+    etas = np.linspace(0.05, 3.0, 64)
+    rows = []
+    for n in [int(s) for s in args.widths.split(",")]:
+        w = sample_weights(NetworkSpec(L, n, d), p, np.random.SeedSequence(1))
+        for t in [int(s) for s in args.steps.split(",")]:
+            times = {k: [] for k in ("plain", "recipe", "plain_taylor", "recipe_taylor")}
+            deg = {}
+            for _ in range(args.repeats):  # alternate, so that load changes hit both alike
+                for key, rec in (("plain", None), ("recipe", rich)):
+                    t0 = time.perf_counter()
+                    deg[key] = len(LossEngine(w, data, p, recipe=rec).polynomial(t).loss) - 1
+                    times[key].append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    LossEngine(w, data, p, recipe=rec).taylor(etas, t, order=2)
+                    times[key + "_taylor"].append(time.perf_counter() - t0)
+            assert deg["plain"] == deg["recipe"]
+            med = {k: statistics.median(v) for k, v in times.items()}
+            row = dict(n=n, t=t, degree=deg["plain"], **med, ratio=med["recipe"] / med["plain"],
+                       ratio_taylor=med["recipe_taylor"] / med["plain_taylor"])
+            rows.append(row)
+            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    lines = [
+        f"\n## Engine recipe benchmark ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{__import__('os').cpu_count()} cores, numpy {np.__version__}; L={L}, m={m}, d={d}, μP, medians of "
+        f"{args.repeats}, plain and recipe alternating in one run)\n",
+        f"Recipe: {rich.describe()}. *polynomial*: complete monomial coefficients; *taylor*: stable "
+        f"evaluator at {len(etas)} learning rates, order 2.\n",
+        "| n | t | degree | plain polynomial s | recipe polynomial s | recipe/plain | plain taylor s | recipe taylor s | recipe/plain |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['n']} | {r['t']} | {r['degree']} | {r['plain']:.3f} | {r['recipe']:.3f} | {r['ratio']:.2f}× | "
+                     f"{r['plain_taylor']:.3f} | {r['recipe_taylor']:.3f} | {r['ratio_taylor']:.2f}× |")
+    emit("\n".join(lines) + "\n", args.out)
+
 
 if __name__ == "__main__":
     main()
