@@ -127,6 +127,30 @@ def test_taylor_agrees_with_the_monomial_coefficients(small_data):
     np.testing.assert_allclose(T, want, rtol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["l2", "decoupled", "list", "cosine", "momentum", "nesterov", "all", "all-decoupled"])
+def test_slope_identity(small_data, name):
+    """docs/theory.md §7's c_1 from dense gradients at initialisation (L = 3, t = 3, beyond the exact
+    test): c_1 = −Σ_s ρ_s S_s λ Σ_ℓ ⟨G_ℓ, G_ℓ + [l2] ωW_ℓ⟩ − [decoupled] ω (Σ_s ρ_s) Σ_ℓ ⟨G_ℓ, W_ℓ⟩, with
+    S_s = Σ_{j≤s} β^j (Nesterov: Σ_{j≤s+1} β^j). (Independent decay: test_decay_alone_scales_the_constant_term.)"""
+    from polyloss.gd_recipe import gradients
+
+    w, p = make_net(3, 11, small_data, "ntp", seed=8)
+    recipe = RECIPES[name]
+    t = 3
+    lam = recipe.lr_multipliers(11, p)["hidden"]
+    _, G = gradients(w.W0, list(w.hidden), w.V, small_data.X, small_data.y)
+    omega, beta = float(recipe.weight_decay), float(recipe.momentum)
+    gg = sum(float(np.sum(g * g)) for g in G["hidden"])
+    gw = sum(float(np.sum(g * W)) for g, W in zip(G["hidden"], w.hidden))
+    rhos = [float(r) for r in recipe.schedule.rhos(t)]
+    S = [sum(beta**j for j in range(s + 1 + recipe.nesterov)) for s in range(t)]
+    want = -sum(r * S_s for r, S_s in zip(rhos, S)) * lam * (gg + (omega * gw if recipe.wd_mode == "l2" else 0))
+    if recipe.wd_mode == "decoupled":
+        want -= omega * sum(rhos) * gw
+    c1 = LossEngine(w, small_data, p, recipe=recipe).polynomial(t, degree=1).loss[1]
+    assert c1 == pytest.approx(want, rel=1e-11)
+
+
 # ------------------------------------------------------------------------------------------ identities
 PLAIN_EQUIVALENTS = [
     Recipe(),
