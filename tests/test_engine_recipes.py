@@ -151,6 +151,16 @@ def test_slope_identity(small_data, name):
     assert c1 == pytest.approx(want, rel=1e-11)
 
 
+@pytest.mark.parametrize("K", [0, 1, 3, 7])
+def test_truncated_equals_complete_low_coefficients(small_data, K):
+    w, p = make_net(3, 10, small_data, seed=6)
+    eng = LossEngine(w, small_data, p, recipe=RICH)
+    full, tr = eng.polynomial(3), eng.polynomial(3, degree=K, certify=True)
+    assert tr.truncated and tr.degree == K and len(tr.loss) == K + 1 and len(tr.loss_error) == K + 1
+    np.testing.assert_allclose(tr.loss, full.loss[: K + 1], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(tr.f, full.f[:, : K + 1], rtol=1e-12, atol=1e-15)
+
+
 # ------------------------------------------------------------------------------------------ identities
 PLAIN_EQUIVALENTS = [
     Recipe(),
