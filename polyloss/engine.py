@@ -248,6 +248,7 @@ class LossEngine:
             lam = flint.arb(self.width) ** (-flint.arb(g.numerator) / g.denominator) if g != 0 else flint.arb(1)
             eng = LossEngine.__new__(LossEngine)
             eng.xp, eng.param, eng.depth, eng.width, eng.m, eng.lam = np, self.param, self.depth, self.width, self.m, lam
+            eng.recipe = None  # plain GD (recipes are refused above)
             eng.weights = Weights(to_arb(w.W0), tuple(to_arb(op.W) for op in self.layers), to_arb(w.V))
             eng.y = to_arb(self.y)
             eng.layers = [DenseLayer(W) for W in eng.weights.hidden]
