@@ -39,6 +39,8 @@ from polyloss.fock import (
     KrylovEvaluator,
     MomentIndexError,
     default_ring,
+    recipe_needs_eta,
+    recipe_scalars,
     limit_degree_f,
     limit_degree_loss,
     run_program,
@@ -53,6 +55,7 @@ __all__ = [
     "Derivation",
     "derive",
     "closed_form",
+    "check_recipe",
     "data_moments",
     "evaluate_closed_form",
     "critical_points",
@@ -99,6 +102,39 @@ def _check_positive_fraction(name, value) -> Fraction | None:
 # --------------------------------------------------------------------------------------------
 # Moment polynomials: {exponent tuple over (mu0, mu1, ...): Fraction}
 # --------------------------------------------------------------------------------------------
+
+
+def check_recipe(recipe, param="mup", steps: int | None = None):
+    """The recipe :func:`derive` runs: None for plain GD (today's program, bit for bit), else the
+    hidden-only :class:`~polyloss.recipe.Recipe` itself; anything else is a one-line SpecError.
+
+    The μP limit (docs/theory.md §7, "The μP limit of a recipe") covers the hidden layers at the μP
+    hidden rate (λ = 1) with any schedule whose rates are exact rationals, any decay mode and
+    heavy-ball or Nesterov momentum.
+    """
+    from polyloss.recipe import Recipe
+
+    if recipe is None:
+        return None
+    if not isinstance(recipe, Recipe):
+        raise invalid("recipe", recipe, "None or a polyloss.recipe.Recipe")
+    p = Parametrization.parse(param)
+    if recipe.is_plain_for(p):
+        return None
+    if not (p.alpha == 2 and p.gamma == 0):
+        raise SpecError(f"`recipe` ({recipe.describe()}) is only derived under muP; param={p.name!r} gives power "
+                        "counting for plain GD only")
+    if recipe.trained != frozenset({"hidden"}):
+        raise SpecError(f"`recipe` trains {'+'.join(recipe.trained_layers)}: the infinite-width limit with a trained "
+                        "input or readout layer is not implemented (issue 11); train 'hidden' only")
+    if recipe.lr_exponents is not None and recipe.lr_exponents[1] != 0:
+        raise SpecError(f"`recipe` has hidden lr exponent {recipe.lr_exponents[1]}: the muP limit needs the hidden "
+                        "rate n^0 (exponent 0); another exponent freezes or blows up the hidden layers as n -> inf")
+    if steps is not None and not recipe.schedule.exact(steps):
+        raise SpecError(f"`recipe` schedule {recipe.schedule.spec!r} has irrational rates for steps={steps} "
+                        "(cos(pi s/t) is rational only for s/t in {0, 1/3, 1/2, 2/3}); the exact limit needs "
+                        "rational rates: use t <= 3 or an explicit list of rates")
+    return recipe
 
 
 def int_str(n: int) -> str:
@@ -215,23 +251,29 @@ class ClosedForm:
 
 
 @functools.lru_cache(maxsize=64)
-def closed_form(depth: int, steps: int, backend: str = "auto", max_degree: int | None = None) -> ClosedForm:
+def closed_form(depth: int, steps: int, backend: str = "auto", max_degree: int | None = None,
+                recipe=None) -> ClosedForm:
     """The exact closed form of the μP limit for depth ``L`` and ``t`` steps (cached).
 
     Computed in the η-free ring ``Q[μ_0..μ_{2t}]`` (the power of η is the weight of the monomial,
     see :func:`polyloss.fock._group_by_eta`). With ``max_degree=K`` only the loss coefficients up
     to η^K are formed (exact; f is always complete) — the squaring of f is the expensive part.
+    A non-plain hidden-only ``recipe`` (see :func:`check_recipe`) runs the recipe's program; l2 and
+    decoupled decay break the η-grading, so those use the ring ``Q[η, μ_0..μ_{2t}]``.
     """
     depth = _check_int("depth", depth, 1, MAX_DEPTH)
     steps = _check_int("steps", steps, 1, MAX_STEPS)
     if max_degree is not None:
         max_degree = _check_int("max_degree", max_degree, 0)
+    recipe = check_recipe(recipe, "mup", steps)
+    eta_free = recipe is None or not recipe_needs_eta(recipe)
     n_mu = 2 * steps + 1
     while True:
-        R = default_ring(None, n_mu, backend=backend, eta_free=True)
+        R = default_ring(None, n_mu, backend=backend, eta_free=eta_free)
         ev = KrylovEvaluator(R)
+        sc = None if recipe is None else recipe_scalars(recipe, steps, R)
         try:
-            res = run_program(ev, depth, steps, want_loss=max_degree is None)
+            res = run_program(ev, depth, steps, want_loss=max_degree is None, scalars=sc)
             break
         except MomentIndexError as exc:  # pragma: no cover - 2t+1 moments always sufficed
             n_mu = max(2 * n_mu, exc.j + 1)
@@ -242,7 +284,11 @@ def closed_form(depth: int, steps: int, backend: str = "auto", max_degree: int |
         # r_b truncated at η-degree K gives the loss exactly up to η^K
         r = {}
         for b, v in ev.residual(res.f).items():
-            kept = [(mon, c) for mon, c in _ring_items(v) if sum((j + 1) * e for j, e in enumerate(mon)) + b <= max_degree]
+            if eta_free:
+                kept = [(mon, c) for mon, c in _ring_items(v)
+                        if sum((j + 1) * e for j, e in enumerate(mon)) + b <= max_degree]
+            else:
+                kept = [(mon, c) for mon, c in _ring_items(v) if mon[0] <= max_degree]
             r[b] = _ring_from_items(R, kept)
         loss = tuple(R.eta_coefficients(ev.loss(r), offset=-1))[: max_degree + 1]
     return ClosedForm(depth, steps, loss, f)
@@ -253,12 +299,13 @@ def _ring_items(x):
 
 
 def _ring_from_items(R, items):
+    gens = list(R._mu) if getattr(R, "eta_free", True) else [R.eta] + list(R._mu)
     out = R.zero
     for mon, c in items:
         term = R.const(_frac(c))
         for j, e in enumerate(mon):
             if e:
-                term = term * R.mu(j) ** e
+                term = term * gens[j] ** e
         out = out + term
     return out
 
@@ -413,23 +460,27 @@ def _kernel_traces(data, count: int, rationalize=None) -> list[Fraction]:
     return out
 
 
-def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto"):
+def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
     """Loss coefficients (Fractions or floats) and the value vector of f via the Krylov evaluator."""
     R = default_ring(dm.mus, backend=backend) if exact else FloatRing(dm.mus)
-    res = run_program(KrylovEvaluator(R), depth, steps)
+    sc = None if recipe is None else recipe_scalars(recipe, steps, R)
+    res = run_program(KrylovEvaluator(R), depth, steps, scalars=sc)
     loss = R.eta_coefficients(res.loss)
     f = {b: R.eta_coefficients(v) for b, v in res.f.items()}
     return loss, f
 
 
-def explicit_limit(depth: int, steps: int, data, *, rationalize=None, backend: str = "auto") -> list[Fraction]:
+def explicit_limit(depth: int, steps: int, data, *, rationalize=None, backend: str = "auto",
+                   recipe=None) -> list[Fraction]:
     """Loss coefficients through the independent explicit evaluator (cost ~ m²; for checks)."""
+    recipe = check_recipe(recipe, "mup", steps)
     dm = data_moments(data, steps, rationalize=rationalize, need_K=True)
     _, y = _as_xy(data)
     tol = _check_positive_fraction("rationalize", rationalize)
     yq = [_to_rational(v, tol) for v in y]
     R = default_ring([], backend=backend)
-    res = run_program(ExplicitEvaluator(R, dm.K, yq), depth, steps)
+    sc = None if recipe is None else recipe_scalars(recipe, steps, R)
+    res = run_program(ExplicitEvaluator(R, dm.K, yq), depth, steps, scalars=sc)
     return R.eta_coefficients(res.loss)
 
 
@@ -1023,6 +1074,7 @@ class Derivation:
     finite: FiniteExpansion | None = None
     digits: int = DEFAULT_DIGITS
     degree: int = 0
+    recipe: Any = None  # a non-plain hidden-only Recipe, or None (plain GD)
 
     @property
     def symbolic(self) -> bool:
@@ -1078,6 +1130,8 @@ class Derivation:
             out["eta_tilde_inf"] = self.eta_inf.eta if self.eta_inf else None
         if self.finite is not None:
             out["finite_expansion"] = self.finite.to_json()
+        if self.recipe is not None:  # plain derivations keep today's keys exactly
+            out["recipe"] = self.recipe.to_dict()
         out["digits"] = self.digits
         out["versions"] = _versions()
         return out
@@ -1115,6 +1169,8 @@ class Derivation:
             "data-float": "FLOAT64 evaluation on the data (inexact; coefficients are ill-conditioned, see THEORY 6)",
         }[self.route]
         lines.append(f"Infinite-width limit L_inf^({t})(eta) = sum_k c_k eta^k, degree {self.degree}: {kind}")
+        if self.recipe is not None:
+            lines.append(f"recipe: {self.recipe.describe()}")
         if self.data_info:
             di = self.data_info
             lines.append(f"data: m = {di['m']}, d = {di['d']}, conversion = {di['conversion']}")
@@ -1172,6 +1228,8 @@ class Derivation:
             body = [_decimal(Fraction(c), 20) if c else "0" for c in self.loss_coefficients]
         else:
             body = [f"{float(c):.17g}" for c in self.loss_coefficients]
+        if self.recipe is not None:
+            lines.append("% recipe: " + self.recipe.describe())
         lines.append(r"\begin{align*}")
         lines.append(r"\mathcal L_\infty^{(%d)}(\eta) &= \sum_{k=0}^{%d} c_k\,\eta^k, \\" % (t, self.degree))
         shown = 0
@@ -1223,6 +1281,7 @@ def derive(
     digits: int = DEFAULT_DIGITS,
     finite: bool = False,
     backend: str = "auto",
+    recipe=None,
 ) -> Derivation:
     """Derive the infinite-width limit of the t-step loss polynomial (or power counting off μP).
 
@@ -1240,6 +1299,9 @@ def derive(
       digits: significant digits of the reported minimisers and losses (≥ 17 recommended).
       finite: also build the t = 1 finite-width expansion (φ_k over k-subsets of layers).
       backend: 'auto' (python-flint when installed), 'flint' or 'sympy'.
+      recipe: None or a :class:`polyloss.recipe.Recipe`. A plain recipe gives exactly the plain
+        result; a hidden-only one (schedule with rational rates, l2/decoupled/independent decay,
+        heavy-ball/Nesterov momentum) gives its μP limit (docs/theory.md §7); others are refused.
 
     Returns:
       A frozen :class:`Derivation`.
@@ -1262,6 +1324,9 @@ def derive(
     if finite and steps != 1:
         raise invalid("finite", True, "used with steps=1 (the expansion is the t = 1 one)")
     is_mup = p.alpha == 2 and p.gamma == 0
+    recipe = check_recipe(recipe, p, steps)
+    if recipe is not None and finite:
+        raise invalid("finite", True, "False with a recipe (the finite-width expansion is for plain GD)")
 
     if not is_mup:
         pc = power_counting(p, depth)
@@ -1285,20 +1350,22 @@ def derive(
         )
 
     if data is None:
-        cf = closed_form(depth, steps, backend)
+        cf = closed_form(depth, steps, backend, recipe=recipe)
         eta_cf = f"mu1/({depth}*mu2)" if steps == 1 else None
         if steps == 1 and depth == 1:
             eta_cf = "mu1/mu2"
+        if recipe is not None:
+            eta_cf = None
         return Derivation(
             depth, steps, p, route="closed-form", exact=True, loss_coefficients=cf.loss,
             f_closed_form=cf.f, eta_inf_closed_form=eta_cf, finite=fin, digits=digits,
-            degree=len(cf.loss) - 1, power=power_counting(p, depth),
+            degree=len(cf.loss) - 1, power=power_counting(p, depth), recipe=recipe,
         )
 
     dm = data_moments(data, steps, exact=exact, rationalize=rationalize)
     if dm.mus[1] == 0 or dm.mus[2] == 0:
         raise DataError("K y = 0 (mu1 = 0): the limit loss does not depend on eta; use data with K y != 0")
-    loss, fvals = _numeric_limit(depth, steps, dm, exact, backend)
+    loss, fvals = _numeric_limit(depth, steps, dm, exact, backend, recipe)
     deg = len(loss) - 1
     m = dm.m
     zero = Fraction(0) if exact else 0.0
@@ -1328,7 +1395,7 @@ def derive(
         data_info={"m": dm.m, "d": dm.d, "conversion": dm.conversion}, critical_points=cps,
         eta_inf=glob, eta_first_local_min=first, window=win, eta_window_min=wmin,
         eta_window_at_boundary=at_boundary, finite=fin, digits=digits, degree=deg,
-        power=power_counting(p, depth),
+        power=power_counting(p, depth), recipe=recipe,
     )
 
 

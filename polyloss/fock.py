@@ -41,6 +41,9 @@ __all__ = [
     "KrylovEvaluator",
     "ExplicitEvaluator",
     "ProgramResult",
+    "RecipeScalars",
+    "recipe_scalars",
+    "recipe_needs_eta",
     "run_program",
     "limit_degree_f",
     "limit_degree_loss",
@@ -650,6 +653,78 @@ class ExplicitEvaluator:
 
 
 @dataclass(frozen=True)
+class RecipeScalars:
+    """The data-independent scalars of a hidden-only recipe (docs/theory.md §7, "The μP limit of a
+    recipe"): every hidden matrix is ``W_ℓ^{(t)} = c_t W_ℓ + Σ_{s<t} a_{t,s} g_ℓ^{(s)} ⟨u_ℓ^{(s)}, ·⟩``.
+
+    ``c[t]`` is a ring element, or None when it is exactly 1; ``a[t]`` maps s < t to a ring element
+    (a missing s is zero). Plain GD: ``c_t = 1``, ``a_{t,s} = −η``.
+    """
+
+    c: tuple
+    a: tuple
+
+
+def recipe_needs_eta(recipe) -> bool:
+    """Whether the recipe's scalars are not homogeneous of degree (0, 1) in η: l2 or decoupled decay
+    with ω ≠ 0 put ``1 − ηρω`` into c_t, which breaks the scaling symmetry behind the η-free ring
+    (:func:`_group_by_eta`); such recipes need η as an indeterminate."""
+    return recipe.weight_decay != 0 and recipe.wd_mode in ("l2", "decoupled")
+
+
+def recipe_scalars(recipe, steps: int, R: ScalarRing) -> RecipeScalars:
+    """``c_t`` and ``a_{t,s}`` (t = 0..steps) of a hidden-only recipe at hidden rate λ = 1 (μP) in ring R.
+
+    The rules of :mod:`polyloss.recipe`, written on the basis {W, G^{(0)}, G^{(1)}, …} (G^{(s)} the
+    step-s gradient, ``g^{(s)}⟨u^{(s)}, ·⟩`` in the Fock program): with ``g = G^{(t)}`` (+ ωW^{(t)} in
+    l2 mode), buffer ``v ← βv + g`` (``v = g`` at t = 0), direction ``D = v`` (Nesterov: ``g + βv``;
+    ``g`` without momentum), ``W^{(t+1)} = δ_t W^{(t)} − ηρ_t D`` with ``δ_t`` = 1 (l2), ``1 − ηρ_tω``
+    (decoupled), ``1 − ω`` (independent). Every ρ_t must be an exact Fraction.
+    """
+    omega, beta, mode, nesterov = (Fraction(recipe.weight_decay), Fraction(recipe.momentum), recipe.wd_mode,
+                                   bool(recipe.nesterov))
+    if getattr(R, "eta_free", False) and recipe_needs_eta(recipe):
+        raise ValueError(f"{mode} weight decay puts 1 - eta*rho*omega into the weights: it needs a ring with eta")
+    rhos = [recipe.rho(s, steps) for s in range(steps)]
+    if not all(isinstance(r, Fraction) for r in rhos):
+        raise ValueError("the schedule has irrational rates for this number of steps")
+    one, zero, eta = R.one, R.zero, R.eta
+
+    def comb(x: dict, y: dict, fx, fy) -> dict:  # fx·x + fy·y on coefficient dicts
+        out = {}
+        for key in list(x) + [k for k in y if k not in x]:
+            out[key] = fx * x.get(key, zero) + fy * y.get(key, zero)
+        return out
+
+    c, a = [one], [{}]
+    v: dict = {}
+    bc, oc = R.const(beta), R.const(omega)
+    for t in range(steps):
+        rho = rhos[t]
+        cur = dict(a[t])
+        cur["W"] = c[t]
+        g = {t: one}
+        if mode == "l2" and omega:
+            g = comb(g, cur, one, oc)
+        if beta:
+            v = dict(g) if t == 0 else comb(v, g, bc, one)
+            d = comb(g, v, one, bc) if nesterov else v
+        else:
+            d = g
+        step = R.const(-rho) * eta
+        if mode == "decoupled" and omega:
+            decay = one - R.const(rho * omega) * eta
+        elif mode == "independent" and omega:
+            decay = R.const(1 - omega)
+        else:
+            decay = one
+        new = comb(cur, d, decay, step)
+        c.append(new.pop("W"))
+        a.append({s: x for s, x in new.items() if x})
+    return RecipeScalars(tuple(None if not (x - one) else x for x in c), tuple(a))
+
+
+@dataclass(frozen=True)
 class ProgramResult:
     """Raw output of :func:`run_program`: ring elements, not yet converted."""
 
@@ -666,12 +741,16 @@ def run_program(
     *,
     all_losses: bool = False,
     want_loss: bool = True,
+    scalars: RecipeScalars | None = None,
 ) -> ProgramResult:
     """Run ``steps`` full-batch GD steps of the depth-``L`` linear network on evaluator ``ev``.
 
     ``h_ℓ^{(t)} = W_ℓ h_{ℓ−1}^{(t)} − η Σ_{s<t} g_ℓ^{(s)} ⟨u_ℓ^{(s)}, h_{ℓ−1}^{(t)}⟩``,
     ``g_{ℓ−1}^{(t)} = W_ℓᵀ g_ℓ^{(t)} − η Σ_{s<t} u_ℓ^{(s)} ⟨g_ℓ^{(s)}, g_ℓ^{(t)}⟩``, ``g_L^{(t)} = g_L``,
     ``u_ℓ^{(t)} = (1/m) Σ_i r_i h_{ℓ−1}^{(t)}(x_i)``, ``f^{(t)}(x) = ⟨g_L, h_L^{(t)}(x)⟩``.
+
+    With ``scalars`` (a hidden-only recipe, :func:`recipe_scalars`) ``W_ℓ`` becomes ``c_t W_ℓ`` and
+    ``−η`` becomes ``a_{t,s}``; None runs plain GD exactly as before.
     """
     L = depth
     R = ev.R
@@ -681,14 +760,22 @@ def run_program(
     losses = []
     f = r = None
     for t in range(steps + 1):
+        if scalars is None:
+            ct, coefs = None, [minus_eta] * t
+        else:
+            ct, coefs = scalars.c[t], [scalars.a[t].get(s) for s in range(t)]
         h = ev.h0()
         hs = [h]
         for layer in range(1, L + 1):
             h = apply_W(layer, hs[layer - 1])
+            if ct is not None:
+                h = {k: ct * v for k, v in h.items()}
             for s in range(t):
+                if coefs[s] is None:
+                    continue
                 q = ev.inner_batched(u_hist[s][layer], hs[layer - 1])
                 if q:
-                    h = ev.sub_outer(h, g_hist[s][layer], q, minus_eta)
+                    h = ev.sub_outer(h, g_hist[s][layer], q, coefs[s])
             hs.append(h)
         f = ev.readout(hs[L])
         r = ev.residual(f)
@@ -704,10 +791,14 @@ def run_program(
             u_t[layer] = ev.contract(hs[layer - 1], r)
             if layer > 1:
                 g = apply_WT(layer, g_t[layer])
+                if ct is not None:
+                    g = {k: ct * v for k, v in g.items()}
                 for s in range(t):
+                    if coefs[s] is None:
+                        continue
                     c = ev.inner(g_hist[s][layer], g_t[layer])
                     if c:
-                        g = ev.axpy(g, minus_eta * c, u_hist[s][layer])
+                        g = ev.axpy(g, coefs[s] * c, u_hist[s][layer])
                 g_t[layer - 1] = g
         g_hist.append(g_t)
         u_hist.append(u_t)
