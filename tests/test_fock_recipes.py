@@ -108,6 +108,35 @@ def test_one_step_identities(L):
         assert l2 == dec
 
 
+@pytest.mark.parametrize("rc", [
+    Recipe(weight_decay="0.2", wd_mode="independent"),
+    Recipe(weight_decay="0.2", wd_mode="independent", momentum="0.5", schedule="warmup:2"),
+    Recipe(weight_decay="0.3", wd_mode="independent", momentum="0.5", nesterov=True, schedule="1/2,1,3/4"),
+], ids=["independent", "independent-momentum-warmup", "independent-nesterov-list"])
+@pytest.mark.parametrize("L,t", [(1, 3), (2, 2), (2, 3), (3, 2), (3, 3)])
+def test_slope_identity_with_independent_decay(rc, L, t):
+    """The η¹ coefficient of the limit, exactly. At η = 0 independent decay leaves
+    W^{(s)} = κ_s W (κ_s = (1 − ω)^s) and f = 0, so G_ℓ(W^{(s)}) = κ_s^{L−1} G_ℓ and each layer's
+    ⟨G_ℓ, G_ℓ⟩ is μ_1: c_1 = −L μ_1 κ_t^{L−1} Σ_s (1 − ω)^{t−1−s} ρ_s Σ_{j≤s} w_{s,j} κ_j^{L−1}, with
+    w_{s,j} = β^{s−j} (heavy ball), + [j = s] for Nesterov's g + βv with every β^{s−j} one power higher.
+    The powers of κ check the decay factor c_t on both the forward and the backward pass."""
+    data = _data()
+    q, beta = 1 - rc.weight_decay, rc.momentum
+    kap = [q**s for s in range(t + 1)]
+    total = Fraction(0)
+    for s in range(t):
+        if rc.nesterov:
+            w = {j: beta ** (s - j + 1) for j in range(s + 1)}
+            w[s] += 1
+        else:
+            w = {j: beta ** (s - j) for j in range(s + 1)}
+        total += q ** (t - 1 - s) * rc.rho(s, t) * sum(w[j] * kap[j] ** (L - 1) for j in w)
+    mus = data_moments(data, t).mus
+    c = derive(L, t, data=data, recipe=rc).loss_coefficients
+    assert c[0] == mus[0] / 2
+    assert c[1] == -L * mus[1] * kap[t] ** (L - 1) * total
+
+
 # ------------------------------------------------------------------ L = 1 by hand: kernel GD with decay
 def _poly_mul(p, q):
     out = [Fraction(0)] * (len(p) + len(q) - 1)
