@@ -23,6 +23,10 @@ Training recipes that train the hidden layers only (docs/theory.md §7) keep thi
 hidden matrix is ``W_ℓ^{(t)} = c_t W_ℓ + Σ_{s<t} a_{t,s} b_ℓ^{(s)} u_ℓ^{(s)ᵀ}`` with data-independent
 scalar polynomials c_t (the decay) and a_{t,s} (step sizes, schedule, momentum), so the same words
 appear, weighted by a_{t,s} instead of −λη and by powers of c_t (:meth:`LossEngine._run_recipe`).
+Recipes that also train the input layer W_0 or the readout V (rates λ_in, λ, λ_V, so c and a per
+layer type) treat W_0 and Vᵀ as layers 0 and L + 1 of the same recursion: the readout gradient is a
+forward word, the input gradient ``b_0 ξᵀ`` acts on the data through ``X ξ`` only
+(:meth:`LossEngine._run_io`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from polyloss import _tpoly as tp
 from polyloss._backend import namespace_of, to_host
 from polyloss.data import Dataset
 from polyloss.errors import DataError, SpecError, invalid
-from polyloss.recipe import Recipe
+from polyloss.recipe import Recipe, recipe_loss_degree
 from polyloss.spec import Parametrization
 from polyloss.weights import Weights
 
@@ -140,8 +144,9 @@ class LossEngine:
       recipe: a :class:`~polyloss.recipe.Recipe` (docs/theory.md §7), or None. None and every plain
         recipe (``Recipe.is_plain_for(param)``) run today's code, bit for bit. Hidden-only recipes
         (schedule, l2/decoupled/independent weight decay, heavy-ball or Nesterov momentum, another
-        hidden exponent) are exact like plain GD, certifiable too; recipes training the input or
-        readout layer raise a one-line SpecError (not yet supported, issue 11).
+        hidden exponent) are exact like plain GD, certifiable too; so are recipes that train the
+        input and/or readout layer (per-layer rates from ``recipe.lr_multipliers``; dense or lazy
+        hidden layers). A custom (α, γ) with W_0 or V trained needs explicit ``lr_exponents``.
 
     Example:
       >>> from polyloss.data import linear_teacher
@@ -171,8 +176,10 @@ class LossEngine:
         self.width = weights.width
         self.m = data.m
         self.lam = param.lr_multiplier(self.width)
-        if self.recipe is not None:  # the recipe's hidden rate (equal to λ unless its exponents say otherwise)
-            self.lam = self.recipe.lr_multipliers(self.width, param)["hidden"]
+        self.lams = {}
+        if self.recipe is not None:  # the recipe's rates (the hidden one equal to λ unless its exponents say otherwise)
+            self.lams = self.recipe.lr_multipliers(self.width, param)
+            self.lam = self.lams.get("hidden", self.lam)
         X = xp.asarray(data.X)
         self._X = X
         self.y = xp.asarray(data.y)
@@ -195,7 +202,7 @@ class LossEngine:
         sampled layers cannot be certified (the bounds stay None).
         """
         steps = self._check_recipe_steps(_check_steps(steps))
-        full = loss_degree(self.depth, steps)  # = recipe_loss_degree for every hidden-only recipe
+        full = self._loss_degree(steps)  # = loss_degree(L, t) for plain GD and every hidden-only recipe
         if degree is None:
             K = full
         else:
@@ -213,9 +220,9 @@ class LossEngine:
         losses = tuple(to_host(l[:, 0]) for l in losses)
         fs = tuple(np.ascontiguousarray(to_host(f[:, 0, :]).T) for f in fs)
         if self.recipe is not None:  # a cancelled top coefficient still has its place (degree = recipe_loss_degree)
-            kf = min(K, f_degree(self.depth, steps))
-            losses = tuple(_pad(l, min(K, loss_degree(self.depth, s))) for s, l in zip(range(steps + 1), losses))
-            fs = tuple(_pad(f, min(K, f_degree(self.depth, s))) for s, f in zip(range(steps + 1), fs))
+            kf = min(K, self._loss_degree(steps) // 2)
+            losses = tuple(_pad(l, min(K, self._loss_degree(s))) for s, l in zip(range(steps + 1), losses))
+            fs = tuple(_pad(f, min(K, self._loss_degree(s) // 2)) for s, f in zip(range(steps + 1), fs))
             loss_err = None if loss_err is None else _pad(loss_err, K)
             f_err = None if f_err is None else _pad(f_err, kf)
         return LossPolynomial(losses[-1], fs[-1], losses, fs, steps, K, full, loss_err, f_err)
@@ -294,6 +301,12 @@ class LossEngine:
         """𝓛^{(t)}(η) at each η (stable; see :meth:`taylor`)."""
         return self.taylor(etas, steps, order=0)[:, 0]
 
+    def _loss_degree(self, steps: int) -> int:
+        """Degree of 𝓛^{(t)}: ``recipe_loss_degree`` (2k·D_t, k trained matrices; 2L·D_t for plain GD)."""
+        if self.recipe is None:
+            return loss_degree(self.depth, steps)
+        return recipe_loss_degree(self.depth, steps, self.recipe)
+
     def _check_recipe_steps(self, steps: int) -> int:
         return steps if self.recipe is None else self.recipe.check_steps(steps)
 
@@ -312,6 +325,9 @@ class LossEngine:
         L, m = self.depth, self.m
         A_ = _FloatOps(self, K, eta0) if ops is None else ops
         if self.recipe is not None:
+            if self.recipe.trained != frozenset({"hidden"}):  # trained input and/or readout
+                coefs = {k: _recipe_coefficients(self.recipe, steps, A_, lam) for k, lam in self.lams.items()}
+                return self._run_io(steps, A_, final_only, coefs)
             cw, aw = _recipe_coefficients(self.recipe, steps, A_, self.lam)
             return self._run_recipe(steps, A_, final_only, cw, aw)
         H = A_.H
@@ -443,6 +459,122 @@ class LossEngine:
                         Q[(j, s, j2, t)] = A_.vdot(u[(j, s)], P[(j - 1, j2, t)])
         return losses, fs
 
+    def _run_io(self, steps: int, A_, final_only: bool, coefs):
+        """:meth:`_run` for a recipe that trains the input and/or readout layer (docs/theory.md §7).
+
+        Index the layers j = 0 (W_0: inputs → space 0), 1..L (hidden), L + 1 (the readout Vᵀ: space
+        L → outputs), with h_{−1}(x) = x and the backward vector b_{L+1} = 1. Then every gradient is
+        ``G_j = b_j u_jᵀ``, ``u_j = (1/m) Σ_i r_i h_{j−1}(x_i)`` — for the readout ``u_{L+1} = ∂𝓛/∂V`` (a
+        forward word), for the input ``u_0 = ξ = Xᵀr/m`` (data space) — and every trained layer is
+        ``W_j^{(t)} = c_j W_j + Σ_{s<t} a_{j,s} b_j^{(s)} u_j^{(s)ᵀ}`` with scalar polynomials c, a of its
+        layer type (``coefs[type] = (cw, aw)``, rates λ_in, λ, λ_V). Unrolled, with ``C(i..ℓ) = Π c``:
+
+          h_ℓ^{(t)}(x) = C(0..ℓ) h_ℓ(x) + Σ_{j≤ℓ trained, s<t} C(j+1..ℓ) P_{ℓ,j,s} k_{j,s}(x),
+          k_{j,s}(x) = a_{j,s} ⟨u_j^{(s)}, h_{j−1}^{(t)}(x)⟩,
+
+        with data-independent words ``P_{ℓ,j,s} = W_ℓ⋯W_{j+1} b_j^{(s)}`` (initial matrices) and
+        ``P_{L+1,j,s} = Vᵀ P_{L,j,s}``, ``P_{L+1,L+1,s} = 1``. So f^{(t)} needs only the cached inner
+        products ``A_{j,s} = H_{j−1} u_j^{(s)}`` (H_{−1} = X: ξᵀx_i through the data alone),
+        ``Q = ⟨u_j^{(s)}, P_{j−1,j2,s2}⟩`` and ``R = ⟨V, P_{L,j,s}⟩``; the backward pass starts from
+        ``b_L^{(t)} = V^{(t)} = c_V V + Σ_s a_{V,s} u_{L+1}^{(s)}`` (V and forward words), and hidden
+        layers are reached only through ``forward``/``backward`` (lazy layers work unchanged).
+        """
+        L, m, Lp = self.depth, self.m, self.depth + 1
+        kind = {0: "input", Lp: "readout", **{j: "hidden" for j in range(1, L + 1)}}
+        trained = [j for j in range(L + 2) if kind[j] in coefs]
+        low = [j for j in trained if j <= L]  # layers whose gradients need backward vectors b_j
+        b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
+        losses, fs = [], []
+        Vc = A_.const_V()
+
+        def add(x, y):
+            return y if x is None else x if y is None else A_.add(x, y)
+
+        def sc(c, p):  # scalar polynomial c (None: 1) times polynomial vector p (None: 0)
+            return p if c is None or p is None else A_.mul(A_.col(c), p)
+
+        for t in range(steps + 1):
+            cl = [coefs[kind[j]][0][t] if kind[j] in coefs else None for j in range(L + 2)]
+            memo = {}
+
+            def C(lo, hi):  # Π_{i=lo..hi} c_i (None: exactly 1)
+                if (lo, hi) not in memo:
+                    if hi < lo:
+                        memo[(lo, hi)] = None
+                    else:
+                        prev, ci = C(lo, hi - 1), cl[hi]
+                        memo[(lo, hi)] = prev if ci is None else ci if prev is None else A_.mul(prev, ci)
+                return memo[(lo, hi)]
+
+            def a(j, s):
+                return coefs[kind[j]][1][t][s]
+
+            k = {}
+            for j in trained:
+                for s in range(t):
+                    acc = sc(C(0, j - 1), A[(j, s)])
+                    for j2 in trained:
+                        if j2 >= j:
+                            break
+                        part = None
+                        for s2 in range(t):
+                            part = add(part, A_.mul(A_.col(Q[(j, s, j2, s2)]), k[(j2, s2)]))
+                        acc = add(acc, sc(C(j2 + 1, j - 1), part))
+                    k[(j, s)] = A_.mul(A_.col(a(j, s)), acc)
+            f = sc(C(0, Lp), A_.const_f0())
+            for j in trained:
+                part = None
+                for s in range(t):
+                    part = add(part, k[(j, s)] if j == Lp else A_.mul(A_.col(R[(j, s)]), k[(j, s)]))
+                f = add(f, sc(C(j + 1, Lp), part))
+            r = A_.minus_y(f)
+            if not final_only or t == steps:
+                losses.append(A_.div(A_.vdot(r, r), 2 * m))
+                fs.append(f)
+            if t == steps:
+                break
+            # gradient factors at step t: u_j = (1/m) Σ_i r_i h_{j−1}^{(t)}(x_i)
+            kr = {key: A_.vdot(kv, r) for key, kv in k.items() if key[0] < Lp}
+            for j in trained:
+                uj = sc(C(0, j - 1), A_.data(r, j - 1, transpose=False))
+                for j2 in trained:
+                    if j2 >= j:
+                        break
+                    part = None
+                    for s2 in range(t):
+                        part = add(part, A_.mul(P[(j - 1, j2, s2)], A_.col(kr[(j2, s2)])))
+                    uj = add(uj, sc(C(j2 + 1, j - 1), part))
+                u[(j, t)] = A_.div(uj, m)
+            if low:  # backward vectors at step t, from b_L = V^{(t)}
+                bl = sc(cl[Lp], Vc)
+                if kind[Lp] in coefs:
+                    for s in range(t):
+                        bl = add(bl, A_.mul(u[(Lp, s)], A_.col(a(Lp, s))))
+                b[(L, t)] = bl
+                for l in range(L, low[0], -1):
+                    nb = sc(cl[l], A_.layer(b[(l, t)], l - 1, backward=True))
+                    if kind[l] in coefs:
+                        for s in range(t):
+                            g = A_.mul(a(l, s), A_.vdot(b[(l, s)], b[(l, t)]))
+                            nb = add(nb, A_.mul(u[(l, s)], A_.col(g)))
+                    b[(l - 1, t)] = nb
+                for j in low:
+                    P[(j, j, t)] = b[(j, t)]
+                    for l in range(j + 1, L + 1):
+                        P[(l, j, t)] = A_.layer(P[(l - 1, j, t)], l - 1, backward=False)
+                    R[(j, t)] = A_.vdot(Vc, P[(L, j, t)])
+            # cached inner products involving the new step
+            for j in trained:
+                A[(j, t)] = A_.data(u[(j, t)], j - 1, transpose=True)
+                for j2 in trained:
+                    if j2 >= j:
+                        break
+                    for s2 in range(t + 1):
+                        Q[(j, t, j2, s2)] = A_.vdot(u[(j, t)], P[(j - 1, j2, s2)])
+                    for s in range(t):
+                        Q[(j, s, j2, t)] = A_.vdot(u[(j, s)], P[(j - 1, j2, t)])
+        return losses, fs
+
 
 def _engine_recipe(recipe, param):
     """The recipe the engine runs: None for plain GD (today's code path, bit for bit), the recipe
@@ -453,9 +585,7 @@ def _engine_recipe(recipe, param):
         raise invalid("recipe", recipe, "None or a polyloss.recipe.Recipe")
     if recipe.is_plain_for(param):
         return None
-    if recipe.trained != frozenset({"hidden"}):
-        raise SpecError(f"`recipe` trains {'+'.join(recipe.trained_layers)}: training the input or readout layer is "
-                        f"not supported by the engine yet (issue 11); train 'hidden' only")
+    recipe.lr_multipliers(1, param)  # a custom parametrization needs explicit input/readout exponents: one-line error now
     return recipe
 
 
@@ -534,6 +664,7 @@ class _FloatOps:
     def __init__(self, engine: "LossEngine", K: int, eta0):
         self.xp, self.K, self.eta0, self.lam, self.y = engine.xp, K, eta0, engine.lam, engine.y
         self.H, self.layers, self.V, self.f0 = engine.H, engine.layers, engine.weights.V, engine.f0
+        self.X = getattr(engine, "_X", None)  # the inputs (absent in polynomial_arb's plain-GD copy)
         self.G = 1 if eta0 is None else int(eta0.shape[0])
 
     def const_V(self):
@@ -575,8 +706,9 @@ class _FloatOps:
     def div(a, m):
         return a / m
 
-    def data(self, p, j: int, transpose: bool):  # rows ↦ rows · H_j (or · H_jᵀ)
-        M = self.H[j].T if transpose else self.H[j]
+    def data(self, p, j: int, transpose: bool):  # rows ↦ rows · H_j (or · H_jᵀ); j = −1: the inputs X
+        Hj = self.X if j < 0 else self.H[j]
+        M = Hj.T if transpose else Hj
         return LossEngine._apply(p, lambda Z: Z @ M)
 
     def layer(self, p, idx: int, backward: bool):
@@ -710,6 +842,9 @@ class _BoundOps(_FloatOps):
 
     def data(self, p, j: int, transpose: bool):
         v = super().data(p.v, j, transpose)
+        if j < 0:  # the inputs X, exact
+            M = self.X.T if transpose else self.X
+            return self._matmul(p, v, self.xp.abs(M), None, M.shape[0])
         M, eM = (self.H[j].T, self.eH[j].T) if transpose else (self.H[j], self.eH[j])
         return self._matmul(p, v, self.xp.abs(M), eM, M.shape[0])
 

@@ -11,6 +11,7 @@ from polyloss.engine import LossEngine
 from polyloss.errors import SpecError
 from polyloss.gd_recipe import recipe_losses, train
 from polyloss.recipe import Recipe, recipe_loss_degree
+from polyloss.spec import Parametrization
 from polyloss.weights import Weights
 from tests.conftest import make_net
 from tests.test_recipe import ETA
@@ -254,10 +255,12 @@ def _one_line(exc):
 
 
 @pytest.mark.parametrize("trained", ["input,hidden", "hidden,readout", "readout", "input"])
-def test_trained_input_or_readout_is_refused(small_data, trained):
-    w, p = make_net(2, 8, small_data)
-    with pytest.raises(SpecError, match=r"not supported by the engine yet \(issue 11\)") as exc:
-        LossEngine(w, small_data, p, recipe=Recipe(trained=trained))
+def test_trained_input_or_readout_needs_its_rate(small_data, trained):
+    """Training W_0 or V is supported (tests/test_engine_trained_io.py); under a custom (α, γ) without
+    explicit lr_exponents their rates are undefined, a one-line error at construction."""
+    w, _ = make_net(2, 8, small_data)
+    with pytest.raises(SpecError, match="lr_exponents") as exc:
+        LossEngine(w, small_data, Parametrization.parse("0.5,0"), recipe=Recipe(trained=trained))
     _one_line(exc)
 
 
