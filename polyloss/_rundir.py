@@ -223,14 +223,18 @@ def _prepare_dir(run_dir: str) -> None:
     os.makedirs(run_dir, exist_ok=True)
 
 
-def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), required=()) -> tuple[dict, list[dict]]:
+def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), required=(),
+             defaults=None) -> tuple[dict, list[dict]]:
     """Create or resume a run directory; return (config as written, existing records).
 
     The caller must hold the directory's :class:`RunLock` (see :func:`run_session`). On resume
     every key in ``match_keys`` must equal the stored value; keys in ``grow_keys`` (lists or ints:
     widths, samples, seeds) are merged (union / max) so a run can be extended — the caller then
     computes every unit of the *merged* config, so run.json never claims records it lacks.
+    ``defaults`` ({key: value}): match keys that an older run.json may lack, and the value their
+    absence means (e.g. the plain training recipe); such a run resumes when the value matches.
     """
+    defaults = dict(defaults or {})
     run_dir = os.fspath(run_dir)
     cfg_path = os.path.join(run_dir, CONFIG)
     records: list[dict] = []
@@ -238,7 +242,10 @@ def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), requ
     if os.path.exists(cfg_path):
         if not resume:
             raise RunError(f"`out`={run_dir!r} already holds a run; pass --resume to continue it or choose another directory")
-        old = load_config(run_dir, config["schema"], required=tuple(match_keys) + tuple(grow_keys))
+        old = load_config(run_dir, config["schema"],
+                          required=tuple(k for k in match_keys if k not in defaults) + tuple(grow_keys))
+        for key, value in defaults.items():
+            old.setdefault(key, value)
         for key in match_keys:
             if old.get(key) != config.get(key):
                 raise RunError(
@@ -264,14 +271,14 @@ def open_run(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), requ
 
 
 @contextmanager
-def run_session(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), required=()):
+def run_session(run_dir, config: dict, match_keys, resume: bool, grow_keys=(), required=(), defaults=None):
     """Lock ``run_dir``, open (create or resume) the run, and yield ``(config, records, writer)``;
     the lock is held until the block ends, so a second process on the directory fails at once."""
     run_dir = os.fspath(run_dir)
     _prepare_dir(run_dir)
     lock = RunLock(run_dir)
     try:
-        config, records = open_run(run_dir, config, match_keys, resume, grow_keys, required)
+        config, records = open_run(run_dir, config, match_keys, resume, grow_keys, required, defaults)
         with RecordWriter(run_dir) as writer:
             yield config, records, writer
     finally:

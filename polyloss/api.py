@@ -15,7 +15,10 @@ the value and what is valid. The same forms are accepted everywhere:
 * ``data``: a :class:`~polyloss.data.Dataset`, a path to an NPZ/CSV file, a pair ``(X, y)`` or a
   mapping with ``'X'`` and ``'y'``;
 * ``weights`` (``poly``): a :class:`~polyloss.weights.Weights` or a path to an NPZ file;
-* paths: ``str`` or ``os.PathLike``.
+* paths: ``str`` or ``os.PathLike``;
+* ``recipe`` (``poly``, ``sample``, ``sweep``): a :class:`~polyloss.recipe.Recipe`, a dict as
+  :meth:`~polyloss.recipe.Recipe.to_dict` writes, or None for the plain recipe (GD on the hidden
+  layers at a constant rate).
 
 Requests whose estimated memory or time is absurd are refused up front (:mod:`polyloss._budget`).
 """
@@ -101,8 +104,15 @@ def _choice(name: str, value, choices) -> str:
     return value
 
 
+def as_recipe(recipe):
+    """Any accepted form of a training recipe as a :class:`~polyloss.recipe.Recipe` (None: plain)."""
+    from polyloss.poly import as_recipe as _as_recipe
+
+    return _as_recipe(recipe)
+
+
 def poly(weights, data, param="mup", steps: int = 1, degree: int | None = None, window: float | None = None,
-         n_grid: int = 96, **options):
+         n_grid: int = 96, recipe=None, **options):
     """The exact loss polynomial of one network after ``steps`` GD steps, η_n and the local minima
     (:func:`polyloss.poly.exact_polynomial`; ``options``: ``certify``, ``eval_etas``)."""
     from polyloss.poly import exact_polynomial
@@ -110,22 +120,24 @@ def poly(weights, data, param="mup", steps: int = 1, degree: int | None = None, 
     ds = as_dataset(data)
     p = as_param(param)
     steps = _int("steps", steps, 1)
+    recipe = as_recipe(recipe)
+    recipe.check_steps(steps)
     if degree is not None:
         degree = _int("degree", degree, 0)
     window = _window(window)
     n_grid = _int("n_grid", n_grid, 8, 100_000)
     w = _as_weights(weights, ds.d)
-    return exact_polynomial(w, ds, p, steps, degree, window, n_grid=n_grid, **options)
+    return exact_polynomial(w, ds, p, steps, degree, window, n_grid=n_grid, recipe=recipe, **options)
 
 
 def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_description: dict | None = None,
            window: float | None = None, backend: str = "numpy", resume: bool = False, progress: bool = True,
-           n_grid: int = 96, sampler: str = "auto"):
+           n_grid: int = 96, sampler: str = "auto", recipe=None):
     """Sample networks per width into a run directory (:func:`polyloss.sampling.run_sample`).
 
     ``sampling``: a :class:`~polyloss.spec.SamplingSpec` or a mapping ``{widths, samples, seed}``;
     ``training``: a :class:`~polyloss.spec.TrainingSpec`, a mapping ``{steps, degree}`` or the
-    number of steps.
+    number of steps; ``recipe``: the training recipe (see the module docstring).
     """
     from polyloss._budget import check_sample
     from polyloss._paths import check_out_dir
@@ -147,6 +159,9 @@ def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_d
     if sampling.seed >= 2**63:
         raise invalid("seed", sampling.seed, "an integer >= 0 and < 2^63")
     p = as_param(param)
+    recipe = as_recipe(recipe)
+    recipe.check_steps(training.steps)
+    recipe.resolve_lr_exponents(p)  # an input/readout rate must be defined
     ds = as_dataset(data)
     if data_description is None:
         data_description = {"kind": "array", "source": ds.source, "m": ds.m, "d": ds.d}
@@ -160,7 +175,7 @@ def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_d
     check_sample(depth, sampling.widths, sampling.samples, training.steps, training.degree, ds.m, ds.d, sampler)
     return run_sample(out_dir, depth=depth, sampling=sampling, training=training, param=p, data=ds,
                       data_description=dict(data_description), window=window, backend=backend, resume=resume,
-                      progress=progress, n_grid=n_grid, sampler=sampler)
+                      progress=progress, n_grid=n_grid, sampler=sampler, recipe=recipe)
 
 
 def derive(depth: int, steps: int, data=None, param="mup", window=None, **options):
@@ -181,12 +196,12 @@ def _is_exact_pair(data) -> bool:
     return isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (list, tuple))
 
 
-def sweep(out_dir, *, data, **kwargs):
+def sweep(out_dir, *, data, recipe=None, **kwargs):
     """Learning-rate sweeps by actual training (:func:`polyloss.sweep.run_sweep`); ``data`` in any
-    accepted form, ``param`` in any accepted form."""
+    accepted form, ``param`` in any accepted form, ``recipe`` as in the module docstring."""
     from polyloss.sweep import run_sweep
 
-    return run_sweep(_path("out", out_dir), data=as_dataset(data), **kwargs)
+    return run_sweep(_path("out", out_dir), data=as_dataset(data), recipe=as_recipe(recipe), **kwargs)
 
 
 def compare(run_dir, derivation="auto", *, level: float = 0.05, n_coeffs: int = 4, limit=None):

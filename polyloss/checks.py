@@ -410,6 +410,18 @@ def _claim_figures(doc, v) -> None:
         doc.fig(f"fig_{v.claim.id}", fig, f"{v.claim.id}: RMS over seeds vs width, fitted slopes with 95% CIs", data)
 
 
+def verdict_recipe(v) -> str:
+    """The training recipe of a verdict's networks, one line (:meth:`polyloss.recipe.Recipe.describe`): the
+    ``recipe`` its numbers record (a ``Recipe.to_dict()`` dict), else plain GD — every claim suite trains
+    the hidden layers at a constant rate unless it records otherwise."""
+    from polyloss.recipe import Recipe
+
+    try:
+        return Recipe.from_dict((v.numbers or {}).get("recipe")).describe()
+    except Exception:  # noqa: BLE001 - a malformed record is shown, not fatal
+        return f"unreadable recipe {str((v.numbers or {}).get('recipe'))[:60]}"
+
+
 def verdict_report(verdicts, out_dir) -> None:
     """verify.html / verify.md / verify.json: one section per claim, a summary table first."""
     from polyloss.report import _Doc, _table, _write_named
@@ -430,8 +442,10 @@ def verdict_report(verdicts, out_dir) -> None:
         doc.p(f"**Statistic.** {v.claim.statistic}")
         doc.p(f"**Decision rule.** {v.claim.tolerance}")
         doc.p(f"**Result.** {v.summary}")
+        doc.p(f"**Training recipe.** {verdict_recipe(v)}")
         doc.p(f"Mode {v.mode}; widths {v.widths}; {v.seeds.get('per_width')} seeds per width from root seed "
               f"{v.seeds.get('root')} ({v.seeds.get('scheme')}); runtime {v.runtime_s:.1f} s.")
         _claim_figures(doc, v)
-    numbers = {"schema": "polyloss.verify/1", "broken_setup": banner, "verdicts": [v.to_json() for v in verdicts]}
+    numbers = {"schema": "polyloss.verify/1", "broken_setup": banner, "verdicts": [v.to_json() for v in verdicts],
+               "recipes": {v.claim.id: verdict_recipe(v) for v in verdicts}}
     _write_named(doc, numbers, "verify")

@@ -122,9 +122,29 @@ def read_derivation(path) -> dict:
     return doc
 
 
+def run_recipe(cfg: dict):
+    """The training recipe of a run's config (run.json without ``recipe``: the plain recipe)."""
+    from polyloss.recipe import Recipe
+
+    return Recipe.from_dict(cfg.get("recipe"))
+
+
+def check_plain_recipe(cfg: dict, run_dir) -> None:
+    """Refuse (one line) a run whose recipe is not plain GD: its exact limit does not exist yet."""
+    from polyloss.spec import Parametrization
+
+    recipe = run_recipe(cfg)
+    p = cfg["param"]
+    param = Parametrization.custom(Fraction(p["alpha"]), Fraction(p["gamma"]))
+    if not recipe.is_plain_for(param):
+        raise RunError(f"run {os.fspath(run_dir)!r} used the training recipe '{recipe.describe()}': the exact limit for "
+                       "recipes is not implemented yet (issue 11), so it cannot be compared with one")
+
+
 def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
     """The exact μP limit for a run: derived now on the run's data (``"auto"``) or read from a file."""
     cfg = run.config
+    check_plain_recipe(cfg, run.path)
     if cfg["param"]["name"] != "mup":
         raise RunError(f"compare needs a muP run (the limit is deterministic only under muP); this run used "
                        f"param={cfg['param']['name']!r}: use `polyloss report` for its scaling fits")
@@ -188,6 +208,7 @@ class Comparison:
     n_comparisons: int
     limit: Limit
     per_seed: dict  # quantity -> {width: per-seed values}, for rate fits
+    recipe: str = "plain GD (hidden layers, constant rate)"  # Recipe.describe() of the run
 
     @property
     def consistent(self) -> bool:
@@ -211,6 +232,7 @@ class Comparison:
         return {
             "schema": "polyloss.compare/1",
             "run": self.run,
+            "recipe": self.recipe,
             "level": self.level,
             "n_comparisons": self.n_comparisons,
             "bonferroni_level": self.level / max(self.n_comparisons, 1),
@@ -257,6 +279,7 @@ def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs:
     if not (0 < level < 1):
         raise RunError(f"`level`={level!r} is invalid: must be in (0, 1)")
     run = load_run(run_dir)
+    check_plain_recipe(run.config, run_dir)
     if not run.records:
         raise RunError(f"run {os.fspath(run_dir)!r} has no finished records yet")
     thin = sorted(n for n, recs in run.by_width().items() if len(recs) < 2)
@@ -292,4 +315,4 @@ def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs:
     rows = [_row(n, q, vals, lmt, level / N, b, sh) for q, n, vals, lmt, b, sh in items]
     order = {q: i for i, q in enumerate(per_seed)}
     rows.sort(key=lambda r: (r.width, order.get(r.quantity, len(order)), -1 if r.basin is None else r.basin))
-    return Comparison(os.fspath(run_dir), tuple(rows), level, N, lim, per_seed)
+    return Comparison(os.fspath(run_dir), tuple(rows), level, N, lim, per_seed, run_recipe(run.config).describe())

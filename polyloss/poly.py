@@ -1,9 +1,11 @@
 """One network, one data set: its exact loss polynomial, η_n and local minima (``polyloss poly``).
 
-JSON schema ``polyloss.poly/2`` (see :meth:`PolyResult.to_json`); strict JSON, never NaN/Infinity
+JSON schema ``polyloss.poly/3`` (see :meth:`PolyResult.to_json`); strict JSON, never NaN/Infinity
 (written with :mod:`polyloss._jsonsafe`):
 
 ``schema``, ``depth``, ``width``, ``input_dim``, ``m``, ``steps``, ``param`` ({name, alpha, gamma}),
+``recipe`` (the training recipe, :meth:`polyloss.recipe.Recipe.to_dict`: trained, lr_exponents,
+schedule, weight_decay, wd_mode, momentum, nesterov; exact numbers as strings),
 ``observed_alpha`` (−log(‖V‖²/n)/log n of the given V: the readout exponent α is *not used* with
 given weights, only γ is; a mismatch with ``param.alpha`` is warned about on the CLI),
 ``degree`` (truncation K), ``full_degree``, ``truncated``,
@@ -24,6 +26,9 @@ searched), ``requested_window`` (the window asked for when it had to be shrunk b
 diverges inside it, else ``null``), ``eval`` (list of {eta, loss, diverged}: the stable loss at the
 requested learning rates; ``loss`` ``null`` where GD overflows).
 
+Changes from ``polyloss.poly/2``: the ``recipe`` block (``full_degree`` is the recipe's degree,
+:func:`polyloss.recipe.recipe_loss_degree`).
+
 Changes from ``polyloss.poly/1``: coefficient errors and ``coefficient_accuracy``, ``null`` instead of
 NaN/Infinity, ``minima_certified``, ``requested_window``, ``observed_alpha``, ``eval``.
 """
@@ -39,12 +44,13 @@ from polyloss.data import Dataset
 from polyloss.engine import COEFF_RTOL, LossEngine, LossPolynomial, arb_seconds, loss_degree
 from polyloss.errors import invalid
 from polyloss.minimize import Minimisation, minimise
+from polyloss.recipe import PLAIN, Recipe, recipe_loss_degree
 from polyloss.spec import Parametrization
 from polyloss.weights import Weights
 
 __all__ = ["PolyResult", "exact_polynomial", "default_window", "observed_alpha", "ARB_MAX_SECONDS"]
 
-SCHEMA = "polyloss.poly/2"
+SCHEMA = "polyloss.poly/3"
 
 
 SCREEN_MAX_DEGREE = 256
@@ -67,14 +73,40 @@ def polynomial_for_minimisation(engine: LossEngine, steps: int, degree: int | No
     leading loss coefficients accurate to :data:`polyloss.engine.COEFF_RTOL`, ``poly.loss_error`` the
     bound on each (None for lazily sampled layers).
     """
-    if loss_degree(engine.depth, steps) > SCREEN_MAX_DEGREE:
+    full_degree = _engine_degree(engine, steps)
+    if full_degree > SCREEN_MAX_DEGREE:
         return engine.polynomial(steps, degree, certify=certify), None
-    full_degree = loss_degree(engine.depth, steps)
     if certify and degree is not None and degree < full_degree:  # certify only what is reported
         full = engine.polynomial(steps)
         return engine.polynomial(steps, degree, certify=True), full.loss
     full = engine.polynomial(steps, certify=certify)
     return (full if degree is None else full.truncate(degree)), full.loss
+
+
+def _engine_degree(engine: LossEngine, steps: int) -> int:
+    """The complete loss degree of ``engine``'s recipe (plain GD: :func:`loss_degree`)."""
+    recipe = getattr(engine, "recipe", None)
+    return loss_degree(engine.depth, steps) if recipe is None else recipe_loss_degree(engine.depth, steps, recipe)
+
+
+def as_recipe(recipe, name: str = "recipe") -> Recipe:
+    """A :class:`Recipe`, a dict as :meth:`Recipe.to_dict` writes, or None (the plain recipe) as a Recipe;
+    anything else is a one-line SpecError naming ``name``."""
+    from polyloss.errors import SpecError
+
+    if recipe is None:
+        return PLAIN
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        try:
+            return Recipe.from_dict(recipe)
+        except SpecError as exc:
+            msg = str(exc)
+            raise SpecError(msg if msg.startswith(f"`{name}`") else f"`{name}`: {msg}") from None
+        except TypeError:
+            raise invalid(name, recipe, "a dict as written by Recipe.to_dict()") from None
+    raise invalid(name, type(recipe).__name__, "None, a polyloss.recipe.Recipe or a dict as written by Recipe.to_dict()")
 
 
 def default_window(data: Dataset, depth: int) -> float:
@@ -125,6 +157,7 @@ class PolyResult:
     coefficient_method: str = "float64 (not certified)"
     observed_alpha: float | None = None
     evaluations: tuple = ()  # ((eta, loss or None), ...)
+    recipe: Recipe = PLAIN
 
     @property
     def accurate_terms(self) -> int | None:
@@ -155,6 +188,7 @@ class PolyResult:
             "m": self.m,
             "steps": p.steps,
             "param": self.param.to_dict(),
+            "recipe": self.recipe.to_dict(),
             "observed_alpha": self.observed_alpha,
             "degree": p.degree,
             "full_degree": p.full_degree,
@@ -243,6 +277,7 @@ def exact_polynomial(
     n_grid: int = 96,
     certify: str = "auto",
     eval_etas=None,
+    recipe=None,
 ) -> PolyResult:
     """The exact loss polynomial of one network after ``steps`` GD steps, and its minimisers.
 
@@ -256,15 +291,21 @@ def exact_polynomial(
     ``'arb'``: always (may be slow).
 
     ``eval_etas``: learning rates (> 0) at which to report the stable loss (``evaluations``).
+
+    ``recipe``: the training recipe (:class:`~polyloss.recipe.Recipe`, its ``to_dict()`` dict, or None
+    for plain GD). Non-plain recipes are not recomputed in ball arithmetic (``certify='auto'`` keeps
+    the float64 bounds; ``'arb'`` is refused by the engine).
     """
     from polyloss._budget import check_poly  # refuse absurd degrees / sizes before any work
 
+    recipe = as_recipe(recipe)
+    recipe.check_steps(steps)
     check_poly(weights.depth, weights.width, weights.input_dim, data.m, steps, degree)
     certify = _check_certify(certify)
     evals = None if eval_etas is None else check_eval_etas(eval_etas)
-    engine = LossEngine(weights, data, param)
+    engine = LossEngine(weights, data, param, recipe=recipe)
     window = default_window(data, weights.depth) if window is None else _check_window(window)
-    full_degree = loss_degree(weights.depth, steps)
+    full_degree = _engine_degree(engine, steps)
     with np.errstate(over="ignore", invalid="ignore"):
         poly = engine.polynomial(steps, degree, certify=True)
     method = ("float64 with a certified running error bound (Higham's standard model)" if poly.certified
@@ -276,7 +317,7 @@ def exact_polynomial(
     exact = None
     prec0 = _ball_precision(poly.loss if not poly.truncated else screen, window)
     secs = lambda prec: arb_seconds(weights.depth, weights.width, data.m, steps, full_degree, prec)  # noqa: E731
-    use_arb = certify == "arb" or (certify == "auto" and secs(prec0) <= ARB_MAX_SECONDS)
+    use_arb = certify == "arb" or (certify == "auto" and engine.recipe is None and secs(prec0) <= ARB_MAX_SECONDS)
     if use_arb and engine.certifiable and engine.xp is np:
         cache = {}
 
@@ -309,4 +350,4 @@ def exact_polynomial(
         vals = engine.loss_at(evals, steps)
         evaluations = tuple((float(e), float(v) if np.isfinite(v) else None) for e, v in zip(evals, vals))
     return PolyResult(poly, mn, weights.depth, weights.width, weights.input_dim, data.m, param, method,
-                      observed_alpha(weights.V), evaluations)
+                      observed_alpha(weights.V), evaluations, recipe)

@@ -116,9 +116,14 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
 
     cfg, label = run.config, _label(run)
     key = f"{label} [{os.path.basename(os.path.normpath(run.path))}]"
+    from polyloss.compare import run_recipe
+
     entry: dict = {"run": run.path, "config": {k: cfg[k] for k in ("depth", "steps", "param", "degree", "seed", "data", "window")}}
+    entry["config"]["recipe"] = run_recipe(cfg).to_dict()
+    entry["recipe"] = run_recipe(cfg).describe()
     numbers["runs"][key] = entry
     doc.h(f"Run {label} ({run.path})")
+    doc.p(f"Training recipe: {entry['recipe']}.")
     rows = summarise(run, n_coeffs)
     entry["summary"] = rows
     k = len(rows[0]["coeff_mean"]) if rows else 0

@@ -29,12 +29,15 @@ def predicted_losses(run, width: int, data) -> np.ndarray:
     from polyloss.spec import NetworkSpec
     from polyloss.weights import child_seed, sample_weights
 
+    from polyloss.compare import run_recipe
+
     cfg, param = run.config, _param(run.config)
+    recipe = run_recipe(cfg)
     out = []
     for rec in run.by_width()[width]:
         w = sample_weights(NetworkSpec(cfg["depth"], width, data.d), param, child_seed(cfg["seed"], width, rec["sample"]))
         with np.errstate(over="ignore", invalid="ignore"):
-            out.append(LossEngine(w, data, param).loss_at(run.etas, cfg["steps"]))
+            out.append(LossEngine(w, data, param, recipe=recipe).loss_at(run.etas, cfg["steps"]))
     return np.array(out)
 
 
@@ -46,7 +49,11 @@ def sweep_section(doc, path, numbers: dict) -> None:
     cfg = run.config
     name = os.path.basename(os.path.normpath(path))
     label = f"L={cfg['depth']} t={cfg['steps']} {cfg['param']['name']} {cfg['activation']}+{cfg['optimizer']}"
+    from polyloss.compare import run_recipe
+
     doc.h(f"Sweep {label} ({path})", 3)
+    recipe = run_recipe(cfg)
+    doc.p(f"Training recipe: {recipe.describe()}.")
     if not run.records:
         doc.p("*No finished records.*")
         return
@@ -63,14 +70,20 @@ def sweep_section(doc, path, numbers: dict) -> None:
         opt = run.optimum(n)
         row = {"width": n, **opt.to_dict()}
         if data is not None:
-            P = predicted_losses(run, n, data)
+            try:
+                P = predicted_losses(run, n, data)
+            except PolylossError as exc:  # e.g. a recipe the engine does not support yet
+                data, note = None, f" (no polynomial prediction: {exc})"
+        if data is not None:
             predicted[n] = np.where(np.isfinite(P).all(axis=0), P.mean(axis=0), np.nan)
             finite = np.isfinite(predicted[n])
             if finite.any():
                 row["predicted_grid_argmin"] = float(run.etas[np.nanargmin(np.where(finite, predicted[n], np.inf))])
             row["max_rel_diff_trained_vs_polynomial"] = float(np.nanmax(np.abs(measured[n] - predicted[n]) / np.abs(predicted[n])))
         rows.append(row)
-    numbers.setdefault("sweeps", {})[f"{label} [{name}]"] = {"config": {k: cfg[k] for k in ("depth", "steps", "activation", "optimizer", "param", "seed")},
+    numbers.setdefault("sweeps", {})[f"{label} [{name}]"] = {"config": {**{k: cfg[k] for k in ("depth", "steps", "activation", "optimizer", "param", "seed")},
+                                                                        "recipe": recipe.to_dict()},
+                                                             "recipe": recipe.describe(),
                                                              "etas": run.etas.tolist(), "per_width": rows}
     from polyloss.report import _pm, _table
 

@@ -2,7 +2,9 @@
 
 A run directory holds
 
-* ``run.json`` — schema ``polyloss.sample/1``: depth, steps, parametrization, degree, root seed,
+* ``run.json`` — schema ``polyloss.sample/1``: depth, steps, parametrization, training ``recipe``
+  (:meth:`polyloss.recipe.Recipe.to_dict`; optional: a run.json without it, written before
+  recipes existed, is the plain recipe), degree (capped at the recipe's full degree), root seed,
   data description, window, backend, sampler ('dense' | 'lazy' | 'auto', with ``lazy_min_width``),
   polyloss version, and the widths/samples asked for;
 * ``records.jsonl`` — one JSON line per (width, sample), appended and flushed as soon as that
@@ -39,11 +41,12 @@ from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, load_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine, loss_degree
-from polyloss.errors import RunError
+from polyloss.errors import RunError, SpecError
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
 from polyloss.minimize import VERSION as MINIMISER_VERSION
 from polyloss.minimize import minimise, search_grid
-from polyloss.poly import _check_window, default_window, polynomial_for_minimisation
+from polyloss.poly import _check_window, as_recipe, default_window, polynomial_for_minimisation
+from polyloss.recipe import PLAIN, recipe_loss_degree
 from polyloss.spec import NetworkSpec, Parametrization, SamplingSpec, TrainingSpec
 from polyloss.weights import child_seed
 
@@ -53,7 +56,9 @@ SCHEMA = "polyloss.sample/1"
 DEFAULT_SAMPLE_DEGREE = 8
 RECORD_FIELDS = ("width", "sample", "eta_opt", "loss_at_eta_opt", "at_edge", "local_minima", "loss_coefficients", "curve_loss")
 _MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "backend", "n_grid", "minimiser", "sampler",
-               "lazy_min_width")
+               "lazy_min_width", "recipe")
+#: Keys a run.json may lack (written before they existed), with the value that absence means.
+_DEFAULTS = {"recipe": PLAIN.to_dict()}
 
 
 def data_seed(seed: int) -> np.random.SeedSequence:
@@ -87,7 +92,14 @@ class SampleRun:
 def load_run(path) -> SampleRun:
     """Load a run directory written by :func:`run_sample`."""
     path = os.fspath(path)
-    config = load_config(path, SCHEMA, required=_MATCH_KEYS + ("widths", "samples", "m", "input_dim", "curve_etas"))
+    required = tuple(k for k in _MATCH_KEYS if k not in _DEFAULTS) + ("widths", "samples", "m", "input_dim", "curve_etas")
+    config = load_config(path, SCHEMA, required=required)
+    for key, value in _DEFAULTS.items():
+        config.setdefault(key, value)
+    try:
+        config["recipe"] = as_recipe(config["recipe"]).to_dict()
+    except SpecError as exc:
+        raise RunError(f"{os.path.join(path, 'run.json')}: {exc}; the run directory is corrupt") from None
     rec_path = os.path.join(path, RECORDS)
     recs = read_records(rec_path, required=RECORD_FIELDS)
     for r in recs:  # every record holds c_0..c_degree (the per-width averages need equal lengths)
@@ -124,16 +136,25 @@ def run_sample(
     progress: bool = True,
     n_grid: int = 96,
     sampler: str = "auto",
+    recipe=None,
 ) -> SampleRun:
     """Sample networks and append one record per (width, sample) to ``out_dir/records.jsonl``.
 
     ``training.degree`` None means :data:`DEFAULT_SAMPLE_DEGREE` (capped at the full degree).
     ``sampler``: 'dense', 'lazy' or 'auto' (lazy for n ≥ :data:`polyloss.lazy.LAZY_MIN_WIDTH`).
+    ``recipe``: the training recipe (a Recipe, its ``to_dict()`` dict, or None for plain GD).
     """
     NetworkSpec(depth, 1, data.d)  # validates depth
     resolve_sampler(sampler, 1)  # validates sampler
+    recipe = as_recipe(recipe)
+    recipe.check_steps(training.steps)
     xp = get_xp(backend)
-    full = loss_degree(depth, training.steps)
+    if not recipe.is_plain_for(param):  # refuse what the engine cannot run before the run directory exists
+        from polyloss.weights import Weights
+
+        LossEngine(Weights(np.zeros((1, data.d)), tuple(np.zeros((1, 1)) for _ in range(depth)), np.zeros(1)), data, param,
+                   recipe=recipe)
+    full = recipe_loss_degree(depth, training.steps, recipe)
     degree = min(DEFAULT_SAMPLE_DEGREE if training.degree is None else training.degree, full)
     window = default_window(data, depth) if window is None else _check_window(window)
     out_dir = os.fspath(out_dir)
@@ -143,6 +164,7 @@ def run_sample(
         "depth": depth,
         "steps": training.steps,
         "param": param.to_dict(),
+        "recipe": recipe.to_dict(),
         "degree": degree,
         "seed": sampling.seed,
         "data": data_description,
@@ -159,7 +181,7 @@ def run_sample(
         "curve_etas": search_grid(window, n_grid).tolist(),
     }
     with run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"),
-                     required=RECORD_FIELDS) as (config, old, writer):
+                     required=RECORD_FIELDS, defaults=_DEFAULTS) as (config, old, writer):
         # every width of the merged config gets the merged sample count: run.json claims no record it lacks
         done = {(r["width"], r["sample"]) for r in old}
         todo = [(n, s) for n in config["widths"] for s in range(config["samples"]) if (n, s) not in done]
@@ -170,7 +192,7 @@ def run_sample(
             weights, used = draw_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp,
                                          sampler=sampler, steps=training.steps)
             rec = {"width": n, "sample": s, "seed": {"entropy": sampling.seed, "spawn_key": [n, s]}, "sampler": used}
-            rec.update(_analyse(LossEngine(weights, data, param, xp=xp), training.steps, degree, window, n_grid))
+            rec.update(_analyse(LossEngine(weights, data, param, recipe=recipe, xp=xp), training.steps, degree, window, n_grid))
             rec["seconds"] = round(time.perf_counter() - t0, 4)
             writer.write(rec)
             bar.update()

@@ -33,6 +33,12 @@ Optimizers (hidden learning rate = η × a width multiplier):
   ε is added to √v̂ on the *effective* weights' gradient; under μP hidden gradients have small
   entries at large n, so ε = 1e-8 is not negligible there — hence the option.
 
+Training recipes (``recipe``, :mod:`polyloss.recipe`, GD only): trained layers (W_0, the hidden
+W_ℓ, V), per-layer rates ``η ρ_s λ_ℓ``, schedule, weight decay (l2/decoupled/independent) and
+(Nesterov) momentum, exactly as :func:`polyloss.gd_recipe.train`, with dense per-η weights and one
+buffer per trained matrix (:func:`_train_recipe`); with φ = ReLU the gradients carry φ' as above.
+The plain recipe runs the trainers below unchanged (bit for bit).
+
 Vectorisation: all learning rates of one network are trained together along a leading η axis,
 chunked so that one chunk fits ``memory_mb``. Step 0 is the same network for every η, so its
 forward/backward pass is done once and broadcast. Learning rates that diverge are dropped from the
@@ -55,7 +61,8 @@ JSON); :func:`load_sweep` turns ``null`` back into ``inf``.
 Run directory (:mod:`polyloss._rundir`), schema ``polyloss.sweep/1``:
 
 * ``run.json``: depth, steps, etas (the grid, sorted ascending), eta_spec, activation, optimizer,
-  param, adam ({betas, eps, exponent} or null), dtype, method, seed, data description, backend, widths,
+  param, recipe (:meth:`polyloss.recipe.Recipe.to_dict`; absent in runs written before recipes:
+  the plain recipe), adam ({betas, eps, exponent} or null), dtype, method, seed, data description, backend, widths,
   seeds, m, input_dim, polyloss_version;
 * ``records.jsonl``: one line per (width, sample) appended as soon as it is finished: ``width``,
   ``sample``, ``seed`` ({entropy, spawn_key}), ``losses`` (one list per η of the grid, the loss
@@ -92,6 +99,7 @@ from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, load_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.errors import RunError, SpecError, invalid
+from polyloss.recipe import PLAIN
 from polyloss.spec import NetworkSpec, Parametrization, parse_widths
 from polyloss.weights import Weights, child_seed, sample_weights
 
@@ -126,7 +134,10 @@ DEFAULT_MEMORY_MB = 1024.0
 #: Adam width exponent κ (hidden learning rate η · n^-κ) per preset parametrization.
 ADAM_EXPONENTS = {"mup": Fraction(1), "sp": Fraction(0), "ntp": Fraction(1, 2)}
 RECORD_FIELDS = ("width", "sample", "losses")
-_MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend")
+_MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend",
+               "recipe")
+#: Keys a run.json may lack (written before they existed), with the value that absence means.
+_DEFAULTS = {"recipe": PLAIN.to_dict()}
 #: At most this many learning rates in one grid.
 MAX_ETAS = 100_000
 _ETAS_VALID = ("'lin:START:STOP:COUNT' (0 <= START < STOP), 'log:START:STOP:COUNT' (0 < START < STOP), 2 <= COUNT <= "
@@ -423,6 +434,88 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out):
             vel = [xp.broadcast_to(a, hidden[0].shape).copy() for a in vel]
 
 
+def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out):
+    """GD on the η batch under a training recipe (:mod:`polyloss.recipe`), dense per-η weights.
+
+    ``etas`` (E,) are the base learning rates on ``xp``; ``lam`` the per-layer multipliers
+    ``{layer: λ_ℓ}`` of the trained layers. Every trained layer (W_0 (E×n×d), W_1..W_L (E×n×n),
+    V (E×n)) is updated simultaneously from the weights of step s by exactly the rules of
+    :func:`polyloss.gd_recipe.train`: ``l2`` adds ωW to the gradient, the momentum buffer
+    ``v ← βv + g`` (``v = g`` at s = 0) gives the direction ``v`` or ``g + βv`` (Nesterov), the
+    step is ``ηρ_sλ_ℓ · direction``, and ``decoupled``/``independent`` first scale W by
+    ``1 − ηρ_sω`` / ``1 − ω``. Untrained layers stay shared (leading axis 1) and are never decayed.
+    Losses (E, steps+1) go into the host array ``out`` (+inf where not finite).
+    """
+    E = int(etas.shape[0])
+    m = X.shape[0]
+    trained = recipe.trained
+    omega, beta, mode = float(recipe.weight_decay), float(recipe.momentum), recipe.wd_mode
+    nesterov = recipe.nesterov
+    # the weights with a leading η axis (size 1 while shared by every η)
+    params = {"input": W0[None], "readout": V[None]}
+    for l, W in enumerate(hidden0):
+        params[("hidden", l)] = W[None]
+    keys = ([("input", "input")] if "input" in trained else []) \
+        + ([(("hidden", l), "hidden") for l in range(len(hidden0))] if "hidden" in trained else []) \
+        + ([("readout", "readout")] if "readout" in trained else [])
+    buffers = {}
+    Lh = len(hidden0)
+    for k in range(steps + 1):
+        W0b, Vb = params["input"], params["readout"]
+        h0 = X @ W0b.transpose(0, 2, 1)  # (E or 1, m, n)
+        pre, acts = [h0], [xp.maximum(h0, 0) if relu else h0]
+        for l in range(Lh):
+            h = acts[-1] @ params[("hidden", l)].transpose(0, 2, 1)
+            pre.append(h)
+            acts.append(xp.maximum(h, 0) if relu else h)
+        f = (acts[-1] @ Vb[:, :, None])[:, :, 0]
+        r = f - y
+        loss = to_host((r[:, None, :] @ r[:, :, None])[:, 0, 0] / (2 * m)).astype(np.float64)
+        out[:, k] = np.broadcast_to(loss, (E,))
+        if k == steps:
+            return
+        # gradients at the weights of step k (all layers from the same weights)
+        rm = r / m
+        grads = {}
+        if "readout" in trained:
+            grads["readout"] = (acts[-1].transpose(0, 2, 1) @ rm[:, :, None])[:, :, 0]
+        delta = rm[:, :, None] * Vb[:, None, :]
+        if relu:
+            delta = delta * (pre[-1] > 0)
+        for l in range(Lh, 0, -1):
+            if "hidden" in trained:
+                grads[("hidden", l - 1)] = delta.transpose(0, 2, 1) @ acts[l - 1]
+            if l > 1 or "input" in trained:
+                delta = delta @ params[("hidden", l - 1)]
+                if relu:
+                    delta = delta * (pre[l - 1] > 0)
+        if "input" in trained:
+            grads["input"] = delta.transpose(0, 2, 1) @ X
+        rho = float(recipe.rho(k, steps))
+        step_all = etas * rho  # η ρ_s
+        new = {}
+        for key, kind in keys:
+            W, g = params[key], grads[key]
+            sc = step_all * lam[kind]
+            sc = sc[:, None] if W.ndim == 2 else sc[:, None, None]
+            if mode == "l2" and omega != 0:
+                g = g + W * omega
+            if beta != 0:
+                buf = g if k == 0 else buffers[key] * beta + g
+                buffers[key] = buf
+                direction = g + buf * beta if nesterov else buf
+            else:
+                direction = g
+            if mode == "decoupled" and omega != 0:
+                f_ = 1 - step_all * omega
+                W = W * (f_[:, None] if W.ndim == 2 else f_[:, None, None])
+            elif mode == "independent" and omega != 0:
+                W = W * (1 - omega)
+            new[key] = W - direction * sc
+        params.update(new)
+        del grads, new
+
+
 def sweep_network(
     weights: Weights,
     data: Dataset,
@@ -438,6 +531,7 @@ def sweep_network(
     memory_mb: float = DEFAULT_MEMORY_MB,
     method: str = "auto",
     xp=np,
+    recipe=None,
 ) -> np.ndarray:
     """Train one network at every η of ``etas``; return the losses, shape (len(etas), steps + 1), numpy float64.
 
@@ -445,7 +539,14 @@ def sweep_network(
     +inf marks divergence (module docstring). ``weights`` may live on ``xp``. ``method``:
     'dense' (per-η weight matrices; GD bit-identical to :func:`polyloss.gd.gd_train`), 'lowrank'
     (GD only, no per-η matrices) or 'auto' (:func:`choose_method`).
+
+    ``recipe``: the training recipe (a :class:`~polyloss.recipe.Recipe`, its ``to_dict()`` dict or
+    None for plain GD). A plain recipe (``is_plain_for(param)``) runs the code above unchanged; any
+    other is GD only, trained densely (``method`` 'auto' or 'dense') by :func:`_train_recipe`.
     """
+    from polyloss.poly import as_recipe
+
+    recipe = as_recipe(recipe)
     param = Parametrization.parse(param)
     etas = np.asarray(parse_etas(etas) if isinstance(etas, str) else etas, dtype=np.float64).ravel()
     if etas.size == 0 or not np.all(np.isfinite(etas)) or np.any(etas < 0):
@@ -460,7 +561,8 @@ def sweep_network(
         raise invalid("data", f"d={data.d}", f"data with d = {weights.input_dim} columns to match W0")
     n, L, m = weights.width, weights.depth, data.m
     adam = optimizer == "adam"
-    method = choose_method(method, optimizer, n, m, steps)
+    plain = _plain(recipe, param, optimizer, method, steps)
+    method = choose_method(method, optimizer, n, m, steps) if plain else "dense"
     mult = float(n) ** (-float(adam_exponent_for(param, adam_exponent))) if adam else param.lr_multiplier(n)
     dt = getattr(xp, dtype)
     cast = lambda a: xp.asarray(a, dtype=dt)  # noqa: E731
@@ -471,16 +573,40 @@ def sweep_network(
     out = np.full((etas.size, steps + 1), np.inf)
     chunk = _chunk_size(n, m, L, steps, method, adam, np.dtype(dtype).itemsize, memory_mb)
     relu = activation == "relu"
+    if not plain:
+        chunk = _chunk_size(n, m, L + 2, steps, "dense", recipe.momentum != 0, np.dtype(dtype).itemsize, memory_mb)
+        lam = recipe.lr_multipliers(n, param)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for i in range(0, etas.size, chunk):
             sl = slice(i, min(i + chunk, etas.size))
-            if method == "lowrank":
+            if not plain:
+                _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl])
+            elif method == "lowrank":
                 _train_lowrank(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, out[sl])
             else:
                 _train_chunk(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, adam, adam_eps, out[sl])
     out[~np.isfinite(out)] = np.inf
     # once diverged, stays diverged
     return np.where(np.cumsum(np.isinf(out), axis=1) > 0, np.inf, out)
+
+
+def _plain(recipe, param, optimizer: str, method: str, steps: int) -> bool:
+    """Whether ``recipe`` is plain GD for ``param`` (today's trainers, bit for bit); a non-plain recipe
+    is validated against the other options here (one-line SpecErrors)."""
+    if recipe.is_plain_for(param):
+        return True
+    recipe.check_steps(steps)
+    recipe.resolve_lr_exponents(param)  # input/readout rates must be defined for the layers trained
+    if optimizer != "gd":
+        raise SpecError(f"`recipe` ({recipe.describe()}) is invalid with optimizer={optimizer!r}: training recipes "
+                        "are implemented for optimizer 'gd' only (give the plain recipe with adam)")
+    if isinstance(method, str) and method.lower() == "lowrank":
+        raise invalid("method", method, "'auto' or 'dense' with a non-plain training recipe (recipes train densely)")
+    return False
+
+
+def _record_method(method: str, optimizer: str, n: int, m: int, steps: int, plain: bool) -> str:
+    return choose_method(method, optimizer, n, m, steps) if plain else "dense"
 
 
 # ----------------------------------------------------------------------------------------- optimum
@@ -620,7 +746,16 @@ def summarise(run: SweepRun, step: int | None = None) -> list[dict]:
 def load_sweep(path) -> SweepRun:
     """Load a run directory written by :func:`run_sweep`."""
     path = os.fspath(path)
-    config = load_config(path, SCHEMA, required=_MATCH_KEYS + ("widths", "seeds", "etas", "m", "input_dim"))
+    required = tuple(k for k in _MATCH_KEYS if k not in _DEFAULTS) + ("widths", "seeds", "etas", "m", "input_dim")
+    config = load_config(path, SCHEMA, required=required)
+    for key, value in _DEFAULTS.items():
+        config.setdefault(key, value)
+    try:
+        from polyloss.poly import as_recipe
+
+        config["recipe"] = as_recipe(config["recipe"]).to_dict()
+    except SpecError as exc:
+        raise RunError(f"{os.path.join(path, 'run.json')}: {exc}; the run directory is corrupt") from None
     recs = sorted(read_records(os.path.join(path, RECORDS), required=RECORD_FIELDS), key=lambda r: (r["width"], r["sample"]))
     cfg_path = os.path.join(path, "run.json")
     etas, steps = config["etas"], config["steps"]
@@ -668,6 +803,7 @@ def run_sweep(
     backend: str = "numpy",
     resume: bool = False,
     progress: bool = True,
+    recipe=None,
 ) -> SweepRun:
     """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
 
@@ -683,6 +819,8 @@ def run_sweep(
       dtype: 'float64' (default) or 'float32'; memory_mb: memory budget of one η chunk.
       method: 'auto' | 'dense' | 'lowrank' (see :func:`sweep_network`; 'auto' picks per width).
       backend: 'numpy' or 'cupy'; resume: continue (and possibly extend) an existing run.
+      recipe: the training recipe (a Recipe, its ``to_dict()`` dict or None for plain GD; recorded
+        in run.json, GD only, see :func:`sweep_network`).
     Returns:
       the :class:`SweepRun` of ``out_dir`` (all records, including earlier ones).
     """
@@ -710,6 +848,10 @@ def run_sweep(
     method = method.lower()
     if not isinstance(resume, bool):
         raise invalid("resume", resume, "True or False")
+    from polyloss.poly import as_recipe
+
+    recipe = as_recipe(recipe)
+    plain = _plain(recipe, param, optimizer, method, steps)
     check_sweep(depth, widths, seeds, steps, len(grid), data.m, data.d, optimizer == "adam", memory_mb)
     adam = None
     if optimizer == "adam":
@@ -728,6 +870,7 @@ def run_sweep(
         "activation": activation,
         "optimizer": optimizer,
         "param": param.to_dict(),
+        "recipe": recipe.to_dict(),
         "adam": adam,
         "dtype": dtype,
         "method": method,
@@ -740,20 +883,20 @@ def run_sweep(
         "input_dim": data.d,
     }
     with run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"),
-                     required=RECORD_FIELDS) as (config, old, writer):
+                     required=RECORD_FIELDS, defaults=_DEFAULTS) as (config, old, writer):
         # every width of the merged config gets the merged seed count: run.json claims no record it lacks
         done = {(r["width"], r["sample"]) for r in old}
         todo = [(n, s) for n in config["widths"] for s in range(config["seeds"]) if (n, s) not in done]
         desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
         bar = Progress(len(todo), desc=desc, enabled=progress,
-                       costs=[_cost(choose_method(method, optimizer, n, data.m, steps), n, data.m, steps, len(grid))
+                       costs=[_cost(_record_method(method, optimizer, n, data.m, steps, plain), n, data.m, steps, len(grid))
                               for n, _ in todo])
         for n, s in todo:
             t0 = time.perf_counter()
             weights = sample_weights(NetworkSpec(depth, n, data.d), param, child_seed(seed, n, s), xp=xp)
             losses = sweep_network(weights, data, param, grid, steps, activation=activation, optimizer=optimizer,
                                    adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
-                                   memory_mb=memory_mb, method=method, xp=xp)
+                                   memory_mb=memory_mb, method=method, xp=xp, recipe=recipe)
             final = losses[:, -1]
             best = int(np.argmin(final)) if np.isfinite(final).any() else None
             rec = {
@@ -764,7 +907,7 @@ def run_sweep(
                 "eta_best": None if best is None else float(grid[best]),
                 "loss_best": None if best is None else float(final[best]),
                 "diverged": int(np.sum(np.isinf(final))),
-                "method": choose_method(method, optimizer, n, data.m, steps),
+                "method": _record_method(method, optimizer, n, data.m, steps, plain),
                 "seconds": round(time.perf_counter() - t0, 4),
             }
             writer.write(rec)

@@ -32,7 +32,7 @@ def test_poly_json(files, capsys):
     tmp, ds, w = files
     assert main(["poly", "--data", str(tmp / "data.npz"), "--weights", str(tmp / "net.npz"), "--steps", "2", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "polyloss.poly/2"
+    assert doc["schema"] == "polyloss.poly/3"
     ref = LossEngine(w, ds, Parametrization.preset("mup")).polynomial(2)
     np.testing.assert_array_equal(doc["loss_coefficients"], ref.loss)
     assert np.array(doc["f_coefficients"]).shape == ref.f.shape

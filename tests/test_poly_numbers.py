@@ -90,7 +90,7 @@ def test_coefficient_bounds_hold_against_exact_rationals(tiny, certify):
     n_acc = p.accurate_terms(1e-6)
     assert n_acc == p.loss.size  # a small network: every coefficient certified
     doc = _strict(dumps(res.to_json()))
-    assert doc["schema"] == "polyloss.poly/2"
+    assert doc["schema"] == "polyloss.poly/3"
     assert doc["coefficient_accuracy"]["accurate_loss_coefficients"] == n_acc
 
 

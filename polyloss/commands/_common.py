@@ -92,3 +92,73 @@ def resolve_data(args, seed_seq) -> tuple[Dataset, dict]:
     kind = args.synthetic or "linear"
     ds = synthetic(kind, args.d, args.m, args.noise, seed_seq)
     return ds, {"kind": "synthetic", "teacher": kind, "d": args.d, "m": args.m, "noise": args.noise}
+
+
+RECIPE_HELP = """training recipe (docs/theory.md §7; defaults: plain GD on the hidden layers). Step s = 0..T-1
+  updates every trained layer l with rate eta*rho_s*lambda_l, lambda_l = n^-gamma_l, G = dL/dW:
+  --wd-mode l2 (coupled):      W <- W - eta*rho_s*lambda_l*(G + w*W)    (decay factor 1 - eta*rho_s*lambda_l*w)
+  --wd-mode decoupled (AdamW): W <- (1 - eta*rho_s*w)*W - eta*rho_s*lambda_l*G   (base rate, not scaled by lambda_l)
+  --wd-mode independent:       W <- (1 - w)*W - eta*rho_s*lambda_l*G    (not scaled by eta; needs w < 1)
+  --momentum B (PyTorch SGD, no dampening): with g = G (+ w*W in l2 mode) the buffer is v <- B*v + g
+  (v = g at the first step) and the direction is v, or g + B*v with --nesterov; it replaces G above,
+  the decoupled/independent decay factors stay outside the buffer. Untrained layers are never decayed."""
+
+
+def add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The training-recipe flags, the same on poly, sample, sweep and derive (:mod:`polyloss.recipe`)."""
+    import re
+
+    # '--lr-exponents -1,0,1' and '--weight-decay -1' reach the option (and its one-line check) as values
+    if hasattr(p, "_negative_number_matcher"):
+        p._negative_number_matcher = re.compile(r"^-\.?\d[\d.,/eE+-]*$")
+    g = p.add_argument_group("training recipe", RECIPE_HELP)
+    g.add_argument("--train", default="hidden", metavar="LAYERS",
+                   help="trained layers: a comma subset of input,hidden,readout (default hidden; untrained "
+                        "layers keep their initial values)")
+    g.add_argument("--lr-exponents", default=None, metavar="IN,HID,OUT",
+                   help="per-layer rates lambda_l = n^-gamma_l: three exponents such as -1,0,1, or a preset "
+                        "mup (-1,0,1), sp (0,0,0), ntp (0,1,1) (default: the parametrization's; its gamma "
+                        "for the hidden layers)")
+    g.add_argument("--weight-decay", default="0", metavar="W",
+                   help="weight decay w >= 0 (default 0), applied as --wd-mode says")
+    g.add_argument("--wd-mode", default="l2", metavar="l2|decoupled|independent",
+                   help="l2: coupled, the gradient of L + (w/2)|W|^2 at the layer's rate; decoupled: "
+                        "W <- (1 - eta*rho_s*w) W before the step (AdamW, not scaled by lambda_l); "
+                        "independent: W <- (1 - w) W (not scaled by eta, w < 1) (default l2)")
+    g.add_argument("--schedule", default="constant", metavar="SCHEDULE",
+                   help="rho_s: constant (1), warmup:K (min(1, (s+1)/K)), exp-warmup:r (1 - r^(s+1), 0<r<1), "
+                        "cosine ((1 + cos(pi s/T))/2) or a comma list rho_0,rho_1,... of >= T positive "
+                        "numbers (default constant)")
+    g.add_argument("--momentum", default="0", metavar="B",
+                   help="heavy-ball momentum B in [0, 1), PyTorch SGD semantics (default 0)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (needs --momentum > 0)")
+
+
+_RECIPE_FLAGS = {"trained": "--train", "lr_exponents": "--lr-exponents", "weight_decay": "--weight-decay",
+                 "wd_mode": "--wd-mode", "schedule": "--schedule", "momentum": "--momentum", "nesterov": "--nesterov"}
+
+
+def recipe_from_args(args, steps: int | None = None):
+    """The validated :class:`~polyloss.recipe.Recipe` of the recipe flags (checked against
+    ``steps`` when given); a bad value is a one-line SpecError naming the flag."""
+    from polyloss.recipe import Recipe
+
+    fields = {"trained": args.train, "lr_exponents": args.lr_exponents, "schedule": args.schedule,
+              "weight_decay": args.weight_decay, "wd_mode": args.wd_mode, "momentum": args.momentum,
+              "nesterov": bool(args.nesterov)}
+    try:
+        recipe = Recipe(**fields)
+        if steps is not None:
+            recipe.check_steps(steps)
+    except SpecError as exc:
+        raise SpecError(_flag_message(str(exc))) from None
+    return recipe
+
+
+def _flag_message(msg: str) -> str:
+    """'`weight_decay`=... is invalid' -> '`--weight-decay`=... is invalid' (the flag the user typed)."""
+    for field_, flag in _RECIPE_FLAGS.items():
+        for prefix in (f"`{field_}`", f"`{field_}["):
+            if msg.startswith(prefix):
+                return f"`{flag}" + msg[len(field_) + 1:]
+    return msg

@@ -58,6 +58,7 @@ def run(args) -> int:
     lim = cmp_.limit
     print(f"run {args.run} vs exact limit ({lim.source}); window (0, {lim.window:.6g}], "
           f"eta_inf in window = {lim.eta_window_min:.12g}")
+    print(f"recipe: {cmp_.recipe}")
     print(f"level {cmp_.level} family-wise, Bonferroni over {cmp_.n_comparisons}: per-test {cmp_.level / cmp_.n_comparisons:.2g}")
     print(cmp_.basin_note())
     print(f"{'width':>7} {'quantity':>8} {'mean':>14} {'s.e.':>9} {'limit':>14} {'z':>7} {'rel RMS':>9}  verdict")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyloss.commands._common import add_param, positive_int
+from polyloss.commands._common import add_param, add_recipe_options, positive_int
 from polyloss.errors import SpecError, invalid
 
 EPILOG = """examples:
@@ -50,6 +50,7 @@ def register(sub) -> None:
     p.add_argument("--max-terms", type=positive_int("max-terms"), default=400,
                    help="text/latex: stop printing coefficients after this many terms (json has all)")
     p.add_argument("--output", metavar="FILE", default=None, help="write here instead of stdout")
+    add_recipe_options(p)
     p.set_defaults(func=run)
 
 
@@ -79,6 +80,11 @@ def run(args) -> int:
 
     if args.output is not None:
         check_out_file("output", args.output)
+    from polyloss.commands._common import recipe_from_args
+
+    recipe = recipe_from_args(args, args.steps)
+    # derive runs hidden-only recipes under muP and refuses the others in one line (polyloss.derive.check_recipe)
+    recipe = None if recipe.is_plain_for(args.param) else recipe
     window = check_number("window", args.window)
     rationalize = check_number("rationalize", args.rationalize)
     if rationalize is not None and args.data is None:
@@ -99,6 +105,7 @@ def run(args) -> int:
         rationalize=rationalize,
         digits=args.digits,
         finite=args.finite,
+        **({} if recipe is None else {"recipe": recipe}),
     )
     if args.format == "json":
         text = d.to_json_str()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyloss.commands._common import add_param, positive_float, positive_int
+from polyloss.commands._common import add_param, add_recipe_options, positive_float, positive_int
 
 EPILOG = """example:
   polyloss data --synthetic linear --d 10 --m 50 --seed 1 --out data.npz
@@ -15,8 +15,10 @@ EPILOG = """example:
   data.npz holds X (m x d) and y (m,); net.npz holds the effective weights W0 (n x d),
   W1..WL (n x n) and V (n,) with f(x) = V^T W_L ... W_1 W_0 x. The parametrization only sets the
   hidden learning-rate multiplier (mup/sp: 1, ntp: 1/n); its readout exponent alpha is not used with
-  given weights (a warning says when V does not look like N(0, n^-alpha)). JSON schema: polyloss.poly/2
-  (strict JSON: null, never NaN/Infinity).
+  given weights (a warning says when V does not look like N(0, n^-alpha)). JSON schema: polyloss.poly/3
+  (strict JSON: null, never NaN/Infinity; the `recipe` block records the training recipe).
+
+  polyloss poly --data data.npz --weights net.npz --steps 2 --schedule warmup:2 --weight-decay 0.1 --wd-mode decoupled --momentum 0.5
 
   polyloss poly --data data.npz --weights net.npz --steps 3 --eval 0.5,1,2   # stable loss at given etas
 
@@ -48,7 +50,8 @@ def register(sub) -> None:
                         "ball arithmetic (slow for large n); auto (default) = arb when cheap (~10 s)")
     p.add_argument("--eval", default=None, metavar="ETAS",
                    help="also print the stable loss at these etas > 0: a comma list, lin:A:B:K or log:A:B:K")
-    p.add_argument("--json", action="store_true", help="print the polyloss.poly/2 JSON document")
+    p.add_argument("--json", action="store_true", help="print the polyloss.poly/3 JSON document")
+    add_recipe_options(p)
     p.set_defaults(func=run, _param_default=p.get_default("param"))
 
 
@@ -61,7 +64,9 @@ def run(args) -> int:
     from polyloss.data import load_data
     from polyloss.poly import alpha_consistent, check_eval_etas, exact_polynomial
     from polyloss.weights import load_weights
+    from polyloss.commands._common import recipe_from_args
 
+    recipe = recipe_from_args(args, args.steps)
     evals = None if args.eval is None else check_eval_etas(args.eval)
     data = load_data(args.data)
     weights = load_weights(args.weights, input_dim=data.d)
@@ -71,7 +76,7 @@ def run(args) -> int:
         print(f"warning: --param alpha={args.param.alpha} does not match the given V (|V|^2/n suggests alpha ~ "
               f"{observed_alpha(weights.V):.2f}); alpha is not used with given weights (only gamma is)", file=sys.stderr)
     res = exact_polynomial(weights, data, args.param, args.steps, args.degree, args.window,
-                           certify=args.certify, eval_etas=evals)
+                           certify=args.certify, eval_etas=evals, recipe=recipe)
     if args.json:
         dump(res.to_json(), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -80,6 +85,7 @@ def run(args) -> int:
     doc = res.to_json()
     acc = doc["coefficient_accuracy"]
     print(f"network: L={res.depth} n={res.width} d={res.input_dim}; data m={res.m}; param {args.param.name}; T={p.steps} steps")
+    print(f"recipe: {recipe.describe()}")
     kept = f"{p.degree} (truncated; full degree {p.full_degree})" if p.truncated else f"{p.degree} (complete)"
     print(f"loss polynomial, degree kept {kept}:")
     n_acc = acc["accurate_loss_coefficients"]

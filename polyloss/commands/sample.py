@@ -6,7 +6,8 @@ import argparse
 import math
 import sys
 
-from polyloss.commands._common import add_backend, add_data_options, add_param, positive_float, positive_int
+from polyloss.commands._common import (add_backend, add_data_options, add_param, add_recipe_options, positive_float,
+                                       positive_int)
 
 EPILOG = """example:
   polyloss sample --depth 3 --widths 64,128,256,512 --samples 16 --steps 1 \\
@@ -19,6 +20,11 @@ EPILOG = """example:
   --sampler auto (default) samples widths >= 2048 lazily (Gaussian conditioning on the vectors
   the program touches: exact in distribution, cost independent of the width), e.g. --widths
   1048576; dense and lazy draws from one seed are different networks with the same law.
+  polyloss sample --depth 2 --widths 32,64 --samples 2 --steps 2 --d 10 --m 50 \\
+      --schedule warmup:2 --weight-decay 0.1 --wd-mode independent --out results/wd
+
+  the training recipe flags (--train, --lr-exponents, --weight-decay, --wd-mode, --schedule,
+  --momentum, --nesterov) are recorded in run.json (`recipe`); --resume refuses a changed recipe.
   Limits: {limits}.
 """
 
@@ -45,29 +51,32 @@ def register(sub) -> None:
                    help="hidden-layer sampler: dense n x n matrices, lazy (Gaussian conditioning), "
                         "or auto = lazy for width >= 2048 (default)")
     add_backend(p)
+    add_recipe_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from polyloss._budget import check_sample
     from polyloss.api import sample as api_sample
-    from polyloss.commands._common import out_dir, resolve_data
+    from polyloss.commands._common import out_dir, recipe_from_args, resolve_data
     from polyloss.sampling import data_seed, summarise
     from polyloss.spec import SamplingSpec, TrainingSpec
 
     out_dir(args)
     sampling = SamplingSpec(args.widths, args.samples, args.seed)
     training = TrainingSpec(args.steps, args.degree)
+    recipe = recipe_from_args(args, training.steps)
     if args.data is None:  # refuse absurd work before drawing the data
         check_sample(args.depth, sampling.widths, sampling.samples, training.steps, training.degree, args.m, args.d,
                      args.sampler)
     data, desc = resolve_data(args, data_seed(args.seed))
     run_ = api_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
                       data=data, data_description=desc, window=args.window, backend=args.backend,
-                      resume=args.resume, progress=not args.quiet, sampler=args.sampler)
+                      resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe)
     rows = summarise(run_)
     print(f"run {args.out}: L={args.depth} T={args.steps} param={args.param.name} m={data.m} d={data.d}; "
           f"window (0, {run_.config['window']:.6g}]")
+    print(f"recipe: {recipe.describe()}")
     k = len(rows[0]["coeff_mean"]) if rows else 0
     head = f"{'width':>7} {'count':>5} " + " ".join(f"{'c_' + str(i) + ' (mean ± s.e.)':>27}" for i in range(k))
     print(head + f" {'eta_n (mean ± s.e.)':>27} {'at edge':>7}")

@@ -10,6 +10,10 @@ adam (beta1 = 0.9, beta2 = 0.999, eps = --adam-eps, bias-corrected, full batch):
 eta * n^-K with K = 1 under muP (muP-Adam: eta/fan_in), 0 under SP, 1/2 under NTP (raw NTP
 weights w = sqrt(n) W move ~eta per entry); an ALPHA,GAMMA parametrization needs --adam-exponent K.
 
+Training recipes (gd only; see "training recipe" below): --train, --lr-exponents, --weight-decay,
+--wd-mode, --schedule, --momentum, --nesterov apply exactly as in `polyloss poly`/`sample` (dense
+per-eta weights; for linear + gd the losses are the recipe's polynomial), recorded in run.json.
+
 Diverged losses (overflow/NaN) are +inf, stored as null in records.jsonl; training at that eta
 stops. The closing table gives per width the argmin of the seed-mean final loss (+inf if any seed
 diverged), that loss, the grid spacing there, and the mean +- s.e. of the per-seed argmins.
@@ -20,7 +24,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyloss.commands._common import add_backend, add_data_options, add_param, positive_float, positive_int
+from polyloss.commands._common import (add_backend, add_data_options, add_param, add_recipe_options, positive_float,
+                                       positive_int)
 
 EPILOG = """example:
   polyloss sweep --depth 3 --widths 64,256,1024 --etas lin:0.05:3:60 --seeds 4 --steps 2 \\
@@ -31,6 +36,9 @@ EPILOG = """example:
   as it is done; a killed run continues with the same command plus --resume (which may also add
   widths or seeds). With the same --seed/--param/data, `polyloss sample` sees the same networks,
   so for linear + gd the sweep optimum agrees with eta_n to within the grid spacing.
+
+  polyloss sweep --depth 2 --widths 32,64 --etas lin:0.05:2:20 --steps 2 --d 10 --m 50 \\
+      --train input,hidden,readout --weight-decay 0.1 --wd-mode independent --momentum 0.9 --out results/sweep-recipe
   Limits: {limits}.
 """
 
@@ -65,6 +73,7 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping finished (width, seed) pairs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_backend(p)
+    add_recipe_options(p)
     p.set_defaults(func=run)
 
 
@@ -79,12 +88,13 @@ def run(args) -> int:
     from polyloss.sweep import run_sweep, summarise
 
     from polyloss._budget import check_sweep
-    from polyloss.commands._common import out_dir
+    from polyloss.commands._common import out_dir, recipe_from_args
     from polyloss.errors import SpecError
     from polyloss.spec import EXPONENT_VALID, check_exponent, parse_widths
     from polyloss.sweep import parse_etas
 
     out_dir(args)
+    recipe = recipe_from_args(args, args.steps)
     kappa = None
     if args.adam_exponent is not None:
         try:
@@ -100,11 +110,12 @@ def run(args) -> int:
                      steps=args.steps, activation=args.activation, optimizer=args.optimizer, param=args.param,
                      data=data, data_description=desc, seed=args.seed, adam_eps=args.adam_eps,
                      adam_exponent=kappa, dtype=args.dtype, memory_mb=args.memory_mb, method=args.method, backend=args.backend,
-                     resume=args.resume, progress=not args.quiet)
+                     resume=args.resume, progress=not args.quiet, recipe=recipe)
     cfg, etas = run_.config, run_.etas
     print(f"run {args.out}: L={cfg['depth']} T={cfg['steps']} {cfg['activation']}/{cfg['optimizer']} "
           f"param={cfg['param']['name']} m={data.m} d={data.d}; {etas.size} etas in [{etas[0]:.6g}, {etas[-1]:.6g}]"
-          + (f"; adam eps={cfg['adam']['eps']:g} lr=eta*n^-{cfg['adam']['exponent']}" if cfg["adam"] else ""))
+          + (f"; adam eps={cfg['adam']['eps']:g} lr=eta*n^-{cfg['adam']['exponent']}" if cfg["adam"] else "")
+          + f"; recipe: {recipe.describe()}")
     print(f"{'width':>7} {'seeds':>5} {'eta* (seed-mean loss)':>22} {'loss at eta*':>13} {'spacing':>10} "
           f"{'seed argmins (mean ± s.e.)':>27} {'edge':>4} {'diverged':>8}")
     for r in summarise(run_):

@@ -60,7 +60,7 @@ def run(args) -> int:
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     verdicts = run_claims(ids, args.mode, args.out, resume=args.resume, progress=not args.quiet, seed=args.seed, log=log,
                           overrides=overrides)
-    from polyloss.checks import broken_setup_banner
+    from polyloss.checks import broken_setup_banner, verdict_recipe
 
     banner = broken_setup_banner(verdicts)
     if banner:
@@ -68,5 +68,7 @@ def run(args) -> int:
     width = max(len(v.claim.title) for v in verdicts)
     for v in verdicts:
         print(f"{v.claim.id:<3} {v.verdict.upper():<13} {v.claim.title:<{width}}  {v.summary}")
+    recipes = sorted({verdict_recipe(v) for v in verdicts})
+    print("recipe: " + ("; ".join(recipes) if len(recipes) > 1 else recipes[0]))
     print(f"report: {args.out}/verify.html")
     return 1 if any(v.verdict == "fail" for v in verdicts) else 0
