@@ -518,14 +518,14 @@ class LossEngine:
                             break
                         part = None
                         for s2 in range(t):
-                            part = add(part, A_.mul(A_.col(Q[(j, s, j2, s2)]), k[(j2, s2)]))
+                            part = add(part, A_.mulv(Q[(j, s, j2, s2)], k[(j2, s2)]))
                         acc = add(acc, sc(C(j2 + 1, j - 1), part))
                     k[(j, s)] = A_.mul(A_.col(a(j, s)), acc)
             f = sc(C(0, Lp), A_.const_f0())
             for j in trained:
                 part = None
                 for s in range(t):
-                    part = add(part, k[(j, s)] if j == Lp else A_.mul(A_.col(R[(j, s)]), k[(j, s)]))
+                    part = add(part, k[(j, s)] if j == Lp else A_.mulv(R[(j, s)], k[(j, s)]))
                 f = add(f, sc(C(j + 1, Lp), part))
             r = A_.minus_y(f)
             if not final_only or t == steps:
@@ -542,7 +542,7 @@ class LossEngine:
                         break
                     part = None
                     for s2 in range(t):
-                        part = add(part, A_.mul(P[(j - 1, j2, s2)], A_.col(kr[(j2, s2)])))
+                        part = add(part, A_.mulv(kr[(j2, s2)], P[(j - 1, j2, s2)]))
                     uj = add(uj, sc(C(j2 + 1, j - 1), part))
                 u[(j, t)] = A_.div(uj, m)
             if low:  # backward vectors at step t, from b_L = V^{(t)}
@@ -690,6 +690,14 @@ class _FloatOps:
     def vdot(self, a, b):
         return tp.vdot(a, b, self.K)
 
+    def mulv(self, a, p):
+        """Scalar polynomial ``a`` (D_a+1, G) times polynomial vector ``p`` (D_p+1, G, k), truncated at K:
+        ``mul(col(a), p)``, but for two long polynomials one batched product with the Toeplitz matrix of
+        ``a`` (BLAS instead of a Python loop over degrees; used by :meth:`LossEngine._run_io` only)."""
+        if min(_deg(a), _deg(p)) < _TOEPLITZ_MIN:
+            return tp.mul(a[..., None], p, self.K)
+        return _toeplitz_mul(self.xp, a, p, self.K)
+
     @staticmethod
     def col(a):
         return a[..., None]
@@ -809,6 +817,20 @@ class _BoundOps(_FloatOps):
     def col(a):
         return _B(a.v[..., None], None if a.e is None else a.e[..., None])
 
+    def mulv(self, a, p):
+        """:meth:`mul` of ``col(a)`` and ``p`` with the values of :meth:`_FloatOps.mulv` (a sum of at most
+        ``min(D_a, D_p) + 1`` nonzero products per coefficient, in any order: the bound of :meth:`mul`)."""
+        if min(_deg(a.v), _deg(p.v)) < _TOEPLITZ_MIN:
+            return self.mul(self.col(a), p)
+        xp, K = self.xp, self.K
+        v = _toeplitz_mul(xp, a.v, p.v, K)
+        k = min(_deg(a.v), _deg(p.v)) + 1
+        ap = xp.abs(p.v)
+        e = _toeplitz_mul(xp, xp.abs(a.v), _gamma(k) * ap if p.e is None else p.e + _gamma(k) * ap, K)
+        if a.e is not None:
+            e = tp.add(e, _toeplitz_mul(xp, a.e, ap if p.e is None else ap + p.e, K))
+        return _B(v, _fin(e, k))
+
     def scale_eta(self, p):
         v = tp.times_eta(p.v, None, self.K) * (-self.lam)
         if self.exact_lam:  # η shifts coefficients, −1 is exact
@@ -852,6 +874,20 @@ class _BoundOps(_FloatOps):
         v = super().layer(p.v, idx, backward)
         aW = self.absW[idx]
         return self._matmul(p, v, aW if backward else aW.T, None, aW.shape[0])
+
+
+_TOEPLITZ_MIN = 8  # both degrees at least this: polynomial products as one batched matrix product
+
+
+def _toeplitz_mul(xp, a, p, K: int):
+    """``out[k, g, :] = Σ_i a[i, g] p[k − i, g, :]`` for k ≤ min(D_a + D_p, K): the lower-triangular
+    Toeplitz matrix of ``a`` (one per centre g) times ``p``."""
+    Da, Dp = a.shape[0] - 1, p.shape[0] - 1
+    D = min(Da + Dp, K)
+    idx = xp.arange(D + 1)[:, None] - xp.arange(Dp + 1)[None, :]  # k − i' (i' indexes p)
+    ok = (idx >= 0) & (idx <= Da)
+    T = xp.where(ok[None], xp.moveaxis(a, 0, -1)[:, xp.clip(idx, 0, Da)], 0.0)  # (G, D+1, Dp+1)
+    return xp.moveaxis(xp.matmul(T, xp.moveaxis(p, 0, 1)), 1, 0)  # batched BLAS over the centres
 
 
 def arb_cost(depth: int, width: int, m: int, steps: int, degree: int) -> float:
