@@ -8,7 +8,9 @@
 With ``--recipe``: instead, the cost of a training recipe (issue 11): the engine with the richest
 hidden-only recipe (warmup:2 schedule, l2 weight decay 0.1, Nesterov momentum 0.9) against plain GD
 at the same (L, n, t, degree), for the complete monomial polynomial and for the stable evaluator
-(``taylor`` at 64 learning rates, order 2); plain and recipe runs alternate within each repeat.
+(``taylor`` at 64 learning rates, order 2); and the same recipe with every layer trained (input,
+hidden, readout at μP rates), its polynomial truncated at plain GD's degree. Plain and recipe runs
+alternate within each repeat.
 
 Usage: python benchmarks/bench_engine.py [--widths 1024,4096] [--repeats 3] [--out FILE.md] [--recipe]
 Medians over repeats; the machine is noisy, so compare ratios, not seconds.
@@ -104,31 +106,36 @@ def main() -> None:
     emit("\n".join(lines) + "\n", args.out)
 
 def recipe_main(args) -> None:
-    from polyloss.recipe import Recipe
+    from polyloss.recipe import Recipe, recipe_loss_degree
 
     L, m, d = 3, 100, 10
     data = linear_teacher(d=d, m=m, seed=0)
     p = Parametrization.preset("mup")
     rich = Recipe(schedule="warmup:2", weight_decay="0.1", wd_mode="l2", momentum="0.9", nesterov=True)
+    richest = Recipe(trained="input,hidden,readout", schedule="warmup:2", weight_decay="0.1", wd_mode="l2",
+                     momentum="0.9", nesterov=True)  # every layer trained: the degree grows, compared at plain's
     etas = np.linspace(0.05, 3.0, 64)
     rows = []
     for n in [int(s) for s in args.widths.split(",")]:
         w = sample_weights(NetworkSpec(L, n, d), p, np.random.SeedSequence(1))
         for t in [int(s) for s in args.steps.split(",")]:
-            times = {k: [] for k in ("plain", "recipe", "plain_taylor", "recipe_taylor")}
+            times = {k: [] for k in ("plain", "recipe", "io", "plain_taylor", "recipe_taylor", "io_taylor")}
             deg = {}
-            for _ in range(args.repeats):  # alternate, so that load changes hit both alike
-                for key, rec in (("plain", None), ("recipe", rich)):
+            for _ in range(args.repeats):  # alternate, so that load changes hit all alike
+                for key, rec in (("plain", None), ("recipe", rich), ("io", richest)):
                     t0 = time.perf_counter()
-                    deg[key] = len(LossEngine(w, data, p, recipe=rec).polynomial(t).loss) - 1
+                    K = deg.get("plain") if key == "io" else None  # the same truncation degree as plain GD
+                    deg[key] = len(LossEngine(w, data, p, recipe=rec).polynomial(t, degree=K).loss) - 1
                     times[key].append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
                     LossEngine(w, data, p, recipe=rec).taylor(etas, t, order=2)
                     times[key + "_taylor"].append(time.perf_counter() - t0)
-            assert deg["plain"] == deg["recipe"]
+            assert deg["plain"] == deg["recipe"] == deg["io"]
             med = {k: statistics.median(v) for k, v in times.items()}
             row = dict(n=n, t=t, degree=deg["plain"], **med, ratio=med["recipe"] / med["plain"],
-                       ratio_taylor=med["recipe_taylor"] / med["plain_taylor"])
+                       ratio_taylor=med["recipe_taylor"] / med["plain_taylor"], ratio_io=med["io"] / med["plain"],
+                       ratio_io_taylor=med["io_taylor"] / med["plain_taylor"],
+                       io_full=recipe_loss_degree(L, t, richest))
             rows.append(row)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     lines = [
@@ -143,6 +150,16 @@ def recipe_main(args) -> None:
     for r in rows:
         lines.append(f"| {r['n']} | {r['t']} | {r['degree']} | {r['plain']:.3f} | {r['recipe']:.3f} | {r['ratio']:.2f}× | "
                      f"{r['plain_taylor']:.3f} | {r['recipe_taylor']:.3f} | {r['ratio_taylor']:.2f}× |")
+    lines += [
+        f"\nAll layers trained ({richest.describe()}; μP rates λ_in = n, λ = 1, λ_V = 1/n), same run: the "
+        f"polynomial truncated at plain GD's degree (its complete degree is larger), taylor as above.\n",
+        "| n | t | degree (complete) | plain polynomial s | all-layers polynomial s | all/plain | plain taylor s | "
+        "all-layers taylor s | all/plain |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['n']} | {r['t']} | {r['degree']} ({r['io_full']}) | {r['plain']:.3f} | {r['io']:.3f} | "
+                     f"{r['ratio_io']:.2f}× | {r['plain_taylor']:.3f} | {r['io_taylor']:.3f} | {r['ratio_io_taylor']:.2f}× |")
     emit("\n".join(lines) + "\n", args.out)
 
 
