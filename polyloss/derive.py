@@ -66,6 +66,9 @@ __all__ = [
 ]
 
 SCHEMA = "polyloss.derivation/1"
+#: derive() refuses the closed form of an l2/decoupled-decay recipe (ring Q[η, μ]) when the plain
+#: limit's loss degree exceeds this: L = 2, t = 3 (degree 34) takes 0.2 s, L = 3, t = 3 (86) four minutes
+_ETA_RING_MAX_DEGREE = 64
 DEFAULT_DIGITS = 30
 MAX_DEPTH = 64
 MAX_STEPS = 12
@@ -1350,6 +1353,11 @@ def derive(
         )
 
     if data is None:
+        if recipe is not None and recipe_needs_eta(recipe) and limit_degree_loss(depth, steps) > _ETA_RING_MAX_DEGREE:
+            raise SpecError(
+                f"`recipe` ({recipe.describe()}): the closed form with {recipe.wd_mode} decay keeps eta in its ring and is "
+                f"too large at depth={depth}, steps={steps} (L=3, t=3: ~870k terms, minutes); pass data= for exact "
+                "rationals on data (seconds), or use wd_mode='independent'")
         cf = closed_form(depth, steps, backend, recipe=recipe)
         eta_cf = f"mu1/({depth}*mu2)" if steps == 1 else None
         if steps == 1 and depth == 1:

@@ -187,12 +187,13 @@ def test_L1_kernel_gd_with_decay_by_hand(mode, omega):
     (dict(recipe=Recipe(momentum="0.5"), param="sp"), "muP"),
     (dict(recipe=Recipe(momentum="0.5"), finite=True, steps=1), "finite"),
     (dict(recipe="momentum=0.5"), "Recipe"),
+    (dict(recipe=Recipe(weight_decay="0.1"), steps=3, depth=3), "too large"),
 ])
 def test_unsupported_recipes_refused_in_one_line(kwargs, needle):
     kwargs = dict(kwargs)
-    steps = kwargs.pop("steps", 2)
+    steps, depth = kwargs.pop("steps", 2), kwargs.pop("depth", 2)
     with pytest.raises(SpecError) as exc:
-        derive(2, steps, **kwargs)
+        derive(depth, steps, **kwargs)
     msg = str(exc.value)
     assert "\n" not in msg and needle in msg, msg
 
@@ -243,3 +244,18 @@ def test_limit_against_sampled_networks_fast():
 @pytest.mark.parametrize("t", [1, 2, 3])
 def test_limit_against_sampled_networks_n2048(L, t):
     _mc_vs_limit([(L, t, sorted(RECIPES))], n=2048, seeds=16)
+
+
+@pytest.mark.parametrize("name", ["l2", "nesterov"])
+def test_truncated_closed_form_and_float_route(name):
+    """closed_form(max_degree=K) keeps the exact low coefficients in both rings (η-graded for l2);
+    the float64 data route agrees with the exact one to rounding."""
+    rc = RECIPES[name]
+    full = closed_form(2, 3, recipe=rc)
+    cut = closed_form(2, 3, max_degree=6, recipe=rc)
+    assert cut.loss == full.loss[:7] and cut.f == full.f
+    data = _data()
+    ex = derive(2, 3, data=data, recipe=rc).loss_coefficients
+    fl = derive(2, 3, data=data, recipe=rc, exact=False)
+    assert fl.route == "data-float" and fl.recipe == rc
+    assert np.allclose([float(c) for c in fl.loss_coefficients[:8]], [float(c) for c in ex[:8]], rtol=1e-9, atol=1e-12)
