@@ -1429,16 +1429,17 @@ def _budgeted(coeffs: Sequence[dict], budget: int) -> tuple[list[str], bool]:
     return out, True
 
 
-def stored_record(depth: int, steps: int, budget: int = TERM_BUDGET) -> dict:
+def stored_record(depth: int, steps: int, budget: int = TERM_BUDGET, recipe=None) -> dict:
     """The JSON document stored as ``derivations/L{L}_t{t}.json`` (schema polyloss.derivation/1).
 
     Loss and f coefficients are kept in ascending powers of η until ``budget`` terms; the flags
     ``*_complete`` say whether everything is stored. The loss always follows from f:
     ``𝓛 = ½ Σ_{i,j} μ_{i+j} r_i r_j`` with ``r_0 = F_0 − 1`` and ``r_b = F_b``.
     """
+    recipe = check_recipe(recipe, "mup", steps)
     full_deg = limit_degree_loss(depth, steps)
     trunc = None if full_deg <= _FULL_LOSS_MAX_DEGREE else _TRUNC_DEGREE
-    cf = closed_form(depth, steps, max_degree=trunc)
+    cf = closed_form(depth, steps, max_degree=trunc, recipe=recipe)
     loss, loss_complete = _budgeted(cf.loss, budget)
     loss_complete = loss_complete and trunc is None
     F, f_complete = {}, True
@@ -1467,16 +1468,38 @@ def stored_record(depth: int, steps: int, budget: int = TERM_BUDGET) -> dict:
         "critical_points": [],
         "versions": _versions(),
     }
+    if recipe is not None:  # plain records keep today's keys and values exactly
+        if trunc is not None:
+            raise SpecError(f"stored recipe derivations are complete closed forms: depth={depth}, steps={steps} is too large")
+        rec["recipe"] = recipe.to_dict()
+        rec["degree"] = len(cf.loss) - 1
+        rec["f_degree"] = max(len(cs) for cs in cf.f.values()) - 1
+        return rec
     if steps == 1:
         rec["eta_inf_closed_form"] = f"mu1/({depth}*mu2)" if depth > 1 else "mu1/mu2"
     return rec
 
 
-def record_markdown(rec: dict, max_terms: int = 150) -> str:
+#: Stored recipe derivations (derivations/recipes/): (name, Recipe keyword arguments, [(L, t), …]).
+RECIPE_CASES = (
+    ("l2-0.1", {"weight_decay": "0.1"}, ((1, 3), (2, 2), (2, 3), (3, 2))),
+    ("independent-0.1", {"weight_decay": "0.1", "wd_mode": "independent"}, ((1, 3), (2, 2), (2, 3), (3, 2))),
+    ("momentum-0.9", {"momentum": "0.9"}, ((1, 3), (2, 2), (2, 3), (3, 2))),
+    ("nesterov-0.9", {"momentum": "0.9", "nesterov": True}, ((1, 3), (2, 2), (2, 3), (3, 2))),
+    ("warmup-2", {"schedule": "warmup:2"}, ((1, 3), (2, 2), (2, 3), (3, 2))),
+)
+
+
+def recipe_stem(name: str, depth: int, steps: int) -> str:
+    return f"{name}_L{depth}_t{steps}"
+
+
+def record_markdown(rec: dict, max_terms: int = 150, stem: str | None = None) -> str:
     """A readable Markdown page (LaTeX in $$ blocks) for one stored record."""
     import sympy
 
     L, t = rec["spec"]["depth"], rec["spec"]["steps"]
+    stem = stem or f"L{L}_t{t}"
     syms = {}
 
     def tex(s: str) -> str:
@@ -1491,13 +1514,19 @@ def record_markdown(rec: dict, max_terms: int = 150) -> str:
         f"$\\mathcal L_\\infty^{{({t})}}(\\eta) = \\sum_k c_k \\eta^k$ has degree {rec['degree']}; "
         f"$f_\\infty^{{({t})}}$ has degree {rec['f_degree']}. Moments: $\\mu_j = \\frac1m y^\\top \\bar K^j y$.",
         "",
-        f"Machine-readable: [`L{L}_t{t}.json`](L{L}_t{t}.json) (schema `{SCHEMA}`; "
+        f"Machine-readable: [`{stem}.json`]({stem}.json) (schema `{SCHEMA}`; "
         + ("all coefficients" if rec["loss_coefficients_complete"] else
            f"loss coefficients up to $\\eta^{{{len(rec['loss_coefficients']) - 1}}}$")
         + ("" if rec["f_closed_form"]["complete"] else "; f in part")
         + "). What is not stored is recomputed by `polyloss.derive.closed_form(L, t)`.",
         "",
     ]
+    if "recipe" in rec:
+        from polyloss.recipe import Recipe
+
+        lines[0] = f"# Infinite-width limit, depth L = {L}, steps t = {t} (μP), recipe {stem.rsplit('_L', 1)[0]}"
+        lines[-2] = lines[-2].replace("closed_form(L, t)", "closed_form(L, t, recipe=Recipe.from_dict(rec['recipe']))")
+        lines += [f"Recipe: {Recipe.from_dict(rec['recipe']).describe()} (docs/theory.md §7).", ""]
     if "eta_inf_closed_form" in rec:
         lines += [f"Minimiser: $\\eta_\\infty = {tex(rec['eta_inf_closed_form'])}$.", ""]
     lines += ["## Loss coefficients", ""]
@@ -1561,6 +1590,49 @@ def write_derivations(outdir, cases=STORED_CASES, progress=None) -> list[str]:
             f"| {L} | {t} | {rec['degree']} | {stored} | {'yes' if rec['f_closed_form']['complete'] else 'no'} "
             f"| [L{L}_t{t}.md](L{L}_t{t}.md) | [json](L{L}_t{t}.json) |"
         )
+    with open(os.path.join(outdir, "index.md"), "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    written.append(os.path.join(outdir, "index.md"))
+    return written
+
+
+def write_recipe_derivations(outdir, cases=RECIPE_CASES, progress=None) -> list[str]:
+    """(Re)write ``derivations/recipes/``: closed forms of the μP limit for a few hidden-only recipes
+    (one JSON + one Markdown page per case, and ``index.md``). The plain files are not touched."""
+    import os
+    import time
+
+    from polyloss.recipe import Recipe
+
+    outdir = os.path.join(outdir, "recipes")
+    os.makedirs(outdir, exist_ok=True)
+    written = []
+    lines = [
+        "# Stored closed forms of the μP limit under training recipes",
+        "",
+        "Hidden-only recipes (docs/theory.md §7, \"The μP limit of a recipe\"); the recipe's numbers are fixed",
+        "rationals, the coefficients are polynomials in $\\mu_j$. Regenerate with",
+        "`python derivations/regenerate.py --recipes`.",
+        "",
+        "| recipe | L | t | degree of 𝓛 | page | JSON |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, kwargs, pairs in cases:
+        recipe = Recipe(**kwargs)
+        for L, t in pairs:
+            t0 = time.perf_counter()
+            rec = stored_record(L, t, recipe=recipe)
+            stem = recipe_stem(name, L, t)
+            base = os.path.join(outdir, stem)
+            with open(base + ".json", "w", encoding="utf-8") as fh:
+                json.dump(rec, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+            with open(base + ".md", "w", encoding="utf-8") as fh:
+                fh.write(record_markdown(rec, stem=stem) + "\n")
+            written += [base + ".json", base + ".md"]
+            lines.append(f"| {name} | {L} | {t} | {rec['degree']} | [{stem}.md]({stem}.md) | [json]({stem}.json) |")
+            if progress:
+                progress(f"{name} L={L} t={t}: {time.perf_counter() - t0:.2f}s")
     with open(os.path.join(outdir, "index.md"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     written.append(os.path.join(outdir, "index.md"))

@@ -259,3 +259,31 @@ def test_truncated_closed_form_and_float_route(name):
     fl = derive(2, 3, data=data, recipe=rc, exact=False)
     assert fl.route == "data-float" and fl.recipe == rc
     assert np.allclose([float(c) for c in fl.loss_coefficients[:8]], [float(c) for c in ex[:8]], rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ stored recipe derivations
+def _stored_recipe_cases():
+    from polyloss.derive import RECIPE_CASES
+
+    return [(name, kw, L, t) for name, kw, pairs in RECIPE_CASES for (L, t) in pairs]
+
+
+@pytest.mark.parametrize("name,kw,L,t", _stored_recipe_cases(), ids=lambda v: str(v) if not isinstance(v, dict) else "")
+def test_stored_recipe_derivation_is_fresh(name, kw, L, t):
+    import os
+
+    from polyloss.derive import SCHEMA, recipe_stem, stored_record
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "derivations", "recipes",
+                        recipe_stem(name, L, t) + ".json")
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: run python derivations/regenerate.py --recipes")
+    with open(path, encoding="utf-8") as fh:
+        stored = json.load(fh)
+    rc = Recipe(**kw)
+    assert stored["schema"] == SCHEMA and Recipe.from_dict(stored["recipe"]) == rc
+    fresh = json.loads(json.dumps(stored_record(L, t, recipe=rc)))
+    stored.pop("versions")
+    fresh.pop("versions")
+    assert fresh == stored, f"{path} is stale: run python derivations/regenerate.py --recipes"
+    assert stored["loss_coefficients_complete"] and stored["degree"] == len(stored["loss_coefficients"]) - 1
