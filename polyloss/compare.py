@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from polyloss.data import Dataset, load_data, synthetic
-from polyloss.errors import RunError
+from polyloss.errors import PolylossError, RunError
 from polyloss.sampling import SampleRun, data_seed, file_digest, load_run
 
 __all__ = ["Limit", "Comparison", "compare", "run_dataset", "limit_for_run"]
@@ -129,36 +129,52 @@ def run_recipe(cfg: dict):
     return Recipe.from_dict(cfg.get("recipe"))
 
 
-def check_plain_recipe(cfg: dict, run_dir) -> None:
-    """Refuse (one line) a run whose recipe is not plain GD: its exact limit does not exist yet."""
+def limit_recipe(cfg: dict, run_dir):
+    """The recipe to derive a run's limit with (None for plain GD), or a one-line refusal when the exact
+    limit of the run's recipe does not exist (yet): :func:`polyloss.derive.check_recipe` decides."""
+    from polyloss.derive import check_recipe
+    from polyloss.errors import SpecError
     from polyloss.spec import Parametrization
 
     recipe = run_recipe(cfg)
     p = cfg["param"]
     param = Parametrization.custom(Fraction(p["alpha"]), Fraction(p["gamma"]))
-    if not recipe.is_plain_for(param):
-        raise RunError(f"run {os.fspath(run_dir)!r} used the training recipe '{recipe.describe()}': the exact limit for "
-                       "recipes is not implemented yet (issue 11), so it cannot be compared with one")
+    if recipe.is_plain_for(param):
+        return None
+    try:
+        return check_recipe(recipe, param if p.get("name") != "mup" else "mup", cfg.get("steps"))
+    except SpecError as exc:
+        raise RunError(f"run {os.fspath(run_dir)!r} used the training recipe '{recipe.describe()}', whose exact "
+                       f"limit polyloss cannot derive: {exc}") from None
 
 
 def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
     """The exact μP limit for a run: derived now on the run's data (``"auto"``) or read from a file."""
     cfg = run.config
-    check_plain_recipe(cfg, run.path)
     if cfg["param"]["name"] != "mup":
         raise RunError(f"compare needs a muP run (the limit is deterministic only under muP); this run used "
                        f"param={cfg['param']['name']!r}: use `polyloss report` for its scaling fits")
+    recipe = limit_recipe(cfg, run.path)
     window = float(cfg["window"])
     if derivation == "auto":
         from polyloss.derive import derive
 
-        res = derive(cfg["depth"], cfg["steps"], data=run_dataset(run), window=window)
+        res = derive(cfg["depth"], cfg["steps"], data=run_dataset(run), window=window, recipe=recipe)
         return _limit_from_derivation(res.to_json(), window, "derived on the run's data")
     doc = read_derivation(derivation)
     spec = doc.get("spec", {})
     for key in ("depth", "steps"):
         if spec.get(key) != cfg[key]:
             raise RunError(f"derivation {derivation!r} is for {key}={spec.get(key)}, but the run has {key}={cfg[key]}")
+    from polyloss.recipe import Recipe
+
+    try:
+        theirs = Recipe.from_dict(doc.get("recipe"))
+    except PolylossError:
+        raise RunError(f"derivation {derivation!r} has an invalid `recipe` block") from None
+    if theirs != (recipe or Recipe()):  # a derivation without a recipe block is plain GD
+        raise RunError(f"derivation {derivation!r} is for the recipe '{theirs.describe()}', but the run trained with "
+                       f"'{run_recipe(cfg).describe()}'")
     try:
         from polyloss.derive import parse_fraction
 
@@ -279,7 +295,6 @@ def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs:
     if not (0 < level < 1):
         raise RunError(f"`level`={level!r} is invalid: must be in (0, 1)")
     run = load_run(run_dir)
-    check_plain_recipe(run.config, run_dir)
     if not run.records:
         raise RunError(f"run {os.fspath(run_dir)!r} has no finished records yet")
     thin = sorted(n for n, recs in run.by_width().items() if len(recs) < 2)

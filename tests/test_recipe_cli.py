@@ -217,22 +217,47 @@ def test_old_sample_run_without_recipe_loads_and_resumes(tmp_path):
     assert main(SAMPLE_ARGS + ["--out", str(out), "--resume", "--momentum", "0.5"]) == 2
 
 
-def test_compare_refuses_the_limit_for_a_recipe_run_and_shows_the_recipe(tmp_path, capsys):
+def test_compare_uses_the_recipe_limit_and_refuses_what_has_none(tmp_path, capsys):
+    """A hidden-only muP recipe run is compared with the exact limit of *that* recipe; a derivation
+    file for another recipe is refused; a recipe without an exact limit (trained readout) is refused."""
+    from fractions import Fraction
+
+    from polyloss.compare import limit_for_run, run_dataset
+    from polyloss.derive import derive
+    from polyloss.sampling import load_run
+
     out = tmp_path / "run"
     assert main(SAMPLE_ARGS + HIDDEN_FLAGS + ["--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["compare", str(out)]) == 2
+    assert main(["compare", str(out)]) == 0
+    assert f"recipe: {HIDDEN.describe()}" in capsys.readouterr().out
+    run = load_run(out)
+    lim = limit_for_run(run)
+    ref = derive(2, 2, data=run_dataset(run), recipe=HIDDEN)
+    plain = derive(2, 2, data=run_dataset(run))
+    assert lim.loss_coefficients == tuple(Fraction(c) for c in ref.loss_coefficients)
+    assert lim.loss_coefficients != tuple(Fraction(c) for c in plain.loss_coefficients)  # the recipe matters
+    (tmp_path / "plain.json").write_text(plain.to_json_str())
+    assert main(["compare", str(out), "--derivation", str(tmp_path / "plain.json")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "the exact limit for recipes is not implemented yet (issue 11)" in err and "warmup:2" in err
-    with pytest.raises(PolylossError, match="not implemented yet"):
-        api.compare(out)
-    plain = tmp_path / "plain"
-    assert main(SAMPLE_ARGS + ["--out", str(plain)]) == 0
+    assert len(err.splitlines()) == 1 and "plain GD" in err and "warmup:2" in err
+    (tmp_path / "ref.json").write_text(ref.to_json_str())
+    assert main(["compare", str(out), "--derivation", str(tmp_path / "ref.json")]) == 0
     capsys.readouterr()
-    assert main(["compare", str(plain)]) == 0
+    readout = tmp_path / "readout"
+    assert main(SAMPLE_ARGS + ["--train", "hidden,readout", "--out", str(readout)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(readout)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot derive" in err and "readout" in err
+    with pytest.raises(PolylossError, match="cannot derive"):
+        api.compare(readout)
+    plain_run = tmp_path / "plain"
+    assert main(SAMPLE_ARGS + ["--out", str(plain_run)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(plain_run)]) == 0
     assert "recipe: plain GD (hidden layers, constant rate)" in capsys.readouterr().out
-    assert main(["compare", str(plain), "--json"]) == 0
+    assert main(["compare", str(plain_run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["recipe"] == "plain GD (hidden layers, constant rate)"
 
 
@@ -245,7 +270,7 @@ def test_report_shows_the_recipe(tmp_path):
     numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
     (entry,) = numbers["runs"].values()
     assert entry["recipe"] == HIDDEN.describe() and entry["config"]["recipe"] == HIDDEN.to_dict()
-    assert "not implemented yet" in entry["compare_error"]
+    assert "compare" in entry and "compare_error" not in entry  # compared with the recipe's own limit
 
 
 # ------------------------------------------------------------------------------------ sweep
