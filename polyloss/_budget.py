@@ -181,11 +181,14 @@ def check_degree(depth: int, steps: int, degree) -> None:
         check_int("degree", degree, 0)
 
 
-def check_poly(depth: int, width: int, input_dim: int, m: int, steps: int, degree=None) -> None:
-    """Guard ``poly`` (one given network): the polynomial's degree and the network's size."""
+def check_poly(depth: int, width: int, input_dim: int, m: int, steps: int, degree=None, trained: int | None = None) -> None:
+    """Guard ``poly`` (one given network): the polynomial's degree and the network's size.
+
+    ``trained``: the number k of trained matrices of the recipe (default L): the degree is 2k·D_t
+    with D_t's recursion in k, so the degree is estimated as for depth k."""
     steps = check_int("steps", steps, 1)
     check_degree(depth, steps, degree)
-    full, K = _kept_degree(depth, steps, degree)
+    full, K = _kept_degree(depth if trained is None else max(int(trained), 1), steps, degree)
     m1, t1 = _poly_cost(depth, steps, K, width, m)
     m2, t2 = _network_cost(depth, width, input_dim, m, steps)
     deg = f"degree {K}" if K <= _DEGREE_CAP else "degree above 10^15"
@@ -194,8 +197,9 @@ def check_poly(depth: int, width: int, input_dim: int, m: int, steps: int, degre
 
 
 def check_sample(depth, widths, samples: int, steps: int, degree, m: int, d: int, sampler: str = "auto",
-                 lazy_min_width: int = 2048) -> None:
-    """Guard ``sample``: per-network memory (dense n×n layers) and the total time of the run."""
+                 lazy_min_width: int = 2048, trained: int | None = None) -> None:
+    """Guard ``sample``: per-network memory (dense n×n layers) and the total time of the run
+    (``trained``: as in :func:`check_poly`)."""
     depth = check_int("depth", depth, 1)
     steps = check_int("steps", steps, 1)
     samples = check_int("samples", samples, 1)
@@ -205,7 +209,7 @@ def check_sample(depth, widths, samples: int, steps: int, degree, m: int, d: int
     if len(widths) * samples > MAX_RECORDS:
         raise SpecError(f"{len(widths)} widths x {samples} samples = {len(widths) * samples} networks, more than "
                         f"{MAX_RECORDS} in one run; use fewer --samples or widths")
-    full, K = _kept_degree(depth, steps, 8 if degree is None else degree)
+    full, K = _kept_degree(depth if trained is None else max(int(trained), 1), steps, 8 if degree is None else degree)
     total, peak = 0.0, 0.0
     for n in widths:
         lazy = sampler == "lazy" or (sampler == "auto" and n >= lazy_min_width)

@@ -172,7 +172,8 @@ def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_d
     sampler = _choice("sampler", sampler, ("dense", "lazy", "auto"))
     resume, progress = _bool("resume", resume), _bool("progress", progress)
     n_grid = _int("n_grid", n_grid, 8, 100_000)
-    check_sample(depth, sampling.widths, sampling.samples, training.steps, training.degree, ds.m, ds.d, sampler)
+    check_sample(depth, sampling.widths, sampling.samples, training.steps, training.degree, ds.m, ds.d, sampler,
+                 trained=recipe.trained_matrices(depth))
     return run_sample(out_dir, depth=depth, sampling=sampling, training=training, param=p, data=ds,
                       data_description=dict(data_description), window=window, backend=backend, resume=resume,
                       progress=progress, n_grid=n_grid, sampler=sampler, recipe=recipe)

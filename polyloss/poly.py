@@ -300,7 +300,8 @@ def exact_polynomial(
 
     recipe = as_recipe(recipe)
     recipe.check_steps(steps)
-    check_poly(weights.depth, weights.width, weights.input_dim, data.m, steps, degree)
+    check_poly(weights.depth, weights.width, weights.input_dim, data.m, steps, degree,
+               trained=recipe.trained_matrices(weights.depth))
     certify = _check_certify(certify)
     evals = None if eval_etas is None else check_eval_etas(eval_etas)
     engine = LossEngine(weights, data, param, recipe=recipe)

@@ -68,7 +68,7 @@ def run(args) -> int:
     recipe = recipe_from_args(args, training.steps)
     if args.data is None:  # refuse absurd work before drawing the data
         check_sample(args.depth, sampling.widths, sampling.samples, training.steps, training.degree, args.m, args.d,
-                     args.sampler)
+                     args.sampler, trained=recipe.trained_matrices(args.depth))
     data, desc = resolve_data(args, data_seed(args.seed))
     run_ = api_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
                       data=data, data_description=desc, window=args.window, backend=args.backend,
