@@ -207,3 +207,18 @@ def test_one_seed_widths_print_a_dash_not_nan(tmp_path, capsys):
                               "--samples", "1", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "nan" not in out and out.count("± –") == 2 * 5
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(files):
+    """`polyloss compare RUN | head` closed the pipe early and printed a BrokenPipeError traceback."""
+    tmp, *_ = files
+    # 20000 lines, printed one by one: far more than a pipe buffer holds, so the writer hits the closed pipe
+    proc = subprocess.Popen([sys.executable, "-m", "polyloss", "poly", "--data", str(tmp / "data.npz"), "--weights",
+                             str(tmp / "net.npz"), "--steps", "1", "--eval", "log:0.001:1:20000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone; the rest of the output hits a broken pipe
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
