@@ -148,7 +148,8 @@ CONFIG_CHECKS = {
               and _is_exponent(v.get("gamma")), "an object {name, alpha, gamma} with rational exponents"),
     "data": (lambda v: isinstance(v, dict) and isinstance(v.get("kind"), str), "an object with a `kind` (e.g. synthetic, file)"),
     "curve_etas": (lambda v: isinstance(v, list) and all(_is_number(e) for e in v), "a list of finite numbers"),
-    "etas": (lambda v: isinstance(v, list) and bool(v) and all(_is_number(e) for e in v), "a non-empty list of finite numbers"),
+    "etas": (lambda v: isinstance(v, list) and bool(v) and all(_is_number(e) and e >= 0 for e in v),
+             "a non-empty list of finite numbers >= 0"),
 }
 
 
@@ -186,6 +187,25 @@ def load_config(run_dir: str, schema: str, required=()) -> dict:
         check = CONFIG_CHECKS.get(key)
         if check is not None and not check[0](config[key]):
             raise RunError(f"{cfg_path}: `{key}`={config[key]!r} is invalid: must be {check[1]}; the run directory is corrupt")
+    return config
+
+
+def load_run_config(run_dir, schema: str, required, defaults: dict | None = None) -> dict:
+    """:func:`load_config` for a sample or sweep run: keys in ``defaults`` may be absent (run.json
+    written before they existed) and take their default; a ``recipe`` block is normalised through
+    :func:`polyloss.poly.as_recipe`, or refused in one line."""
+    from polyloss.errors import SpecError
+    from polyloss.poly import as_recipe  # local: poly imports the engines, _rundir stays light
+
+    defaults = dict(defaults or {})
+    config = load_config(run_dir, schema, required=tuple(k for k in required if k not in defaults))
+    for key, value in defaults.items():
+        config.setdefault(key, value)
+    if "recipe" in config:
+        try:
+            config["recipe"] = as_recipe(config["recipe"]).to_dict()
+        except SpecError as exc:
+            raise RunError(f"{os.path.join(os.fspath(run_dir), CONFIG)}: {exc}; the run directory is corrupt") from None
     return config
 
 

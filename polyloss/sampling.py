@@ -38,10 +38,10 @@ import numpy as np
 from polyloss import __version__
 from polyloss._backend import get_xp
 from polyloss._progress import Progress
-from polyloss._rundir import RECORDS, load_config, read_records, run_session
+from polyloss._rundir import RECORDS, load_run_config, read_records, run_session
 from polyloss.data import Dataset
-from polyloss.engine import LossEngine, loss_degree
-from polyloss.errors import RunError, SpecError
+from polyloss.engine import LossEngine
+from polyloss.errors import RunError
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
 from polyloss.minimize import VERSION as MINIMISER_VERSION
 from polyloss.minimize import minimise, search_grid
@@ -92,14 +92,7 @@ class SampleRun:
 def load_run(path) -> SampleRun:
     """Load a run directory written by :func:`run_sample`."""
     path = os.fspath(path)
-    required = tuple(k for k in _MATCH_KEYS if k not in _DEFAULTS) + ("widths", "samples", "m", "input_dim", "curve_etas")
-    config = load_config(path, SCHEMA, required=required)
-    for key, value in _DEFAULTS.items():
-        config.setdefault(key, value)
-    try:
-        config["recipe"] = as_recipe(config["recipe"]).to_dict()
-    except SpecError as exc:
-        raise RunError(f"{os.path.join(path, 'run.json')}: {exc}; the run directory is corrupt") from None
+    config = load_run_config(path, SCHEMA, _MATCH_KEYS + ("widths", "samples", "m", "input_dim", "curve_etas"), _DEFAULTS)
     rec_path = os.path.join(path, RECORDS)
     recs = read_records(rec_path, required=RECORD_FIELDS)
     for r in recs:  # every record holds c_0..c_degree (the per-width averages need equal lengths)

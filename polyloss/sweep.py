@@ -96,7 +96,7 @@ import numpy as np
 from polyloss import __version__
 from polyloss._backend import get_xp, to_host
 from polyloss._progress import Progress
-from polyloss._rundir import RECORDS, load_config, read_records, run_session
+from polyloss._rundir import RECORDS, load_run_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.errors import RunError, SpecError, invalid
 from polyloss.recipe import PLAIN
@@ -746,24 +746,10 @@ def summarise(run: SweepRun, step: int | None = None) -> list[dict]:
 def load_sweep(path) -> SweepRun:
     """Load a run directory written by :func:`run_sweep`."""
     path = os.fspath(path)
-    required = tuple(k for k in _MATCH_KEYS if k not in _DEFAULTS) + ("widths", "seeds", "etas", "m", "input_dim")
-    config = load_config(path, SCHEMA, required=required)
-    for key, value in _DEFAULTS.items():
-        config.setdefault(key, value)
-    try:
-        from polyloss.poly import as_recipe
-
-        config["recipe"] = as_recipe(config["recipe"]).to_dict()
-    except SpecError as exc:
-        raise RunError(f"{os.path.join(path, 'run.json')}: {exc}; the run directory is corrupt") from None
+    # typed checks of etas (finite, >= 0) and steps (integer >= 1) happen in load_config
+    config = load_run_config(path, SCHEMA, _MATCH_KEYS + ("widths", "seeds", "etas", "m", "input_dim"), _DEFAULTS)
     recs = sorted(read_records(os.path.join(path, RECORDS), required=RECORD_FIELDS), key=lambda r: (r["width"], r["sample"]))
-    cfg_path = os.path.join(path, "run.json")
     etas, steps = config["etas"], config["steps"]
-    if (not isinstance(etas, list) or not etas
-            or not all(isinstance(e, numbers.Real) and not isinstance(e, bool) and math.isfinite(e) and e >= 0 for e in etas)):
-        raise RunError(f"{cfg_path}: `etas` must be a non-empty list of finite numbers >= 0; the run directory is corrupt")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise RunError(f"{cfg_path}: `steps`={steps!r} is invalid: must be an integer >= 1; the run directory is corrupt")
     ok = lambda v: v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isnan(v))  # noqa: E731
     for r in recs:
         L = r["losses"]
