@@ -529,12 +529,12 @@ class LossEngine:
                 f = add(f, sc(C(j + 1, Lp), part))
             r = A_.minus_y(f)
             if not final_only or t == steps:
-                losses.append(A_.div(A_.vdot(r, r), 2 * m))
+                losses.append(A_.div(A_.vdotf(r, r), 2 * m))
                 fs.append(f)
             if t == steps:
                 break
             # gradient factors at step t: u_j = (1/m) Σ_i r_i h_{j−1}^{(t)}(x_i)
-            kr = {key: A_.vdot(kv, r) for key, kv in k.items() if key[0] < Lp}
+            kr = {key: A_.vdotf(kv, r) for key, kv in k.items() if key[0] < Lp}
             for j in trained:
                 uj = sc(C(0, j - 1), A_.data(r, j - 1, transpose=False))
                 for j2 in trained:
@@ -552,17 +552,20 @@ class LossEngine:
                         bl = add(bl, A_.mul(u[(Lp, s)], A_.col(a(Lp, s))))
                 b[(L, t)] = bl
                 for l in range(L, low[0], -1):
-                    nb = sc(cl[l], A_.layer(b[(l, t)], l - 1, backward=True))
+                    nb = sc(cl[l], A_.layers([b[(l, t)]], l - 1, backward=True)[0])
                     if kind[l] in coefs:
                         for s in range(t):
-                            g = A_.mul(a(l, s), A_.vdot(b[(l, s)], b[(l, t)]))
+                            g = A_.mul(a(l, s), A_.vdotf(b[(l, s)], b[(l, t)]))
                             nb = add(nb, A_.mul(u[(l, s)], A_.col(g)))
                     b[(l - 1, t)] = nb
                 for j in low:
                     P[(j, j, t)] = b[(j, t)]
-                    for l in range(j + 1, L + 1):
-                        P[(l, j, t)] = A_.layer(P[(l - 1, j, t)], l - 1, backward=False)
-                    R[(j, t)] = A_.vdot(Vc, P[(L, j, t)])
+                for l in range(low[0] + 1, L + 1):  # the words of all lower layers through W_l in one product
+                    js = [j for j in low if j < l]
+                    for j, pw in zip(js, A_.layers([P[(l - 1, j, t)] for j in js], l - 1, backward=False)):
+                        P[(l, j, t)] = pw
+                for j in low:
+                    R[(j, t)] = A_.vdotf(Vc, P[(L, j, t)])
             # cached inner products involving the new step
             for j in trained:
                 A[(j, t)] = A_.data(u[(j, t)], j - 1, transpose=True)
@@ -570,9 +573,9 @@ class LossEngine:
                     if j2 >= j:
                         break
                     for s2 in range(t + 1):
-                        Q[(j, t, j2, s2)] = A_.vdot(u[(j, t)], P[(j - 1, j2, s2)])
+                        Q[(j, t, j2, s2)] = A_.vdotf(u[(j, t)], P[(j - 1, j2, s2)])
                     for s in range(t):
-                        Q[(j, s, j2, t)] = A_.vdot(u[(j, s)], P[(j - 1, j2, t)])
+                        Q[(j, s, j2, t)] = A_.vdotf(u[(j, s)], P[(j - 1, j2, t)])
         return losses, fs
 
 
@@ -663,7 +666,7 @@ class _FloatOps:
 
     def __init__(self, engine: "LossEngine", K: int, eta0):
         self.xp, self.K, self.eta0, self.lam, self.y = engine.xp, K, eta0, engine.lam, engine.y
-        self.H, self.layers, self.V, self.f0 = engine.H, engine.layers, engine.weights.V, engine.f0
+        self.H, self.layers_, self.V, self.f0 = engine.H, engine.layers, engine.weights.V, engine.f0
         self.X = getattr(engine, "_X", None)  # the inputs (absent in polynomial_arb's plain-GD copy)
         self.G = 1 if eta0 is None else int(eta0.shape[0])
 
@@ -698,6 +701,33 @@ class _FloatOps:
             return tp.mul(a[..., None], p, self.K)
         return _toeplitz_mul(self.xp, a, p, self.K)
 
+    def vdotf(self, a, b):
+        """:meth:`vdot` for :meth:`LossEngine._run_io`: with a single centre one BLAS product of the
+        coefficient rows (einsum does not use BLAS), then the same sums along anti-diagonals."""
+        if a.shape[1] != 1 or b.shape[1] != 1:
+            return tp.vdot(a, b, self.K)
+        return _antidiag(a[:, 0, :] @ b[:, 0, :].T, self.K)[..., None]
+
+    def layers(self, ps, idx: int, backward: bool):
+        """:meth:`layer` of every polynomial vector in ``ps`` as one matrix product (one pass over the
+        matrix instead of one each); a vector broadcast over the centres (the words of step 0 in
+        Taylor mode: independent of η) is multiplied once."""
+        op = self.layers_[idx]
+        rows, shapes = [], []
+        for p in ps:
+            q = p[:, :1] if p.shape[1] > 1 and p.strides[1] == 0 else p
+            rows.append(q.reshape(q.shape[0] * q.shape[1], q.shape[2]))
+            shapes.append((q.shape[:2], p.shape[1]))
+        Z = rows[0] if len(rows) == 1 else self.xp.concatenate(rows, axis=0)
+        out = op.backward(Z) if backward else op.forward(Z)
+        res, lo = [], 0
+        for (qs, G) in shapes:
+            hi = lo + qs[0] * qs[1]
+            o = out[lo:hi].reshape(qs + (out.shape[1],))
+            res.append(o if qs[1] == G else self.xp.broadcast_to(o, (qs[0], G, out.shape[1])))
+            lo = hi
+        return res
+
     @staticmethod
     def col(a):
         return a[..., None]
@@ -720,7 +750,7 @@ class _FloatOps:
         return LossEngine._apply(p, lambda Z: Z @ M)
 
     def layer(self, p, idx: int, backward: bool):
-        op = self.layers[idx]
+        op = self.layers_[idx]
         return LossEngine._apply(p, op.backward if backward else op.forward)
 
 
@@ -758,7 +788,7 @@ class _BoundOps(_FloatOps):
     def __init__(self, engine: "LossEngine", K: int):
         super().__init__(engine, K, None)
         xp = self.xp
-        self.absW = [xp.abs(op.W) for op in self.layers]
+        self.absW = [xp.abs(op.W) for op in self.layers_]
         W0 = engine.weights.W0
         X = xp.asarray(engine._X)
         # the data pass H_0 = X W0ᵀ, H_ℓ = H_{ℓ−1} W_ℓᵀ, f0 = H_L V, with its rounding errors
@@ -812,6 +842,23 @@ class _BoundOps(_FloatOps):
         if a.e is not None:
             e = tp.add(e, tp.vdot(a.e, ab if b.e is None else ab + b.e, self.K))
         return _B(v, _fin(e, k))
+
+    def vdotf(self, a, b):
+        """:meth:`vdot` with the values of :meth:`_FloatOps.vdotf` (the same bound: any summation order)."""
+        f = super().vdotf
+        v = f(a.v, b.v)
+        xp, k = self.xp, a.v.shape[-1] * (min(_deg(a.v), _deg(b.v)) + 1)
+        ab = xp.abs(b.v)
+        e = f(xp.abs(a.v), _gamma(k) * ab if b.e is None else b.e + _gamma(k) * ab)
+        if a.e is not None:
+            e = tp.add(e, f(a.e, ab if b.e is None else ab + b.e))
+        return _B(v, _fin(e, k))
+
+    def layers(self, ps, idx: int, backward: bool):
+        """:meth:`layer` of each vector, the values from :meth:`_FloatOps.layers` (one product)."""
+        vs = super().layers([p.v for p in ps], idx, backward)
+        aW = self.absW[idx]
+        return [self._matmul(p, v, aW if backward else aW.T, None, aW.shape[0]) for p, v in zip(ps, vs)]
 
     @staticmethod
     def col(a):
@@ -874,6 +921,18 @@ class _BoundOps(_FloatOps):
         v = super().layer(p.v, idx, backward)
         aW = self.absW[idx]
         return self._matmul(p, v, aW if backward else aW.T, None, aW.shape[0])
+
+
+def _antidiag(M, K: int):
+    """``out[k] = Σ_{i+j=k} M[i, j]`` for k ≤ K (trailing axes batch), summed in the order of :func:`_tpoly.vdot`."""
+    da, db = M.shape[0] - 1, M.shape[1] - 1
+    D = min(da + db, K)
+    out = np.zeros((D + 1,) + M.shape[2:], dtype=M.dtype) if isinstance(M, np.ndarray) else \
+        namespace_of(M).zeros((D + 1,) + M.shape[2:], dtype=M.dtype)
+    for i in range(min(da, D) + 1):
+        n = min(db, D - i) + 1
+        out[i : i + n] += M[i, :n]
+    return out
 
 
 _TOEPLITZ_MIN = 8  # both degrees at least this: polynomial products as one batched matrix product
