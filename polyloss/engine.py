@@ -478,6 +478,14 @@ class LossEngine:
         ``Q = ⟨u_j^{(s)}, P_{j−1,j2,s2}⟩`` and ``R = ⟨V, P_{L,j,s}⟩``; the backward pass starts from
         ``b_L^{(t)} = V^{(t)} = c_V V + Σ_s a_{V,s} u_{L+1}^{(s)}`` (V and forward words), and hidden
         layers are reached only through ``forward``/``backward`` (lazy layers work unchanged).
+
+        Cost (issue 11): the data-side scalars k_{j,s}(x) are never formed; their triangular system is
+        solved on scalar polynomials (``f = C f_0 + Σ w_{j,s} α_{j,s} A_{j,s}`` with the adjoint w, and
+        ``⟨k, r⟩`` forwards), the readout enters f through V^{(t)}, the words of all lower layers pass
+        through W_l in one product, and sums of scalar × vector products are one Toeplitz product
+        (:meth:`_FloatOps.lincomb`). What remains above plain GD is inherent: one more backward product
+        per step (down to b_0) and the words' higher degree (rows), and scalar work growing with the
+        number of word pairs.
         """
         L, m, Lp = self.depth, self.m, self.depth + 1
         kind = {0: "input", Lp: "readout", **{j: "hidden" for j in range(1, L + 1)}}
@@ -486,12 +494,13 @@ class LossEngine:
         b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
         losses, fs = [], []
         Vc = A_.const_V()
+        readout = kind[Lp] in coefs
 
         def add(x, y):
             return y if x is None else x if y is None else A_.add(x, y)
 
-        def sc(c, p):  # scalar polynomial c (None: 1) times polynomial vector p (None: 0)
-            return p if c is None or p is None else A_.mul(A_.col(c), p)
+        def smul(x, y):  # scalar polynomials, None: exactly 1
+            return y if x is None else x if y is None else A_.smul(x, y)
 
         for t in range(steps + 1):
             cl = [coefs[kind[j]][0][t] if kind[j] in coefs else None for j in range(L + 2)]
@@ -503,30 +512,48 @@ class LossEngine:
                         memo[(lo, hi)] = None
                     else:
                         prev, ci = C(lo, hi - 1), cl[hi]
-                        memo[(lo, hi)] = prev if ci is None else ci if prev is None else A_.mul(prev, ci)
+                        memo[(lo, hi)] = prev if ci is None else ci if prev is None else A_.smul(prev, ci)
                 return memo[(lo, hi)]
 
             def a(j, s):
                 return coefs[kind[j]][1][t][s]
 
-            k = {}
-            for j in trained:
+            # The data-side scalars k_{j,s}(x) = α_{j,s} A_{j,s} + Σ_{j2<j, s2} M_{(j,s),(j2,s2)} k_{j2,s2} (a triangular
+            # system with scalar polynomial coefficients α = a_{j,s} C(0..j−1), M = a_{j,s} C(j2+1..j−1) Q) are never
+            # formed as vectors: f needs ρᵀk = wᵀ(α∘A) with w = ρ + Mᵀw (solved downwards), and the gradients
+            # need ⟨k, r⟩ = α∘⟨A, r⟩ + M⟨k, r⟩ (solved upwards), both on scalar polynomials only.
+            alpha, M = {}, {}
+            for j in low:
                 for s in range(t):
-                    acc = sc(C(0, j - 1), A[(j, s)])
-                    for j2 in trained:
+                    aj = a(j, s)
+                    alpha[(j, s)] = smul(aj, C(0, j - 1))
+                    for j2 in low:
                         if j2 >= j:
                             break
-                        part = None
+                        cj = smul(aj, C(j2 + 1, j - 1))
                         for s2 in range(t):
-                            part = add(part, A_.mulv(Q[(j, s, j2, s2)], k[(j2, s2)]))
-                        acc = add(acc, sc(C(j2 + 1, j - 1), part))
-                    k[(j, s)] = A_.mul(A_.col(a(j, s)), acc)
-            f = sc(C(0, Lp), A_.const_f0())
-            for j in trained:
-                part = None
+                            M[(j, s, j2, s2)] = A_.smul(cj, Q[(j, s, j2, s2)])
+            # f^{(t)}(x) = ⟨V^{(t)}, h_L^{(t)}(x)⟩ with V^{(t)} = c_V V + Σ_s a_{V,s} u_{L+1}^{(s)}: the readout's
+            # words enter through scalars ρ_{j,s} = C(j+1..L) ⟨V^{(t)}, P_{L,j,s}⟩, ⟨V^{(t)}, P_{L,j,s}⟩ =
+            # c_V R_{j,s} + Σ_s' a_{V,s'} Q_{L+1,s',j,s}
+            w = {}
+            for j in reversed(low):
                 for s in range(t):
-                    part = add(part, k[(j, s)] if j == Lp else A_.mulv(R[(j, s)], k[(j, s)]))
-                f = add(f, sc(C(j + 1, Lp), part))
+                    rt = smul(cl[Lp], R[(j, s)])
+                    if readout:
+                        for s1 in range(t):
+                            rt = A_.add(rt, A_.smul(a(Lp, s1), Q[(Lp, s1, j, s)]))
+                    acc = smul(C(j + 1, L), rt)
+                    for j1 in low:
+                        if j1 > j:
+                            for s1 in range(t):
+                                acc = A_.add(acc, A_.smul(w[(j1, s1)], M[(j1, s1, j, s)]))
+                    w[(j, s)] = acc
+            terms = [(C(0, Lp), A_.const_f0())]
+            if readout:
+                terms += [(smul(a(Lp, s), C(0, L)), A[(Lp, s)]) for s in range(t)]
+            terms += [(smul(w[key], alpha[key]), A[key]) for key in alpha]
+            f = A_.lincomb(terms)
             r = A_.minus_y(f)
             if not final_only or t == steps:
                 losses.append(A_.div(A_.vdotf(r, r), 2 * m))
@@ -534,30 +561,36 @@ class LossEngine:
             if t == steps:
                 break
             # gradient factors at step t: u_j = (1/m) Σ_i r_i h_{j−1}^{(t)}(x_i)
-            kr = {key: A_.vdotf(kv, r) for key, kv in k.items() if key[0] < Lp}
+            kr = {}
+            for j in low:
+                for s in range(t):
+                    acc = A_.smul(alpha[(j, s)], A_.vdotf(A[(j, s)], r))
+                    for j2 in low:
+                        if j2 >= j:
+                            break
+                        for s2 in range(t):
+                            acc = A_.add(acc, A_.smul(M[(j, s, j2, s2)], kr[(j2, s2)]))
+                    kr[(j, s)] = acc
             for j in trained:
-                uj = sc(C(0, j - 1), A_.data(r, j - 1, transpose=False))
+                terms = [(C(0, j - 1), A_.data(r, j - 1, transpose=False))]
                 for j2 in trained:
                     if j2 >= j:
                         break
-                    part = None
+                    cj = C(j2 + 1, j - 1)
                     for s2 in range(t):
-                        part = add(part, A_.mulv(kr[(j2, s2)], P[(j - 1, j2, s2)]))
-                    uj = add(uj, sc(C(j2 + 1, j - 1), part))
-                u[(j, t)] = A_.div(uj, m)
+                        terms.append((smul(cj, kr[(j2, s2)]), P[(j - 1, j2, s2)]))
+                u[(j, t)] = A_.div(A_.lincomb(terms), m)
             if low:  # backward vectors at step t, from b_L = V^{(t)}
-                bl = sc(cl[Lp], Vc)
-                if kind[Lp] in coefs:
-                    for s in range(t):
-                        bl = add(bl, A_.mul(u[(Lp, s)], A_.col(a(Lp, s))))
-                b[(L, t)] = bl
+                terms = [(cl[Lp], Vc)]
+                if readout:
+                    terms += [(a(Lp, s), u[(Lp, s)]) for s in range(t)]
+                b[(L, t)] = A_.lincomb(terms)
                 for l in range(L, low[0], -1):
-                    nb = sc(cl[l], A_.layers([b[(l, t)]], l - 1, backward=True)[0])
+                    terms = [(cl[l], A_.layers([b[(l, t)]], l - 1, backward=True)[0])]
                     if kind[l] in coefs:
                         for s in range(t):
-                            g = A_.mul(a(l, s), A_.vdotf(b[(l, s)], b[(l, t)]))
-                            nb = add(nb, A_.mul(u[(l, s)], A_.col(g)))
-                    b[(l - 1, t)] = nb
+                            terms.append((A_.smul(a(l, s), A_.vdotf(b[(l, s)], b[(l, t)])), u[(l, s)]))
+                    b[(l - 1, t)] = A_.lincomb(terms)
                 for j in low:
                     P[(j, j, t)] = b[(j, t)]
                 for l in range(low[0] + 1, L + 1):  # the words of all lower layers through W_l in one product
@@ -708,6 +741,30 @@ class _FloatOps:
             return tp.vdot(a, b, self.K)
         return _antidiag(a[:, 0, :] @ b[:, 0, :].T, self.K)[..., None]
 
+    def smul(self, a, b):
+        """:meth:`mul` of two scalar polynomials; with a single centre one ``numpy.convolve``."""
+        if a.shape[1] == 1 and b.shape[1] == 1 and self.xp is np:
+            D = min(_deg(a) + _deg(b), self.K)
+            return np.convolve(a[: D + 1, 0], b[: D + 1, 0])[: D + 1, None]
+        return tp.mul(a, b, self.K)
+
+    def lincomb(self, terms):
+        """``Σ_i q_i p_i`` for scalar polynomials ``q_i`` (D+1, G) (None: exactly 1) and polynomial vectors
+        ``p_i`` (D+1, G, k), truncated at K. With a single centre, the products of two long polynomials
+        are one matrix product: the Toeplitz matrices of the ``q_i`` side by side times the ``p_i``
+        stacked (the others, and every product with several centres, as in :meth:`mul`)."""
+        out, big = None, []
+        for q, p in terms:
+            if q is None:
+                out = p if out is None else tp.add(out, p)
+            elif self.G == 1 and _toeplitz_pays(_deg(q), _deg(p), self.K):
+                big.append((q, p))
+            else:
+                out = _add(out, tp.mul(q[..., None], p, self.K))
+        if big:
+            out = _add(out, _block_toeplitz(self.xp, big, self.K))
+        return out
+
     def layers(self, ps, idx: int, backward: bool):
         """:meth:`layer` of every polynomial vector in ``ps`` as one matrix product (one pass over the
         matrix instead of one each); a vector broadcast over the centres (the words of step 0 in
@@ -854,6 +911,36 @@ class _BoundOps(_FloatOps):
             e = tp.add(e, f(a.e, ab if b.e is None else ab + b.e))
         return _B(v, _fin(e, k))
 
+    def smul(self, a, b):
+        """:meth:`mul` with the values of :meth:`_FloatOps.smul` (the same bound: any summation order)."""
+        f = super().smul
+        v = f(a.v, b.v)
+        xp, k = self.xp, min(_deg(a.v), _deg(b.v)) + 1
+        ab = xp.abs(b.v)
+        e = f(xp.abs(a.v), _gamma(k) * ab if b.e is None else b.e + _gamma(k) * ab)
+        if a.e is not None:
+            e = tp.add(e, f(a.e, ab if b.e is None else ab + b.e))
+        return _B(v, _fin(e, k))
+
+    def lincomb(self, terms):
+        """:meth:`_FloatOps.lincomb` (same values) with a bound: each coefficient is a sum of at most N
+        products or terms (in whatever order), so with inputs within e its error is at most
+        ``Σ_i |q̂_i| (e_{p_i} + γ_N |p̂_i|) + e_{q_i} (|p̂_i| + e_{p_i})`` (a term without q: e_p + γ_N |p̂|)."""
+        f = super().lincomb
+        v = f([(None if q is None else q.v, p.v) for q, p in terms])
+        if len(terms) == 1 and terms[0][0] is None:
+            return terms[0][1]
+        N = sum(1 if q is None else min(_deg(q.v), _deg(p.v)) + 1 for q, p in terms)
+        xp, g, et = self.xp, _gamma(N), []
+        for q, p in terms:
+            ap = xp.abs(p.v)
+            ep = g * ap if p.e is None else p.e + g * ap
+            et.append((None if q is None else xp.abs(q.v), ep))
+            if q is not None and q.e is not None:
+                et.append((q.e, ap if p.e is None else ap + p.e))
+        e = f(et)
+        return _B(v, _fin(xp.broadcast_to(e, v.shape) if e.shape != v.shape else e, 2 * N))
+
     def layers(self, ps, idx: int, backward: bool):
         """:meth:`layer` of each vector, the values from :meth:`_FloatOps.layers` (one product)."""
         vs = super().layers([p.v for p in ps], idx, backward)
@@ -923,16 +1010,44 @@ class _BoundOps(_FloatOps):
         return self._matmul(p, v, aW if backward else aW.T, None, aW.shape[0])
 
 
+def _add(x, y):
+    return y if x is None else tp.add(x, y)
+
+
+def _block_toeplitz(xp, prods, K: int):
+    """``Σ_i q_i p_i`` (single centre, truncated at K) as one matrix product: the lower-triangular
+    Toeplitz matrices of the ``q_i`` side by side times the coefficient rows of the ``p_i`` stacked."""
+    D = min(max(_deg(q) + _deg(p) for q, p in prods), K)
+    Ts, Ps = [], []
+    for q, p in prods:
+        Dq, Dp = _deg(q), min(_deg(p), D)
+        idx = xp.arange(D + 1)[:, None] - xp.arange(Dp + 1)[None, :]
+        ok = (idx >= 0) & (idx <= Dq)
+        Ts.append(xp.where(ok, q[xp.clip(idx, 0, Dq), 0], 0.0))
+        Ps.append(p[: Dp + 1, 0, :])
+    T = Ts[0] if len(Ts) == 1 else xp.concatenate(Ts, axis=1)
+    Pm = Ps[0] if len(Ps) == 1 else xp.concatenate(Ps, axis=0)
+    return (T @ Pm)[:, None, :]
+
+
 def _antidiag(M, K: int):
-    """``out[k] = Σ_{i+j=k} M[i, j]`` for k ≤ K (trailing axes batch), summed in the order of :func:`_tpoly.vdot`."""
-    da, db = M.shape[0] - 1, M.shape[1] - 1
-    D = min(da + db, K)
-    out = np.zeros((D + 1,) + M.shape[2:], dtype=M.dtype) if isinstance(M, np.ndarray) else \
-        namespace_of(M).zeros((D + 1,) + M.shape[2:], dtype=M.dtype)
-    for i in range(min(da, D) + 1):
-        n = min(db, D - i) + 1
-        out[i : i + n] += M[i, :n]
-    return out
+    """``out[k] = Σ_{i+j=k} M[i, j]`` for k ≤ K (trailing axes batch): row i of M shifted by i (a strided
+    view of a zero-padded copy), then one sum over the rows."""
+    xp = namespace_of(M)
+    D = min(M.shape[0] + M.shape[1] - 2, K)
+    M = M[: D + 1, : D + 1]
+    r, c = M.shape[0], M.shape[1]
+    W = r + c  # padded row length: entry (i, j) sits at i·W + j = i·(W − 1) + (i + j)
+    Z = xp.zeros((r, W) + M.shape[2:], dtype=M.dtype)
+    Z[:, :c] = M
+    Z = Z.reshape((r * W,) + M.shape[2:])[: r * (W - 1)].reshape((r, W - 1) + M.shape[2:])
+    return Z.sum(axis=0)[: D + 1]
+
+
+def _toeplitz_pays(dq: int, dp: int, K: int) -> bool:
+    """Whether ``q · p`` (degrees dq, dp) goes into one dense Toeplitz product: it computes (D+1)(dp+1)
+    products, of which (min(dq, dp) + 1)(dp + 1) or so are nonzero, at BLAS speed (~10× a numpy loop)."""
+    return max(dq, dp) >= _TOEPLITZ_MIN and min(dq + dp, K) + 1 <= 10 * (min(dq, dp) + 1)
 
 
 _TOEPLITZ_MIN = 8  # both degrees at least this: polynomial products as one batched matrix product
