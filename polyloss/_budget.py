@@ -273,8 +273,13 @@ def derive_seconds(depth: int, steps: int) -> float:
     return 0.5 + 4e-5 * 5.0 ** (steps - 3) * float(D) ** 3
 
 
-def check_derive(depth: int, steps: int) -> None:
-    """Guard ``derive``: refuse limits whose estimated time exceeds :func:`time_limit`."""
-    sec = derive_seconds(check_int("depth", depth, 1), check_int("steps", steps, 1))
+def check_derive(depth: int, steps: int, recipe=None) -> None:
+    """Guard ``derive``: refuse limits whose estimated time exceeds :func:`time_limit`. A recipe that
+    trains the input or readout layer costs about what one more hidden layer costs (its degree
+    recursion is that of depth k = L + 1 per extra trained layer)."""
+    depth = check_int("depth", depth, 1)
+    if recipe is not None:
+        depth += ("input" in recipe.trained) + ("readout" in recipe.trained)
+    sec = derive_seconds(depth, check_int("steps", steps, 1))
     _refuse(f"the exact limit for L = {depth}, t = {steps}", 0.0, sec, "use fewer --steps or a smaller --depth "
             "(or sample finite widths with `polyloss sample`)")

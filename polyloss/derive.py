@@ -37,14 +37,18 @@ from polyloss.fock import (
     ExplicitEvaluator,
     FloatRing,
     KrylovEvaluator,
+    LimitScalars,
     MomentIndexError,
     default_ring,
+    frozen_scalars,
     recipe_needs_eta,
     recipe_scalars,
     limit_degree_f,
     limit_degree_loss,
     run_program,
 )
+from polyloss.power import PowerCounting, RecipePowerCounting, power_counting, recipe_power_counting
+from polyloss.power import sp_rescaled_mean_coefficients  # noqa: F401  (re-exported)
 from polyloss.spec import Parametrization
 
 __all__ = [
@@ -109,11 +113,14 @@ def _check_positive_fraction(name, value) -> Fraction | None:
 
 def check_recipe(recipe, param="mup", steps: int | None = None):
     """The recipe :func:`derive` runs: None for plain GD (today's program, bit for bit), else the
-    hidden-only :class:`~polyloss.recipe.Recipe` itself; anything else is a one-line SpecError.
+    :class:`~polyloss.recipe.Recipe` itself when it has an exact infinite-width limit in η; anything
+    else is a one-line SpecError.
 
-    The μP limit (docs/theory.md §7, "The μP limit of a recipe") covers the hidden layers at the μP
-    hidden rate (λ = 1) with any schedule whose rates are exact rationals, any decay mode and
-    heavy-ball or Nesterov momentum.
+    Which recipes have a limit is decided by power counting (:func:`polyloss.power.recipe_power_counting`,
+    docs/theory.md §7): μP initialisation, every trained layer at or below its μP rate (input n,
+    hidden 1, readout 1/n; layers below it are frozen in the limit) with at least one at it, and no
+    decay that diverges (coupled l2 decay on an input layer trained at rate n does). Any schedule
+    whose rates are exact rationals, any decay mode, heavy-ball or Nesterov momentum.
     """
     from polyloss.recipe import Recipe
 
@@ -124,20 +131,72 @@ def check_recipe(recipe, param="mup", steps: int | None = None):
     p = Parametrization.parse(param)
     if recipe.is_plain_for(p):
         return None
-    if not (p.alpha == 2 and p.gamma == 0):
-        raise SpecError(f"`recipe` ({recipe.describe()}) is only derived under muP; param={p.name!r} gives power "
-                        "counting for plain GD only")
-    if recipe.trained != frozenset({"hidden"}):
-        raise SpecError(f"`recipe` trains {'+'.join(recipe.trained_layers)}: the infinite-width limit with a trained "
-                        "input or readout layer is not implemented (issue 11); train 'hidden' only")
-    if recipe.lr_exponents is not None and recipe.lr_exponents[1] != 0:
-        raise SpecError(f"`recipe` has hidden lr exponent {recipe.lr_exponents[1]}: the muP limit needs the hidden "
-                        "rate n^0 (exponent 0); another exponent freezes or blows up the hidden layers as n -> inf")
+    if p.alpha != 2:
+        raise SpecError(f"`recipe` ({recipe.describe()}) has no infinite-width limit under param={p.name!r} "
+                        "(alpha != 2: f at initialisation does not vanish); the exact limit is derived under muP")
+    pc = recipe_power_counting(recipe, p)
+    if not pc.has_limit:
+        why = ("no layer learns at that scale" if not pc.learns else
+               f"the limit exists only in the rescaled rate n^({-pc.eta})*eta")
+        raise SpecError(f"`recipe` ({recipe.describe()}) has no infinite-width limit in eta: power counting gives "
+                        f"eta_n ~ n^({pc.eta}) ({why}; see polyloss.power.recipe_power_counting)")
     if steps is not None and not recipe.schedule.exact(steps):
         raise SpecError(f"`recipe` schedule {recipe.schedule.spec!r} has irrational rates for steps={steps} "
                         "(cos(pi s/t) is rational only for s/t in {0, 1/3, 1/2, 2/3}); the exact limit needs "
                         "rational rates: use t <= 3 or an explicit list of rates")
     return recipe
+
+
+def _limit_plan(recipe, param="mup"):
+    """{layer: (effective Recipe, gradient active)} for the trained layers of a recipe with a limit."""
+    import dataclasses
+
+    pc = recipe_power_counting(recipe, param)
+    return {layer: (dataclasses.replace(recipe, wd_mode=mode, weight_decay=w), pc.gradient[layer] == "active")
+            for layer, (mode, w) in pc.effective.items()}
+
+
+def recipe_limit_degree(depth: int, steps: int, recipe=None, param="mup") -> int:
+    """Degree in η of the limit loss: :func:`polyloss.fock.limit_degree_loss` with L replaced by the
+    number k of matrices whose gradient step survives in the limit (L hidden, +1 input, +1 readout)."""
+    if recipe is None or recipe.is_plain_for(param):
+        return limit_degree_loss(depth, steps)
+    plan = _limit_plan(recipe, param)
+    k = sum((depth if layer == "hidden" else 1) for layer, (_, grad) in plan.items() if grad)
+    return limit_degree_loss(k, steps)
+
+
+def recipe_needs_input_dim(recipe, param="mup") -> bool:
+    """Whether the recipe's limit depends on the input dimension d (a trained input layer at the μP
+    rate n moves ``h_0(x)`` by ``g_0 ξᵀx`` with ``ξᵀx_j = d (K̄ r)_j``)."""
+    if recipe is None or recipe.is_plain_for(param) or "input" not in recipe.trained:
+        return False
+    return _limit_plan(recipe, param)["input"][1]
+
+
+def limit_needs_eta(recipe, param="mup") -> bool:
+    """Whether the limit program needs η as a ring indeterminate (a decay 1 − ηρω acts in it)."""
+    if recipe is None:
+        return False
+    return any(recipe_needs_eta(eff) for eff, _ in _limit_plan(recipe, param).values())
+
+
+def limit_scalars(recipe, steps: int, R, input_dim=None, param="mup"):
+    """The :class:`polyloss.fock.LimitScalars` of a recipe with a limit (None for plain GD)."""
+    if recipe is None:
+        return None
+    plan = _limit_plan(recipe, param)
+    if "input" in plan and plan["input"][1] and input_dim is None:
+        raise SpecError(f"`input_dim`=None is invalid for recipe ({recipe.describe()}): the limit with a trained input "
+                        "layer depends on the input dimension d; must be an integer >= 1 (or pass data)")
+
+    def sc(layer):
+        eff, grad = plan[layer]
+        return recipe_scalars(eff, steps, R, gradient=grad)
+
+    hidden = sc("hidden") if "hidden" in plan else frozen_scalars(steps)
+    return LimitScalars(hidden, sc("input") if "input" in plan else None, sc("readout") if "readout" in plan else None,
+                        Fraction(1) if input_dim is None else Fraction(_check_int("input_dim", input_dim, 1)))
 
 
 def int_str(n: int) -> str:
@@ -255,7 +314,7 @@ class ClosedForm:
 
 @functools.lru_cache(maxsize=64)
 def closed_form(depth: int, steps: int, backend: str = "auto", max_degree: int | None = None,
-                recipe=None) -> ClosedForm:
+                recipe=None, input_dim: int | None = None) -> ClosedForm:
     """The exact closed form of the μP limit for depth ``L`` and ``t`` steps (cached).
 
     Computed in the η-free ring ``Q[μ_0..μ_{2t}]`` (the power of η is the weight of the monomial,
@@ -269,12 +328,14 @@ def closed_form(depth: int, steps: int, backend: str = "auto", max_degree: int |
     if max_degree is not None:
         max_degree = _check_int("max_degree", max_degree, 0)
     recipe = check_recipe(recipe, "mup", steps)
-    eta_free = recipe is None or not recipe_needs_eta(recipe)
+    if not recipe_needs_input_dim(recipe):
+        input_dim = None  # d does not enter: one cache entry
+    eta_free = not limit_needs_eta(recipe)
     n_mu = 2 * steps + 1
     while True:
         R = default_ring(None, n_mu, backend=backend, eta_free=eta_free)
         ev = KrylovEvaluator(R)
-        sc = None if recipe is None else recipe_scalars(recipe, steps, R)
+        sc = limit_scalars(recipe, steps, R, input_dim)
         try:
             res = run_program(ev, depth, steps, want_loss=max_degree is None, scalars=sc)
             break
@@ -466,7 +527,7 @@ def _kernel_traces(data, count: int, rationalize=None) -> list[Fraction]:
 def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
     """Loss coefficients (Fractions or floats) and the value vector of f via the Krylov evaluator."""
     R = default_ring(dm.mus, backend=backend) if exact else FloatRing(dm.mus)
-    sc = None if recipe is None else recipe_scalars(recipe, steps, R)
+    sc = limit_scalars(recipe, steps, R, dm.d)
     res = run_program(KrylovEvaluator(R), depth, steps, scalars=sc)
     loss = R.eta_coefficients(res.loss)
     f = {b: R.eta_coefficients(v) for b, v in res.f.items()}
@@ -482,7 +543,7 @@ def explicit_limit(depth: int, steps: int, data, *, rationalize=None, backend: s
     tol = _check_positive_fraction("rationalize", rationalize)
     yq = [_to_rational(v, tol) for v in y]
     R = default_ring([], backend=backend)
-    sc = None if recipe is None else recipe_scalars(recipe, steps, R)
+    sc = limit_scalars(recipe, steps, R, dm.d)
     res = run_program(ExplicitEvaluator(R, dm.K, yq), depth, steps, scalars=sc)
     return R.eta_coefficients(res.loss)
 
@@ -819,100 +880,6 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
 
 
 # --------------------------------------------------------------------------------------------
-# Power counting for other parametrizations (THEORY §2, t = 1)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PowerCounting:
-    """Width exponents (typical size ``n^e``) of the t = 1 quantities under ``V ~ N(0, n^{-α})``,
-    hidden learning rate ``η n^{-γ}``; predictions for the measured slopes.
-
-    ``phi``: exponent of φ_k (k = 1..L); ``loss``: exponent of c_j (j = 0..2L);
-    ``eta``: exponent ``s`` of the optimal learning rate, ``η_n ∝ n^s``; ``residual``: exponent of
-    ``r = f^{(0)} − y``. ``rescaled``: description of the limit in ``η̃ = n^{-s} η`` where derived.
-    """
-
-    alpha: Fraction
-    gamma: Fraction
-    depth: int
-    residual: Fraction
-    phi: tuple
-    loss: tuple
-    eta: Fraction
-    rescaled: str
-    notes: tuple
-
-    def to_json(self) -> dict:
-        return {
-            "alpha": str(self.alpha),
-            "gamma": str(self.gamma),
-            "residual_exponent": str(self.residual),
-            "phi_exponents": {str(k): str(e) for k, e in enumerate(self.phi, start=1)},
-            "loss_coefficient_exponents": {str(j): str(e) for j, e in enumerate(self.loss)},
-            "eta_exponent": str(self.eta),
-            "rescaled_limit": self.rescaled,
-            "notes": list(self.notes),
-        }
-
-
-def power_counting(param, depth: int) -> PowerCounting:
-    r"""Power counting at t = 1 for the (α, γ) family.
-
-    With ``b_ℓ = W_{ℓ+1}ᵀ⋯W_Lᵀ V`` (entries ``n^{-α/2}``) and forward vectors of O(1) entries, the
-    k-subset term of φ_k factorises into ``n^{-kγ}`` × ``‖b‖² ~ n^{1-α}`` × (k−1) cross factors
-    ``uᵀ(W⋯)b ~ n^{(1-α)/2}`` (mean zero: V and W_0 occur once) × ``uᵀh ~ n`` × ``r^k``, with
-    ``r ~ n^ρ``, ``ρ = max(0, (1−α)/2)``. So ``e_k = A + Bk`` with ``A = 1 + (1−α)/2`` and
-    ``B = (1−α)/2 − γ + ρ``; ``c_0 ~ n^{2ρ}``, ``c_1 ~ n^{ρ+A+B}``, ``c_j ~ n^{max(ρ+A, 2A) + Bj}``.
-    The optimal rate sits where the first terms balance ``c_0`` (Newton polygon):
-    ``s = min_j (E_0 − E_j)/j``, which is ``α + γ − 2`` whenever ``α ≤ 3``.
-    """
-    p = Parametrization.parse(param)
-    depth = _check_int("depth", depth, 1, MAX_DEPTH)
-    a, g = p.alpha, p.gamma
-    half = Fraction(1, 2)
-    rho = max(Fraction(0), (1 - a) * half)
-    A = 1 + (1 - a) * half
-    B = (1 - a) * half - g + rho
-    phi = tuple(A + B * k for k in range(1, depth + 1))
-    E = [2 * rho, rho + A + B] + [max(rho + A, 2 * A) + B * j for j in range(2, 2 * depth + 1)]
-    s = min((E[0] - E[j]) / j for j in range(1, len(E)))
-    notes = [
-        "exponents are of the typical size (fluctuation scale) at leading order in n; a mean can be smaller",
-        f"optimal learning rate eta_n ~ n^({s})",
-    ]
-    if a == 2 and g == 0:
-        rescaled = (
-            "muP: no rescaling needed; L_inf^(t)(eta) is the exact Fock-space limit "
-            "(t = 1: (mu0 - 2 L mu1 eta + L^2 mu2 eta^2)/2)"
-        )
-    elif a == 2:
-        rescaled = f"same limit as muP in eta~ = n^({-g})*eta: L(eta) -> L_inf^muP(eta~)"
-    elif a == 1:
-        rescaled = (
-            f"lazy (kernel) regime: with eta~ = n^({1 - g})*eta, for every t, "
-            "L(eta) -> (1/(2m))||(I - eta~ L Kbar)^t r0||^2, r0 = f0 - y, f0 ~ N(0, K) at the training "
-            "inputs (a random limit: f0 is an O(1) Gaussian process); its mean is "
-            "(1/2) sum_k C(2t,k) (-L eta~)^k (mu_k + kappa_k), kappa_k = tr(Kbar^(k+1))"
-        )
-    else:
-        rescaled = "not derived for this (alpha, gamma): exponents only"
-    if a > 3:
-        notes.append("alpha > 3: the residual term r*phi_k dominates c_k and all orders balance at eta_n")
-    if a < 1:
-        notes.append("alpha < 1: the output at initialisation diverges like n^((1-alpha)/2)")
-    return PowerCounting(a, g, depth, rho, phi, tuple(E), s, rescaled, tuple(notes))
-
-
-def sp_rescaled_mean_coefficients(depth: int, steps: int, mus: Sequence, kappas: Sequence) -> list:
-    """Mean of the SP/NTP rescaled limit: ``½ Σ_k C(2t,k)(−L)^k (μ_k + κ_k) η̃^k`` (exact)."""
-    return [
-        Fraction(math.comb(2 * steps, k)) * Fraction(-depth) ** k * (mus[k] + kappas[k]) / 2
-        for k in range(2 * steps + 1)
-    ]
-
-
-# --------------------------------------------------------------------------------------------
 # Finite-width expansion at t = 1 (THEORY §4)
 # --------------------------------------------------------------------------------------------
 
@@ -1077,7 +1044,9 @@ class Derivation:
     finite: FiniteExpansion | None = None
     digits: int = DEFAULT_DIGITS
     degree: int = 0
-    recipe: Any = None  # a non-plain hidden-only Recipe, or None (plain GD)
+    recipe: Any = None  # a non-plain Recipe, or None (plain GD)
+    recipe_power: RecipePowerCounting | None = None  # power counting of a non-plain recipe
+    input_dim: int | None = None  # d, for a closed form whose limit depends on it (trained input layer)
 
     @property
     def symbolic(self) -> bool:
@@ -1135,6 +1104,10 @@ class Derivation:
             out["finite_expansion"] = self.finite.to_json()
         if self.recipe is not None:  # plain derivations keep today's keys exactly
             out["recipe"] = self.recipe.to_dict()
+        if self.recipe_power is not None:
+            out["recipe_power_counting"] = self.recipe_power.to_json()
+        if self.input_dim is not None:
+            out["input_dim"] = self.input_dim
         out["digits"] = self.digits
         out["versions"] = _versions()
         return out
@@ -1149,6 +1122,11 @@ class Derivation:
         p = self.param
         head = f"polyloss derive: depth L = {L}, steps t = {t}, param = {p.name} (alpha={p.alpha}, gamma={p.gamma})"
         lines.append(head)
+        if self.route == "power-counting" and self.recipe_power is not None:
+            lines.append(f"recipe: {self.recipe.describe()}")
+            lines.append("no infinite-width limit in eta for this recipe (docs/theory.md §7, power counting at t = 1):")
+            lines += self.recipe_power.lines()
+            return "\n".join(lines) + "\n"
         if self.power is not None and not (p.alpha == 2 and p.gamma == 0):
             pc = self.power
             lines.append("Power counting at t = 1 (typical size n^e, leading order):")
@@ -1174,6 +1152,10 @@ class Derivation:
         lines.append(f"Infinite-width limit L_inf^({t})(eta) = sum_k c_k eta^k, degree {self.degree}: {kind}")
         if self.recipe is not None:
             lines.append(f"recipe: {self.recipe.describe()}")
+            if self.input_dim is not None:
+                lines.append(f"input dimension d = {self.input_dim} (the trained input layer's update scales with d)")
+            if self.recipe_power is not None:
+                lines += self.recipe_power.lines()[1:]
         if self.data_info:
             di = self.data_info
             lines.append(f"data: m = {di['m']}, d = {di['d']}, conversion = {di['conversion']}")
@@ -1213,6 +1195,10 @@ class Derivation:
     def to_latex(self, max_terms: int = 400) -> str:
         L, t = self.depth, self.steps
         lines = [r"% polyloss derive, depth L = " + f"{L}, steps t = {t}, param = {self.param.name}"]
+        if self.route == "power-counting" and self.recipe_power is not None:
+            lines.append("% recipe: " + self.recipe.describe())
+            lines.append(r"$\eta_n \sim n^{%s}$ (no infinite-width limit in $\eta$)" % _frac_latex(self.recipe_power.eta))
+            return "\n".join(lines) + "\n"
         if self.power is not None and not (self.param.alpha == 2 and self.param.gamma == 0):
             pc = self.power
             lines.append(r"\begin{align*}")
@@ -1285,6 +1271,7 @@ def derive(
     finite: bool = False,
     backend: str = "auto",
     recipe=None,
+    input_dim: int | None = None,
 ) -> Derivation:
     """Derive the infinite-width limit of the t-step loss polynomial (or power counting off μP).
 
@@ -1303,8 +1290,13 @@ def derive(
       finite: also build the t = 1 finite-width expansion (φ_k over k-subsets of layers).
       backend: 'auto' (python-flint when installed), 'flint' or 'sympy'.
       recipe: None or a :class:`polyloss.recipe.Recipe`. A plain recipe gives exactly the plain
-        result; a hidden-only one (schedule with rational rates, l2/decoupled/independent decay,
-        heavy-ball/Nesterov momentum) gives its μP limit (docs/theory.md §7); others are refused.
+        result. A recipe with an infinite-width limit in η (μP initialisation, every trained layer
+        at or below its μP rate — input n, hidden 1, readout 1/n — and no diverging decay; any
+        schedule with rational rates, decay mode and momentum) gives that limit exactly
+        (docs/theory.md §7); any other recipe gives its power counting (route 'power-counting',
+        ``recipe_power``: the exponent of η_n and which layers learn at that scale).
+      input_dim: d, needed by a closed form (no data) whose recipe trains the input layer at its
+        μP rate (the limit then depends on d); with data it is the data's d.
 
     Returns:
       A frozen :class:`Derivation`.
@@ -1326,8 +1318,24 @@ def derive(
     fin = finite_expansion(depth) if finite else None
     if finite and steps != 1:
         raise invalid("finite", True, "used with steps=1 (the expansion is the t = 1 one)")
-    is_mup = p.alpha == 2 and p.gamma == 0
+    from polyloss.recipe import Recipe
+
+    if isinstance(recipe, Recipe) and not recipe.is_plain_for(p):
+        rpc = recipe_power_counting(recipe, p, depth)
+        if not rpc.has_limit:
+            if finite:
+                raise invalid("finite", True, "False with a recipe (the finite-width expansion is for plain GD)")
+            return Derivation(depth, steps, p, route="power-counting", exact=True, loss_coefficients=(),
+                              digits=digits, degree=0, recipe=recipe, recipe_power=rpc)
+    else:
+        rpc = None
     recipe = check_recipe(recipe, p, steps)
+    is_mup = (p.alpha == 2 and p.gamma == 0) or recipe is not None
+    if input_dim is not None:
+        input_dim = _check_int("input_dim", input_dim, 1)
+    if data is None and recipe_needs_input_dim(recipe, p) and input_dim is None:
+        raise SpecError(f"`input_dim`=None is invalid for recipe ({recipe.describe()}) without data: the limit with a "
+                        "trained input layer depends on the input dimension d; must be an integer >= 1")
     if recipe is not None and finite:
         raise invalid("finite", True, "False with a recipe (the finite-width expansion is for plain GD)")
 
@@ -1353,12 +1361,13 @@ def derive(
         )
 
     if data is None:
-        if recipe is not None and recipe_needs_eta(recipe) and limit_degree_loss(depth, steps) > _ETA_RING_MAX_DEGREE:
+        if limit_needs_eta(recipe, p) and recipe_limit_degree(depth, steps, recipe) > _ETA_RING_MAX_DEGREE:
             raise SpecError(
                 f"`recipe` ({recipe.describe()}): the closed form with {recipe.wd_mode} decay keeps eta in its ring and is "
                 f"too large at depth={depth}, steps={steps} (L=3, t=3: ~870k terms, minutes); pass data= for exact "
                 "rationals on data (seconds), or use wd_mode='independent'")
-        cf = closed_form(depth, steps, backend, recipe=recipe)
+        d_used = input_dim if recipe_needs_input_dim(recipe, p) else None
+        cf = closed_form(depth, steps, backend, recipe=recipe, input_dim=d_used)
         eta_cf = f"mu1/({depth}*mu2)" if steps == 1 else None
         if steps == 1 and depth == 1:
             eta_cf = "mu1/mu2"
@@ -1367,7 +1376,8 @@ def derive(
         return Derivation(
             depth, steps, p, route="closed-form", exact=True, loss_coefficients=cf.loss,
             f_closed_form=cf.f, eta_inf_closed_form=eta_cf, finite=fin, digits=digits,
-            degree=len(cf.loss) - 1, power=power_counting(p, depth), recipe=recipe,
+            degree=len(cf.loss) - 1, power=power_counting(p, depth), recipe=recipe, recipe_power=rpc,
+            input_dim=d_used,
         )
 
     dm = data_moments(data, steps, exact=exact, rationalize=rationalize)
@@ -1403,7 +1413,7 @@ def derive(
         data_info={"m": dm.m, "d": dm.d, "conversion": dm.conversion}, critical_points=cps,
         eta_inf=glob, eta_first_local_min=first, window=win, eta_window_min=wmin,
         eta_window_at_boundary=at_boundary, finite=fin, digits=digits, degree=deg,
-        power=power_counting(p, depth), recipe=recipe,
+        power=power_counting(p, depth), recipe=recipe, recipe_power=rpc,
     )
 
 

@@ -42,6 +42,8 @@ __all__ = [
     "ExplicitEvaluator",
     "ProgramResult",
     "RecipeScalars",
+    "LimitScalars",
+    "frozen_scalars",
     "recipe_scalars",
     "recipe_needs_eta",
     "run_program",
@@ -544,6 +546,10 @@ class KrylovEvaluator:
         """``f(x_j) = ⟨g_L, h_L(x_j)⟩`` as a value vector."""
         return {b: h for (w, a, b), h in H.items() if a == -1 and not w}
 
+    def kernel_value(self, r: dict, scale) -> dict:
+        """``scale · K̄ r`` for a value vector r (``Σ_b c_b K̄^b y ↦ Σ_b scale·c_b K̄^{b+1} y``)."""
+        return {b + 1: scale * c for b, c in r.items() if c}
+
     def residual(self, f: dict) -> dict:
         r = dict(f)
         r[0] = r.get(0, self.R.zero) - self.R.one
@@ -637,6 +643,18 @@ class ExplicitEvaluator:
     def readout(self, H: dict) -> dict:
         return {j: h for (w, a, j), h in H.items() if a == -1 and not w}
 
+    def kernel_value(self, r: dict, scale) -> dict:
+        """``scale · K̄ r``: ``(scale/m) Σ_i K[j][i] r_i`` for each j."""
+        out: dict = {}
+        for j in range(self.m):
+            acc = self.R.zero
+            for i, ri in r.items():
+                if not self._Kzero[j][i]:
+                    acc = acc + self.K[j][i] * ri
+            if acc:
+                out[j] = acc * self.inv_m * scale
+        return out
+
     def residual(self, f: dict) -> dict:
         r = dict(f)
         for j in range(self.m):
@@ -672,17 +690,26 @@ def recipe_needs_eta(recipe) -> bool:
     return recipe.weight_decay != 0 and recipe.wd_mode in ("l2", "decoupled")
 
 
-def recipe_scalars(recipe, steps: int, R: ScalarRing) -> RecipeScalars:
-    """``c_t`` and ``a_{t,s}`` (t = 0..steps) of a hidden-only recipe at hidden rate λ = 1 (μP) in ring R.
+def recipe_scalars(recipe, steps: int, R: ScalarRing, *, l2_omega=None, gradient: bool = True) -> RecipeScalars:
+    """``c_t`` and ``a_{t,s}`` (t = 0..steps) of one trained layer at its μP rate in ring R.
 
     The rules of :mod:`polyloss.recipe`, written on the basis {W, G^{(0)}, G^{(1)}, …} (G^{(s)} the
-    step-s gradient, ``g^{(s)}⟨u^{(s)}, ·⟩`` in the Fock program): with ``g = G^{(t)}`` (+ ωW^{(t)} in
-    l2 mode), buffer ``v ← βv + g`` (``v = g`` at t = 0), direction ``D = v`` (Nesterov: ``g + βv``;
-    ``g`` without momentum), ``W^{(t+1)} = δ_t W^{(t)} − ηρ_t D`` with ``δ_t`` = 1 (l2), ``1 − ηρ_tω``
-    (decoupled), ``1 − ω`` (independent). Every ρ_t must be an exact Fraction.
+    step-s gradient times the layer's rate, in normalised coordinates: ``g_ℓ^{(s)}⟨u_ℓ^{(s)}, ·⟩`` for
+    a hidden layer, ``u_{L+1}^{(s)}`` for the readout ``g_L = nV``, ``g_0^{(s)} ξ^{(s)ᵀ}`` for the
+    input): with ``g = G^{(t)}`` (+ ω_ℓW^{(t)} in l2 mode), buffer ``v ← βv + g`` (``v = g`` at t = 0),
+    direction ``D = v`` (Nesterov: ``g + βv``; ``g`` without momentum), ``W^{(t+1)} = δ_t W^{(t)} −
+    ηρ_t D`` with ``δ_t`` = 1 (l2), ``1 − ηρ_tω`` (decoupled), ``1 − ω`` (independent). Every ρ_t
+    must be an exact Fraction.
+
+    ``l2_omega``: the coupled-decay coefficient ω_ℓ this layer sees in the limit (default ω, right
+    for a hidden layer at rate n^0; the readout's ω·n^{-1} → 0 gives 0). ``gradient=False``: the
+    layer's gradient step vanishes in the limit (its rate is below μP's) but its decay still acts,
+    so only ``c_t`` is kept. The W-coefficient c_t never receives gradient terms, so dropping the
+    a_{t,s} afterwards is exact.
     """
     omega, beta, mode, nesterov = (Fraction(recipe.weight_decay), Fraction(recipe.momentum), recipe.wd_mode,
                                    bool(recipe.nesterov))
+    l2_omega = omega if l2_omega is None else Fraction(l2_omega)
     if getattr(R, "eta_free", False) and recipe_needs_eta(recipe):
         raise ValueError(f"{mode} weight decay puts 1 - eta*rho*omega into the weights: it needs a ring with eta")
     rhos = [recipe.rho(s, steps) for s in range(steps)]
@@ -698,13 +725,13 @@ def recipe_scalars(recipe, steps: int, R: ScalarRing) -> RecipeScalars:
 
     c, a = [one], [{}]
     v: dict = {}
-    bc, oc = R.const(beta), R.const(omega)
+    bc, oc = R.const(beta), R.const(l2_omega)
     for t in range(steps):
         rho = rhos[t]
         cur = dict(a[t])
         cur["W"] = c[t]
         g = {t: one}
-        if mode == "l2" and omega:
+        if mode == "l2" and l2_omega:
             g = comb(g, cur, one, oc)
         if beta:
             v = dict(g) if t == 0 else comb(v, g, bc, one)
@@ -720,8 +747,26 @@ def recipe_scalars(recipe, steps: int, R: ScalarRing) -> RecipeScalars:
             decay = one
         new = comb(cur, d, decay, step)
         c.append(new.pop("W"))
-        a.append({s: x for s, x in new.items() if x})
+        a.append({s: x for s, x in new.items() if x} if gradient else {})
     return RecipeScalars(tuple(None if not (x - one) else x for x in c), tuple(a))
+
+
+#: A layer that does not move: W^{(t)} = W at every step.
+def frozen_scalars(steps: int) -> RecipeScalars:
+    return RecipeScalars((None,) * (steps + 1), ({},) * (steps + 1))
+
+
+@dataclass(frozen=True)
+class LimitScalars:
+    """Per-layer scalars of a recipe in the μP limit (docs/theory.md §7): ``hidden`` for W_1..W_L
+    (None: plain GD, ``−η``), ``input`` for W_0 and ``readout`` for ``g_L = nV`` (None: frozen).
+    ``input_dim`` is d: the input update at the μP rate n moves ``h_0(x)`` by ``g_0 ξᵀx`` with
+    ``ξᵀx_j = d·(K̄ r)_j``, so the limit depends on d as well as on K̄ and y."""
+
+    hidden: RecipeScalars | None = None
+    input: RecipeScalars | None = None
+    readout: RecipeScalars | None = None
+    input_dim: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -741,7 +786,7 @@ def run_program(
     *,
     all_losses: bool = False,
     want_loss: bool = True,
-    scalars: RecipeScalars | None = None,
+    scalars: "RecipeScalars | LimitScalars | None" = None,
 ) -> ProgramResult:
     """Run ``steps`` full-batch GD steps of the depth-``L`` linear network on evaluator ``ev``.
 
@@ -749,22 +794,43 @@ def run_program(
     ``g_{ℓ−1}^{(t)} = W_ℓᵀ g_ℓ^{(t)} − η Σ_{s<t} u_ℓ^{(s)} ⟨g_ℓ^{(s)}, g_ℓ^{(t)}⟩``, ``g_L^{(t)} = g_L``,
     ``u_ℓ^{(t)} = (1/m) Σ_i r_i h_{ℓ−1}^{(t)}(x_i)``, ``f^{(t)}(x) = ⟨g_L, h_L^{(t)}(x)⟩``.
 
-    With ``scalars`` (a hidden-only recipe, :func:`recipe_scalars`) ``W_ℓ`` becomes ``c_t W_ℓ`` and
-    ``−η`` becomes ``a_{t,s}``; None runs plain GD exactly as before.
+    With ``scalars`` (a recipe, :func:`recipe_scalars`) ``W_ℓ`` becomes ``c_t W_ℓ`` and ``−η``
+    becomes ``a_{t,s}``; a :class:`LimitScalars` also trains the readout,
+    ``g_L^{(t)} = c_t g_L + Σ_s a_{t,s} u_{L+1}^{(s)}`` with ``u_{L+1} = (1/m) Σ_i r_i h_L(x_i)``, and
+    the input, ``h_0^{(t)}(x_j) = c_t h_0(x_j) + Σ_s a_{t,s} g_0^{(s)} · d(K̄ r^{(s)})_j``. None runs
+    plain GD exactly as before.
     """
     L = depth
     R = ev.R
     minus_eta = R.zero - R.eta
+    if isinstance(scalars, LimitScalars):
+        hid, inp, out = scalars.hidden, scalars.input, scalars.readout
+        d_scale = R.const(Fraction(scalars.input_dim))
+    else:
+        hid, inp, out, d_scale = scalars, None, None, None
     g_hist: list[dict] = []  # g_hist[s][ℓ]
     u_hist: list[dict] = []
+    q_hist: list[dict] = []  # d·K̄ r^{(s)} (trained input)
+    uV_hist: list[dict] = []  # u_{L+1}^{(s)} (trained readout)
     losses = []
     f = r = None
+
+    def moved(base: dict, sc: RecipeScalars, t: int, terms) -> dict:
+        """c_t·base + Σ_s a_{t,s}·terms(s, a) for a trained input or readout."""
+        ct = sc.c[t]
+        vec = base if ct is None else {k: ct * v for k, v in base.items()}
+        for s_, a_ in sc.a[t].items():
+            vec = terms(vec, s_, a_)
+        return vec
+
     for t in range(steps + 1):
-        if scalars is None:
+        if hid is None:
             ct, coefs = None, [minus_eta] * t
         else:
-            ct, coefs = scalars.c[t], [scalars.a[t].get(s) for s in range(t)]
+            ct, coefs = hid.c[t], [hid.a[t].get(s) for s in range(t)]
         h = ev.h0()
+        if inp is not None:
+            h = moved(h, inp, t, lambda v, s_, a_: ev.sub_outer(v, g_hist[s_][0], q_hist[s_], a_) if q_hist[s_] else v)
         hs = [h]
         for layer in range(1, L + 1):
             h = apply_W(layer, hs[layer - 1])
@@ -777,7 +843,12 @@ def run_program(
                 if q:
                     h = ev.sub_outer(h, g_hist[s][layer], q, coefs[s])
             hs.append(h)
-        f = ev.readout(hs[L])
+        if out is None:
+            gL = ev.gL()
+            f = ev.readout(hs[L])
+        else:
+            gL = moved(ev.gL(), out, t, lambda v, s_, a_: ev.axpy(v, a_, uV_hist[s_]))
+            f = ev.inner_batched(gL, hs[L])
         r = ev.residual(f)
         if all_losses or (t == steps and want_loss):
             losses.append(ev.loss(r))
@@ -785,11 +856,11 @@ def run_program(
             progress(f"step {t}: forward done ({sum(len(x) for x in hs)} batched terms)")
         if t == steps:
             break
-        g_t = {L: ev.gL()}
+        g_t = {L: gL}
         u_t = {}
         for layer in range(L, 0, -1):
             u_t[layer] = ev.contract(hs[layer - 1], r)
-            if layer > 1:
+            if layer > 1 or inp is not None:
                 g = apply_WT(layer, g_t[layer])
                 if ct is not None:
                     g = {k: ct * v for k, v in g.items()}
@@ -800,6 +871,10 @@ def run_program(
                     if c:
                         g = ev.axpy(g, coefs[s] * c, u_hist[s][layer])
                 g_t[layer - 1] = g
+        if out is not None:
+            uV_hist.append(ev.contract(hs[L], r))
+        if inp is not None:
+            q_hist.append(ev.kernel_value(r, d_scale))
         g_hist.append(g_t)
         u_hist.append(u_t)
     return ProgramResult(loss=losses[-1] if losses else None, f=f, losses=tuple(losses))

@@ -180,11 +180,10 @@ def test_L1_kernel_gd_with_decay_by_hand(mode, omega):
 
 # ------------------------------------------------------------------ refusals: one line each
 @pytest.mark.parametrize("kwargs,needle", [
-    (dict(recipe=Recipe(trained="hidden,readout", lr_exponents="mup")), "readout"),
-    (dict(recipe=Recipe(trained="input,hidden")), "input"),
+    (dict(recipe=Recipe(trained="input,hidden")), "input_dim"),
+    (dict(recipe=Recipe(trained="input,hidden"), input_dim=0), "input_dim"),
     (dict(recipe=Recipe(schedule="cosine"), steps=4), "irrational"),
-    (dict(recipe=Recipe(lr_exponents="0,1,1", momentum="0.5")), "exponent"),
-    (dict(recipe=Recipe(momentum="0.5"), param="sp"), "muP"),
+    (dict(recipe=Recipe(momentum="0.5"), param="1/2,0"), "alpha"),
     (dict(recipe=Recipe(momentum="0.5"), finite=True, steps=1), "finite"),
     (dict(recipe="momentum=0.5"), "Recipe"),
     (dict(recipe=Recipe(weight_decay="0.1"), steps=3, depth=3), "too large"),

@@ -98,10 +98,18 @@ def test_derive_passes_the_recipe_and_refuses_what_it_cannot_derive(capsys):
     # a plain recipe spelled out explicitly is the plain limit
     assert main(DERIVE + ["--schedule", "1,1", "--lr-exponents", "mup", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["loss_coefficients"] == plain["loss_coefficients"]
-    # trained input/readout: refused in one line
+    # a trained input layer: the closed form needs d, refused in one line without it
     assert main(DERIVE + ["--train", "input,hidden"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "`recipe`" in err, err
+    assert len(err.splitlines()) == 1 and "`input_dim`" in err, err
+    assert main(DERIVE + ["--train", "input,hidden", "--input-dim", "3", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["input_dim"] == 3 and doc["recipe"]["trained"] == ["input", "hidden"]
+    assert doc["loss_coefficients"] != plain["loss_coefficients"]
+    # no limit in eta (l2 decay times the input rate n): the power counting, exit 0
+    assert main(DERIVE + ["--train", "input,hidden", "--weight-decay", "0.1", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["route"] == "power-counting" and doc["recipe_power_counting"]["eta_exponent"] == "-1"
 
 
 # ------------------------------------------------------------------------------------ poly
@@ -244,14 +252,19 @@ def test_compare_uses_the_recipe_limit_and_refuses_what_has_none(tmp_path, capsy
     (tmp_path / "ref.json").write_text(ref.to_json_str())
     assert main(["compare", str(out), "--derivation", str(tmp_path / "ref.json")]) == 0
     capsys.readouterr()
-    readout = tmp_path / "readout"
+    readout = tmp_path / "readout"  # trained readout: its limit exists and compare uses it
     assert main(SAMPLE_ARGS + ["--train", "hidden,readout", "--out", str(readout)]) == 0
     capsys.readouterr()
-    assert main(["compare", str(readout)]) == 2
+    assert main(["compare", str(readout)]) == 0
+    assert "recipe: train hidden+readout" in capsys.readouterr().out
+    nolim = tmp_path / "nolimit"  # l2 decay times the input rate n: no limit in eta
+    assert main(SAMPLE_ARGS + ["--train", "input,hidden", "--weight-decay", "0.1", "--out", str(nolim)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(nolim)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot derive" in err and "readout" in err
+    assert len(err.splitlines()) == 1 and "cannot derive" in err and "n^(-1)" in err, err
     with pytest.raises(PolylossError, match="cannot derive"):
-        api.compare(readout)
+        api.compare(nolim)
     plain_run = tmp_path / "plain"
     assert main(SAMPLE_ARGS + ["--out", str(plain_run)]) == 0
     capsys.readouterr()

@@ -15,6 +15,11 @@ EPILOG = """examples:
   polyloss derive --depth 2 --steps 1 --finite          # where each power of eta comes from at t = 1
   polyloss derive --depth 3 --steps 1 --param sp        # power counting: width exponents, eta_n ~ n^-1
   polyloss derive --depth 4 --steps 3 --data data.npz --format json > d.json
+  polyloss derive --depth 2 --steps 2 --data data.npz --train input,hidden,readout --weight-decay 0.1 \
+      --wd-mode independent                             # a training recipe's exact limit
+  polyloss derive --depth 2 --steps 1 --train input,hidden,readout --input-dim 10   # its closed form
+  polyloss derive --depth 2 --steps 2 --train input,hidden,readout --weight-decay 0.1   # l2 decay x input
+      # rate n: no limit in eta; prints the power counting (eta_n ~ n^-1) instead
 
   Data (NPZ with X (m x d) and y (m,), or CSV) are converted exactly (each float's binary value);
   --rationalize TOL rounds each value to a decimal grid (error <= TOL); --float evaluates in
@@ -51,6 +56,9 @@ def register(sub) -> None:
                    help="text/latex: stop printing coefficients after this many terms (json has all)")
     p.add_argument("--output", metavar="FILE", default=None, help="write here instead of stdout")
     add_recipe_options(p)
+    p.add_argument("--input-dim", type=positive_int("input-dim"), default=None, metavar="D",
+                   help="input dimension d for a closed form (no --data) whose recipe trains the input layer: "
+                        "its muP update scales with d, so the limit depends on it")
     p.set_defaults(func=run)
 
 
@@ -83,13 +91,13 @@ def run(args) -> int:
     from polyloss.commands._common import recipe_from_args
 
     recipe = recipe_from_args(args, args.steps)
-    # derive runs hidden-only recipes under muP and refuses the others in one line (polyloss.derive.check_recipe)
+    # derive gives the exact limit of a recipe that has one, else its power counting (polyloss.power)
     recipe = None if recipe.is_plain_for(args.param) else recipe
     window = check_number("window", args.window)
     rationalize = check_number("rationalize", args.rationalize)
     if rationalize is not None and args.data is None:
         raise SpecError("`--rationalize` rounds the data: it needs `--data`")
-    check_derive(args.depth, args.steps)
+    check_derive(args.depth, args.steps, recipe)
     data = None
     if args.data is not None:
         from polyloss.data import load_data
@@ -106,6 +114,7 @@ def run(args) -> int:
         digits=args.digits,
         finite=args.finite,
         **({} if recipe is None else {"recipe": recipe}),
+        **({} if args.input_dim is None else {"input_dim": args.input_dim}),
     )
     if args.format == "json":
         text = d.to_json_str()
