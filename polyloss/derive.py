@@ -1497,6 +1497,9 @@ RECIPE_CASES = (
     ("momentum-0.9", {"momentum": "0.9"}, ((1, 3), (2, 2), (2, 3), (3, 2))),
     ("nesterov-0.9", {"momentum": "0.9", "nesterov": True}, ((1, 3), (2, 2), (2, 3), (3, 2))),
     ("warmup-2", {"schedule": "warmup:2"}, ((1, 3), (2, 2), (2, 3), (3, 2))),
+    # the readout trained at its μP rate 1/n as well (a trained input layer's limit depends on d:
+    # `polyloss derive --train input,... --input-dim D` derives it on demand)
+    ("readout-trained", {"trained": ["hidden", "readout"], "lr_exponents": ["-1", "0", "1"]}, ((1, 3), (2, 2), (3, 2))),
 )
 
 
@@ -1607,7 +1610,7 @@ def write_derivations(outdir, cases=STORED_CASES, progress=None) -> list[str]:
 
 
 def write_recipe_derivations(outdir, cases=RECIPE_CASES, progress=None) -> list[str]:
-    """(Re)write ``derivations/recipes/``: closed forms of the μP limit for a few hidden-only recipes
+    """(Re)write ``derivations/recipes/``: closed forms of the μP limit for a few recipes
     (one JSON + one Markdown page per case, and ``index.md``). The plain files are not touched."""
     import os
     import time

@@ -35,12 +35,30 @@ from polyloss.sampling import SampleRun, load_run, summarise
 __all__ = ["Report", "report"]
 
 def predicted_eta_exponent(cfg: dict) -> float:
-    """The width exponent of η_n predicted by power counting (:func:`polyloss.derive.power_counting`)."""
-    from polyloss.derive import power_counting
+    """The width exponent of η_n predicted by power counting (:mod:`polyloss.power`): the plain (α, γ)
+    count, or the recipe's count when the run trained with a non-plain recipe."""
+    from polyloss.compare import run_recipe
+    from polyloss.power import power_counting, recipe_power_counting
     from polyloss.spec import Parametrization
 
     p = cfg["param"]
-    return float(power_counting(Parametrization.custom(Fraction(p["alpha"]), Fraction(p["gamma"])), cfg["depth"]).eta)
+    param = Parametrization.custom(Fraction(p["alpha"]), Fraction(p["gamma"]))
+    if p.get("name") in ("mup", "sp", "ntp"):
+        param = Parametrization.parse(p["name"])
+    recipe = run_recipe(cfg)
+    if not recipe.is_plain_for(param):
+        return float(recipe_power_counting(recipe, param, cfg["depth"]).eta)
+    return float(power_counting(param, cfg["depth"]).eta)
+
+
+def _has_limit(cfg: dict) -> bool:
+    """Whether a μP run's recipe has an infinite-width limit in η (power counting); runs without one
+    get the scaling fit against the predicted exponent instead of a comparison."""
+    from polyloss.compare import run_recipe
+    from polyloss.power import recipe_power_counting
+
+    recipe = run_recipe(cfg)
+    return recipe.is_plain_for("mup") or recipe_power_counting(recipe, "mup", cfg["depth"]).has_limit
 
 
 @dataclass(frozen=True)
@@ -137,7 +155,7 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
     out = {"label": label, "key": key, "cfg": cfg, "widths": widths, "eta_groups": eta_groups,
            "eta_mean": [r["eta_mean"] for r in rows], "eta_se": [r["eta_se"] for r in rows], "limit": None,
            "predicted": None}
-    if cfg["param"]["name"] == "mup":
+    if cfg["param"]["name"] == "mup" and _has_limit(cfg):
         try:
             cmp_ = compare(run.path, derivation, level=level, n_coeffs=n_coeffs)
         except PolylossError as exc:

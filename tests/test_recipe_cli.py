@@ -419,3 +419,16 @@ def test_argparse_namespace_defaults_are_plain():
     ns = argparse.Namespace(train="hidden", lr_exponents=None, schedule="constant", weight_decay="0", wd_mode="l2",
                             momentum="0", nesterov=False)
     assert recipe_from_args(ns) == PLAIN
+
+
+def test_report_fits_the_power_counting_exponent_for_a_recipe_without_a_limit(tmp_path, capsys):
+    """μP with the input layer trained and l2 decay: no limit in η (power counting: η_n ~ n^-1), so
+    report fits the scaling of η_n against that prediction instead of comparing with a limit."""
+    run = tmp_path / "run"
+    args = ["sample", "--depth", "1", "--widths", "8,16,32", "--samples", "2", "--steps", "1", "--d", "4", "--m", "6",
+            "--seed", "5", "--quiet", "--sampler", "dense", "--train", "input,hidden", "--weight-decay", "0.1"]
+    assert main(args + ["--out", str(run)]) == 0
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    capsys.readouterr()
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "power counting predicts n^-1" in text and "No comparison with the exact limit" not in text
