@@ -432,3 +432,11 @@ def test_report_fits_the_power_counting_exponent_for_a_recipe_without_a_limit(tm
     capsys.readouterr()
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "power counting predicts n^-1" in text and "No comparison with the exact limit" not in text
+
+
+def test_lr_exponents_overriding_the_param_hidden_rate_is_said(capsys):
+    assert main(["derive", "--depth", "1", "--steps", "1", "--param", "ntp", "--lr-exponents", "mup"]) == 0
+    err = capsys.readouterr().err
+    assert "overriding --param ntp" in err and len(err.strip().splitlines()) == 1
+    assert main(["derive", "--depth", "1", "--steps", "1", "--lr-exponents", "mup"]) == 0  # same rate: no note
+    assert "overriding" not in capsys.readouterr().err

@@ -152,6 +152,16 @@ def recipe_from_args(args, steps: int | None = None):
             recipe.check_steps(steps)
     except SpecError as exc:
         raise SpecError(_flag_message(str(exc))) from None
+    param = getattr(args, "param", None)
+    if recipe.lr_exponents is not None and param is not None and "hidden" in recipe.trained:
+        import sys
+
+        from polyloss.spec import Parametrization
+
+        p = Parametrization.parse(param)
+        if recipe.lr_exponents[1] != p.gamma:  # say so: the explicit exponents win over --param's hidden rate
+            print(f"note: --lr-exponents sets the hidden rate n^-({recipe.lr_exponents[1]}), overriding "
+                  f"--param {p.name}'s n^-({p.gamma}); the initialisation stays {p.name}'s", file=sys.stderr)
     return recipe
 
 
