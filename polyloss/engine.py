@@ -496,9 +496,6 @@ class LossEngine:
         Vc = A_.const_V()
         readout = kind[Lp] in coefs
 
-        def add(x, y):
-            return y if x is None else x if y is None else A_.add(x, y)
-
         def smul(x, y):  # scalar polynomials, None: exactly 1
             return y if x is None else x if y is None else A_.smul(x, y)
 
@@ -739,25 +736,30 @@ class _FloatOps:
         coefficient rows (einsum does not use BLAS), then the same sums along anti-diagonals."""
         if a.shape[1] != 1 or b.shape[1] != 1:
             return tp.vdot(a, b, self.K)
-        return _antidiag(a[:, 0, :] @ b[:, 0, :].T, self.K)[..., None]
+        with _beyond_K(_deg(a) + _deg(b) > self.K):
+            M = a[:, 0, :] @ b[:, 0, :].T
+        return _antidiag(M, self.K)[..., None]
 
     def smul(self, a, b):
         """:meth:`mul` of two scalar polynomials; with a single centre one ``numpy.convolve``."""
         if a.shape[1] == 1 and b.shape[1] == 1 and self.xp is np:
             D = min(_deg(a) + _deg(b), self.K)
-            return np.convolve(a[: D + 1, 0], b[: D + 1, 0])[: D + 1, None]
+            with _beyond_K(_deg(a) + _deg(b) > self.K):
+                return np.convolve(a[: D + 1, 0], b[: D + 1, 0])[: D + 1, None]
         return tp.mul(a, b, self.K)
 
     def lincomb(self, terms):
         """``Σ_i q_i p_i`` for scalar polynomials ``q_i`` (D+1, G) (None: exactly 1) and polynomial vectors
-        ``p_i`` (D+1, G, k), truncated at K. With a single centre, the products of two long polynomials
-        are one matrix product: the Toeplitz matrices of the ``q_i`` side by side times the ``p_i``
-        stacked (the others, and every product with several centres, as in :meth:`mul`)."""
+        ``p_i`` (D+1, G, k), truncated at K. The products go into one matrix product per centre (the
+        Toeplitz matrices of the ``q_i`` side by side times the ``p_i`` stacked, :func:`_block_toeplitz`):
+        with a single centre those of two long polynomials (:func:`_toeplitz_pays`), with several all
+        but those whose ``p`` is shared by the centres; the others as in :meth:`mul`."""
         out, big = None, []
         for q, p in terms:
             if q is None:
                 out = p if out is None else tp.add(out, p)
-            elif self.G == 1 and _toeplitz_pays(_deg(q), _deg(p), self.K):
+            elif (_toeplitz_pays(_deg(q), _deg(p), self.K) if self.G == 1 else
+                  p.shape[1] > 1 and p.strides[1] != 0):  # several centres: batched BLAS, unless p is shared
                 big.append((q, p))
             else:
                 out = _add(out, tp.mul(q[..., None], p, self.K))
@@ -1010,24 +1012,36 @@ class _BoundOps(_FloatOps):
         return self._matmul(p, v, aW if backward else aW.T, None, aW.shape[0])
 
 
+def _beyond_K(truncated: bool):
+    """Silence overflow in products of degree above K, computed by one BLAS call and then discarded
+    (they never mix with the kept coefficients; the loop of :func:`_tpoly.vdot` does not form them)."""
+    import contextlib
+
+    return np.errstate(over="ignore", invalid="ignore") if truncated else contextlib.nullcontext()
+
+
 def _add(x, y):
     return y if x is None else tp.add(x, y)
 
 
 def _block_toeplitz(xp, prods, K: int):
-    """``Σ_i q_i p_i`` (single centre, truncated at K) as one matrix product: the lower-triangular
-    Toeplitz matrices of the ``q_i`` side by side times the coefficient rows of the ``p_i`` stacked."""
+    """``Σ_i q_i p_i`` (truncated at K) as one matrix product per centre: the lower-triangular Toeplitz
+    matrices of the ``q_i`` side by side times the coefficient rows of the ``p_i`` stacked."""
     D = min(max(_deg(q) + _deg(p) for q, p in prods), K)
+    G = max(max(q.shape[1], p.shape[1]) for q, p in prods)
     Ts, Ps = [], []
     for q, p in prods:
         Dq, Dp = _deg(q), min(_deg(p), D)
-        idx = xp.arange(D + 1)[:, None] - xp.arange(Dp + 1)[None, :]
-        ok = (idx >= 0) & (idx <= Dq)
-        Ts.append(xp.where(ok, q[xp.clip(idx, 0, Dq), 0], 0.0))
-        Ps.append(p[: Dp + 1, 0, :])
-    T = Ts[0] if len(Ts) == 1 else xp.concatenate(Ts, axis=1)
+        idx = np.arange(D + 1)[:, None] - np.arange(Dp + 1)[None, :]
+        ok = xp.asarray((idx >= 0) & (idx <= Dq))
+        T = xp.where(ok[None], xp.moveaxis(q, 0, -1)[:, xp.asarray(np.clip(idx, 0, Dq))], 0.0)  # (G, D+1, Dp+1)
+        Ts.append(xp.broadcast_to(T, (G,) + T.shape[1:]))
+        Ps.append(xp.broadcast_to(p[: Dp + 1], (Dp + 1, G, p.shape[2])))
+    T = Ts[0] if len(Ts) == 1 else xp.concatenate(Ts, axis=2)
     Pm = Ps[0] if len(Ps) == 1 else xp.concatenate(Ps, axis=0)
-    return (T @ Pm)[:, None, :]
+    if G == 1:
+        return (T[0] @ Pm[:, 0, :])[:, None, :]
+    return xp.moveaxis(xp.matmul(T, xp.moveaxis(Pm, 0, 1)), 1, 0)
 
 
 def _antidiag(M, K: int):
@@ -1041,7 +1055,7 @@ def _antidiag(M, K: int):
     Z = xp.zeros((r, W) + M.shape[2:], dtype=M.dtype)
     Z[:, :c] = M
     Z = Z.reshape((r * W,) + M.shape[2:])[: r * (W - 1)].reshape((r, W - 1) + M.shape[2:])
-    return Z.sum(axis=0)[: D + 1]
+    return Z[:, : D + 1].sum(axis=0)
 
 
 def _toeplitz_pays(dq: int, dp: int, K: int) -> bool:
