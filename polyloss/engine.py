@@ -723,14 +723,6 @@ class _FloatOps:
     def vdot(self, a, b):
         return tp.vdot(a, b, self.K)
 
-    def mulv(self, a, p):
-        """Scalar polynomial ``a`` (D_a+1, G) times polynomial vector ``p`` (D_p+1, G, k), truncated at K:
-        ``mul(col(a), p)``, but for two long polynomials one batched product with the Toeplitz matrix of
-        ``a`` (BLAS instead of a Python loop over degrees; used by :meth:`LossEngine._run_io` only)."""
-        if min(_deg(a), _deg(p)) < _TOEPLITZ_MIN:
-            return tp.mul(a[..., None], p, self.K)
-        return _toeplitz_mul(self.xp, a, p, self.K)
-
     def vdotf(self, a, b):
         """:meth:`vdot` for :meth:`LossEngine._run_io`: with a single centre one BLAS product of the
         coefficient rows (einsum does not use BLAS), then the same sums along anti-diagonals."""
@@ -953,20 +945,6 @@ class _BoundOps(_FloatOps):
     def col(a):
         return _B(a.v[..., None], None if a.e is None else a.e[..., None])
 
-    def mulv(self, a, p):
-        """:meth:`mul` of ``col(a)`` and ``p`` with the values of :meth:`_FloatOps.mulv` (a sum of at most
-        ``min(D_a, D_p) + 1`` nonzero products per coefficient, in any order: the bound of :meth:`mul`)."""
-        if min(_deg(a.v), _deg(p.v)) < _TOEPLITZ_MIN:
-            return self.mul(self.col(a), p)
-        xp, K = self.xp, self.K
-        v = _toeplitz_mul(xp, a.v, p.v, K)
-        k = min(_deg(a.v), _deg(p.v)) + 1
-        ap = xp.abs(p.v)
-        e = _toeplitz_mul(xp, xp.abs(a.v), _gamma(k) * ap if p.e is None else p.e + _gamma(k) * ap, K)
-        if a.e is not None:
-            e = tp.add(e, _toeplitz_mul(xp, a.e, ap if p.e is None else ap + p.e, K))
-        return _B(v, _fin(e, k))
-
     def scale_eta(self, p):
         v = tp.times_eta(p.v, None, self.K) * (-self.lam)
         if self.exact_lam:  # η shifts coefficients, −1 is exact
@@ -1059,23 +1037,10 @@ def _antidiag(M, K: int):
 
 
 def _toeplitz_pays(dq: int, dp: int, K: int) -> bool:
-    """Whether ``q · p`` (degrees dq, dp) goes into one dense Toeplitz product: it computes (D+1)(dp+1)
-    products, of which (min(dq, dp) + 1)(dp + 1) or so are nonzero, at BLAS speed (~10× a numpy loop)."""
-    return max(dq, dp) >= _TOEPLITZ_MIN and min(dq + dp, K) + 1 <= 10 * (min(dq, dp) + 1)
-
-
-_TOEPLITZ_MIN = 8  # both degrees at least this: polynomial products as one batched matrix product
-
-
-def _toeplitz_mul(xp, a, p, K: int):
-    """``out[k, g, :] = Σ_i a[i, g] p[k − i, g, :]`` for k ≤ min(D_a + D_p, K): the lower-triangular
-    Toeplitz matrix of ``a`` (one per centre g) times ``p``."""
-    Da, Dp = a.shape[0] - 1, p.shape[0] - 1
-    D = min(Da + Dp, K)
-    idx = xp.arange(D + 1)[:, None] - xp.arange(Dp + 1)[None, :]  # k − i' (i' indexes p)
-    ok = (idx >= 0) & (idx <= Da)
-    T = xp.where(ok[None], xp.moveaxis(a, 0, -1)[:, xp.clip(idx, 0, Da)], 0.0)  # (G, D+1, Dp+1)
-    return xp.moveaxis(xp.matmul(T, xp.moveaxis(p, 0, 1)), 1, 0)  # batched BLAS over the centres
+    """Whether ``q · p`` (degrees dq, dp; p the vector) joins the one Toeplitz product of a sum: a dense
+    (D+1)×(dp+1) block at BLAS speed against a numpy loop over q's coefficients (a pass over p each,
+    plus an output of its own). Only a short q against a long p loses, its block being mostly zeros."""
+    return dq >= dp or min(dq + dp, K) + 1 <= 16 * (dq + 1)
 
 
 def arb_cost(depth: int, width: int, m: int, steps: int, degree: int) -> float:
