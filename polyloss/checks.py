@@ -138,16 +138,23 @@ class Context:
             "kind": "synthetic", "teacher": teacher, "d": s.d, "m": s.m, "noise": 0.0}
 
     def sample(self, name: str, *, depth: int, widths, samples: int, steps: int, param: str, teacher: str = "linear",
-               degree: int | None = None, window: float | None = None):
-        """A resumable ``sample`` run under ``work_dir/runs/name``."""
+               degree: int | None = None, window: float | None = None, recipe=None):
+        """A resumable ``sample`` run under ``work_dir/runs/name``.
+
+        ``recipe``: a :class:`polyloss.recipe.Recipe` (or None for plain GD). A non-plain recipe keeps its
+        run apart: the directory name gains ``+r<digest>``, the first 10 hex digits of the SHA-256 of
+        ``recipe.to_dict()`` (canonical JSON), so two recipes never share a run and a plain run keeps its path."""
         from polyloss.sampling import run_sample
         from polyloss.spec import SamplingSpec, TrainingSpec
 
         data, desc = self.data(teacher)
+        if recipe is not None and not recipe.is_plain:
+            name = f"{name}+r{recipe_digest(recipe)}"
         path = self._run_path(name, param)
         return run_sample(path, depth=depth, sampling=SamplingSpec(tuple(widths), samples, self.seed),
                           training=TrainingSpec(steps, degree), param=self.param(param), data=data,
-                          data_description=desc, window=window, resume=True, progress=self.progress)
+                          data_description=desc, window=window, resume=True, progress=self.progress,
+                          recipe=recipe)
 
     def sweep(self, name: str, *, depth: int, widths, seeds: int, steps: int, etas: str, activation: str,
               optimizer: str, param: str, teacher: str = "linear"):
@@ -185,6 +192,15 @@ class Context:
             finally:
                 bar.close()
         return {n: [have[(n, s)] for s in range(samples)] for n in widths}
+
+
+def recipe_digest(recipe) -> str:
+    """A short stable name for a training recipe: the first 10 hex digits of the SHA-256 of
+    ``recipe.to_dict()`` as canonical JSON (sorted keys, no spaces)."""
+    import hashlib
+
+    text = json.dumps(recipe.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 
 def _claims_package():
@@ -412,14 +428,22 @@ def _claim_figures(doc, v) -> None:
 
 def verdict_recipe(v) -> str:
     """The training recipe of a verdict's networks, one line (:meth:`polyloss.recipe.Recipe.describe`): the
-    ``recipe`` its numbers record (a ``Recipe.to_dict()`` dict), else plain GD — every claim suite trains
-    the hidden layers at a constant rate unless it records otherwise."""
+    ``recipe`` its numbers record (a ``Recipe.to_dict()`` dict); for a claim over several recipes, those of its
+    ``recipes`` list or of its parts (dicts in its numbers with a ``recipe``); else plain GD — every claim suite
+    trains the hidden layers at a constant rate unless it records otherwise."""
     from polyloss.recipe import Recipe
 
+    numbers = v.numbers or {}
+    several = numbers.get("recipes") or [x["recipe"] for x in numbers.values() if isinstance(x, dict) and "recipe" in x]
+    if "recipe" not in numbers and several:  # a claim over several recipes (C9, C10, C12) records one per part
+        try:
+            return f"{len(several)} recipes: " + "; ".join(Recipe.from_dict(r).describe() for r in several)
+        except Exception:  # noqa: BLE001 - a malformed record is shown, not fatal
+            return f"unreadable recipes {str(several)[:60]}"
     try:
-        return Recipe.from_dict((v.numbers or {}).get("recipe")).describe()
+        return Recipe.from_dict(numbers.get("recipe")).describe()
     except Exception:  # noqa: BLE001 - a malformed record is shown, not fatal
-        return f"unreadable recipe {str((v.numbers or {}).get('recipe'))[:60]}"
+        return f"unreadable recipe {str(numbers.get('recipe'))[:60]}"
 
 
 def verdict_report(verdicts, out_dir) -> None:
