@@ -19,8 +19,11 @@ def quick(tmp_path_factory):
 def test_quick_verification_passes(quick):
     doc = json.loads((quick / "verify.json").read_text())
     verdicts = {v["claim"]["id"]: v for v in doc["verdicts"]}
-    assert set(verdicts) == set(claim_ids()) == {f"C{i}" for i in range(1, 9)}
+    assert set(verdicts) == set(claim_ids()) == {f"C{i}" for i in range(1, 13)}
     for cid, v in verdicts.items():
+        if cid in ("C9", "C10"):  # t = 2 recipe transfer: quick scale may be too small to pin the rate
+            assert v["verdict"] in ("pass", "inconclusive"), (cid, v["summary"])
+            continue
         expected = "observation" if cid == "C7" else "pass"
         assert v["verdict"] == expected, (cid, v["summary"])
 
@@ -52,7 +55,7 @@ def test_broken_parametrization_fails_c2(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["verify", "--claims", "C9", "--out", "{tmp}/v"], "claims"),
+    (["verify", "--claims", "C99", "--out", "{tmp}/v"], "claims"),
     (["verify", "--quick", "--full", "--out", "{tmp}/v"], "not allowed"),
     (["verify", "--seed", "-1", "--out", "{tmp}/v"], "seed"),
 ])

@@ -53,3 +53,64 @@ def rate_figure(v, title: str, series: dict, *, ylabel: str, references: dict, c
     if not fits:
         return []
     return [("", caption, 1, lambda axes: plots.convergence(axes[0], fits, title, ylabel=ylabel, references=references))]
+
+
+# ---- recipe claims (C9, C10): η_n of a recipe run against the exact limit of the same recipe
+
+def recipe_label(recipe) -> str:
+    """A short plot/summary label for a recipe: its knobs only ('l2 ω=1/10', 'warmup:2', 'momentum 9/10', ...)."""
+    parts = []
+    if recipe.trained != frozenset({"hidden"}):
+        parts.append("+".join(recipe.trained_layers))
+    if not recipe.schedule.is_constant:
+        parts.append(recipe.schedule.spec)
+    if recipe.weight_decay:
+        parts.append(f"{recipe.wd_mode} ω={recipe.weight_decay}")
+    if recipe.momentum:
+        parts.append(f"momentum {recipe.momentum}" + (" nesterov" if recipe.nesterov else ""))
+    return ", ".join(parts) or "plain GD"
+
+
+def rate_rule(fit) -> str:
+    """The C2-style three-way rule on a rate fit of a distance to the limit: pass if the 95% CI lies below 0
+    and reaches −1/2; fail if it lies at or above 0; inconclusive otherwise."""
+    if fit.ci_high < 0 and fit.ci_low <= -0.5:
+        return "pass"
+    if fit.ci_low >= 0:
+        return "fail"
+    return "inconclusive"
+
+
+def combine(verdicts) -> str:
+    return "fail" if "fail" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
+
+
+def transfer_to_limit(ctx, name: str, recipe, *, depth: int, widths, samples: int, steps: int,
+                      window: float | None = None) -> tuple:
+    """Sample μP networks trained with ``recipe``, derive the exact limit of the same recipe on the same data,
+    and fit the RMS over seeds of the distance from η_n to the nearest local minimiser of the limit in the
+    window (None: sample's default 4μ_1/(Lμ_2)). Returns (rule verdict, numbers dict, one-line summary)."""
+    from polyloss.analysis import basin_distance, nearest_basin
+    from polyloss.compare import limit_for_run
+
+    run_ = ctx.sample(name, depth=depth, widths=widths, samples=samples, steps=steps, param="mup", recipe=recipe,
+                      window=window)
+    lim = limit_for_run(run_)
+    minima = np.array(lim.minima or (lim.eta_window_min,))
+    g = eta_groups(run_)
+    dist = {n: basin_distance(v, minima) for n, v in g.items()}
+    glob = int(np.argmin(np.abs(minima - lim.eta_window_min)))
+    share = {n: float(np.mean(nearest_basin(v, minima) == glob)) for n, v in g.items()}
+    fit = fit_rate(dist, 0.0, seed=ctx.seed)
+    nmax = max(g)
+    mean, se = float(g[nmax].mean()), float(g[nmax].std(ddof=1) / np.sqrt(g[nmax].size))
+    v = rate_rule(fit)
+    nums = {"recipe": recipe.to_dict(), "label": recipe_label(recipe), "window": float(run_.config["window"]),
+            "limit_minima_in_window": minima.tolist(),
+            "eta_limit_window": lim.eta_window_min, "rate": rate_numbers(fit), "share_in_global_basin": share,
+            "largest_width": nmax, "eta_mean_largest": mean, "eta_se_largest": se,
+            "at_edge_fraction": edge_fraction(run_), "verdict": v}
+    summary = (f"{recipe_label(recipe)}: {v}, distance to the limit's minimiser ~ n^{fit.slope:.2f} "
+               f"[{fit.ci_low:.2f}, {fit.ci_high:.2f}], η_{nmax} = {mean:.4g} ± {se:.2g} vs η_∞ = "
+               + ", ".join(f"{x:.4g}" for x in minima))
+    return v, nums, summary
