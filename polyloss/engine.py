@@ -1016,10 +1016,16 @@ def _block_toeplitz(xp, prods, K: int):
         Ts.append(xp.broadcast_to(T, (G,) + T.shape[1:]))
         Ps.append(xp.broadcast_to(p[: Dp + 1], (Dp + 1, G, p.shape[2])))
     T = Ts[0] if len(Ts) == 1 else xp.concatenate(Ts, axis=2)
-    Pm = Ps[0] if len(Ps) == 1 else xp.concatenate(Ps, axis=0)
     if G == 1:
+        Pm = Ps[0] if len(Ps) == 1 else xp.concatenate(Ps, axis=0)
         return (T[0] @ Pm[:, 0, :])[:, None, :]
-    return xp.moveaxis(xp.matmul(T, xp.moveaxis(Pm, 0, 1)), 1, 0)
+    # contiguous (G, rows, k) operands: numpy's batched matmul leaves BLAS for strided ones (100× slower)
+    Pm = xp.empty((G, sum(p.shape[0] for p in Ps), Ps[0].shape[2]), dtype=Ps[0].dtype)
+    lo = 0
+    for p in Ps:
+        Pm[:, lo : lo + p.shape[0]] = xp.moveaxis(p, 0, 1)
+        lo += p.shape[0]
+    return xp.ascontiguousarray(xp.moveaxis(xp.matmul(xp.ascontiguousarray(T), Pm), 1, 0))
 
 
 def _antidiag(M, K: int):
