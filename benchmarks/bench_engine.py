@@ -13,7 +13,9 @@ hidden, readout at μP rates), its polynomial truncated at plain GD's degree. Pl
 alternate within each repeat.
 
 Usage: python benchmarks/bench_engine.py [--widths 1024,4096] [--repeats 3] [--out FILE.md] [--recipe]
-Medians over repeats; the machine is noisy, so compare ratios, not seconds.
+Medians over repeats; the machine is noisy, so compare ratios, not seconds. The --recipe tables time
+the process's CPU (run with OPENBLAS_NUM_THREADS=1, it is the engine's work, not other jobs' share of
+a busy machine); the printed rows add the wall-clock medians and ratios (wall_*).
 """
 
 from __future__ import annotations
@@ -119,29 +121,38 @@ def recipe_main(args) -> None:
     for n in [int(s) for s in args.widths.split(",")]:
         w = sample_weights(NetworkSpec(L, n, d), p, np.random.SeedSequence(1))
         for t in [int(s) for s in args.steps.split(",")]:
-            times = {k: [] for k in ("plain", "recipe", "io", "plain_taylor", "recipe_taylor", "io_taylor")}
+            keys = ("plain", "recipe", "io", "plain_taylor", "recipe_taylor", "io_taylor")
+            times = {k: [] for k in keys}  # process CPU time (single-threaded BLAS: the work, not other jobs' load)
+            walls = {k: [] for k in keys}
             deg = {}
+
+            def clock(key, fn):
+                c0, w0 = time.process_time(), time.perf_counter()
+                out = fn()
+                times[key].append(time.process_time() - c0)
+                walls[key].append(time.perf_counter() - w0)
+                return out
+
             for _ in range(args.repeats):  # alternate, so that load changes hit all alike
                 for key, rec in (("plain", None), ("recipe", rich), ("io", richest)):
-                    t0 = time.perf_counter()
                     K = deg.get("plain") if key == "io" else None  # the same truncation degree as plain GD
-                    deg[key] = len(LossEngine(w, data, p, recipe=rec).polynomial(t, degree=K).loss) - 1
-                    times[key].append(time.perf_counter() - t0)
-                    t0 = time.perf_counter()
-                    LossEngine(w, data, p, recipe=rec).taylor(etas, t, order=2)
-                    times[key + "_taylor"].append(time.perf_counter() - t0)
+                    deg[key] = len(clock(key, lambda: LossEngine(w, data, p, recipe=rec).polynomial(t, degree=K)).loss) - 1
+                    clock(key + "_taylor", lambda: LossEngine(w, data, p, recipe=rec).taylor(etas, t, order=2))
             assert deg["plain"] == deg["recipe"] == deg["io"]
             med = {k: statistics.median(v) for k, v in times.items()}
+            med.update({"wall_" + k: statistics.median(v) for k, v in walls.items()})
             row = dict(n=n, t=t, degree=deg["plain"], **med, ratio=med["recipe"] / med["plain"],
                        ratio_taylor=med["recipe_taylor"] / med["plain_taylor"], ratio_io=med["io"] / med["plain"],
                        ratio_io_taylor=med["io_taylor"] / med["plain_taylor"],
+                       wall_ratio_io=med["wall_io"] / med["wall_plain"],
+                       wall_ratio_io_taylor=med["wall_io_taylor"] / med["wall_plain_taylor"],
                        io_full=recipe_loss_degree(L, t, richest))
             rows.append(row)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     lines = [
         f"\n## Engine recipe benchmark ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
         f"{__import__('os').cpu_count()} cores, numpy {np.__version__}; L={L}, m={m}, d={d}, μP, medians of "
-        f"{args.repeats}, plain and recipe alternating in one run)\n",
+        f"{args.repeats} of the process CPU time, plain and recipe alternating in one run)\n",
         f"Recipe: {rich.describe()}. *polynomial*: complete monomial coefficients; *taylor*: stable "
         f"evaluator at {len(etas)} learning rates, order 2.\n",
         "| n | t | degree | plain polynomial s | recipe polynomial s | recipe/plain | plain taylor s | recipe taylor s | recipe/plain |",
