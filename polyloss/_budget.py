@@ -196,12 +196,18 @@ def check_poly(depth: int, width: int, input_dim: int, m: int, steps: int, degre
             "keep fewer coefficients with --degree K (eta_n and the minima do not need them), or fewer --steps")
 
 
-def check_sample(depth, widths, samples: int, steps: int, degree, m: int, d: int, sampler: str = "auto",
+def check_sample(depth, widths, samples: int, steps, degree, m: int, d: int, sampler: str = "auto",
                  lazy_min_width: int = 2048, trained: int | None = None) -> None:
     """Guard ``sample``: per-network memory (dense n×n layers) and the total time of the run
-    (``trained``: as in :func:`check_poly`)."""
+    (``trained``: as in :func:`check_poly`). ``steps``: T, or a horizon rule T(n)
+    (:class:`polyloss.horizon.StepsRule` or its text): each width is estimated at its own T."""
+    from polyloss.horizon import StepsRule
+
     depth = check_int("depth", depth, 1)
-    steps = check_int("steps", steps, 1)
+    if isinstance(steps, (str, StepsRule)):
+        rule = StepsRule.parse(steps)
+    else:
+        rule = StepsRule.parse(check_int("steps", steps, 1))
     samples = check_int("samples", samples, 1)
     widths = list(widths)
     for w in widths:
@@ -209,20 +215,34 @@ def check_sample(depth, widths, samples: int, steps: int, degree, m: int, d: int
     if len(widths) * samples > MAX_RECORDS:
         raise SpecError(f"{len(widths)} widths x {samples} samples = {len(widths) * samples} networks, more than "
                         f"{MAX_RECORDS} in one run; use fewer --samples or widths")
-    full, K = _kept_degree(depth if trained is None else max(int(trained), 1), steps, 8 if degree is None else degree)
+    by_w = rule.by_width(widths)
+    for T in sorted(set(by_w.values())):  # one width's horizon alone may be too much
+        _check_sample_widths(depth, [n for n in widths if by_w[n] == T], samples, T, degree, m, d, sampler,
+                             lazy_min_width, trained, "" if rule.is_fixed else f" (steps rule {rule.spec!r})")
+    if not rule.is_fixed:  # and the whole run
+        _check_sample_widths(depth, widths, samples, by_w, degree, m, d, sampler, lazy_min_width, trained,
+                             f" (steps rule {rule.spec!r})")
+
+
+def _check_sample_widths(depth, widths, samples, steps, degree, m, d, sampler, lazy_min_width, trained, note) -> None:
+    """check_sample's estimate; ``steps``: T, or {width: T}."""
+    steps_of = (lambda n: steps[n]) if isinstance(steps, dict) else (lambda n: steps)
     total, peak = 0.0, 0.0
     for n in widths:
+        T = steps_of(n)
+        full, K = _kept_degree(depth if trained is None else max(int(trained), 1), T, 8 if degree is None else degree)
         lazy = sampler == "lazy" or (sampler == "auto" and n >= lazy_min_width)
-        eff = min(n, d + 1 + 16 * depth * steps + 32) if lazy else n  # lazy: reduced coordinates
-        mem, sec = _network_cost(depth, eff, d, m, steps)
+        eff = min(n, d + 1 + 16 * depth * T + 32) if lazy else n  # lazy: reduced coordinates
+        mem, sec = _network_cost(depth, eff, d, m, T)
         if lazy:
-            sec += 0.1 * depth * steps
-        pm, pt = _poly_cost(depth, steps, K, eff, m)
+            sec += 0.1 * depth * T
+        pm, pt = _poly_cost(depth, T, K, eff, m)
         peak = max(peak, mem + pm)
         total += samples * (sec + pt)
     big = max(widths)
     way = ("use --sampler lazy (or auto) for wide networks, " if sampler == "dense" and big >= lazy_min_width else "")
-    _refuse(f"sample (L = {depth}, t = {steps}, widths up to {big}, {samples} samples each, m = {m}, d = {d})",
+    t = f"up to {max(steps.values())}" if isinstance(steps, dict) else steps
+    _refuse(f"sample (L = {depth}, t = {t}{note}, widths up to {big}, {samples} samples each, m = {m}, d = {d})",
             peak, total, way + "fewer or smaller widths, fewer --samples, a smaller --degree or fewer --steps")
 
 

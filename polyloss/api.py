@@ -160,7 +160,9 @@ def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_d
         raise invalid("seed", sampling.seed, "an integer >= 0 and < 2^63")
     p = as_param(param)
     recipe = as_recipe(recipe)
-    recipe.check_steps(training.steps)
+    from polyloss.horizon import check_horizons
+
+    check_horizons(training.steps, sampling.widths, recipe)  # a horizon rule T(n): every width, every T
     recipe.resolve_lr_exponents(p)  # an input/readout rate must be defined
     ds = as_dataset(data)
     if data_description is None:

@@ -19,6 +19,17 @@ so records do not depend on chunking or on which other widths/samples are in the
 resumes with ``resume=True`` and loses no finished record; resuming may also add widths or samples
 (everything else must match). Synthetic data are drawn from ``SeedSequence(seed, spawn_key=(0,))``.
 
+Horizons (``steps``): an integer T, or a rule T(n) (:mod:`polyloss.horizon`: an expression in n such as
+``ceil(2*n**0.15)``, or ``WIDTH:T`` pairs). A fixed T gives the run.json and records above, unchanged.
+A rule gives each width its own T: run.json stores ``"steps": null`` and ``"steps_rule": <spec>`` (a
+resume key: ``--resume`` refuses a changed rule; widths added on resume get their own T), ``degree``
+is then the cap on the kept degree (width n keeps min(degree, full degree at T(n)):
+:func:`polyloss.horizon.degree_for`), and every record carries ``"steps": T``. A record of a rule
+run equals, field for field (apart from ``seconds`` and ``steps``), the record of a fixed-T run at
+that T with the same seed. :func:`load_run` refuses a rule run unless called with
+``horizons=True`` (readers written for one T — compare, report — would misread it);
+:func:`polyloss.horizon.split_by_steps` cuts it into fixed-T runs.
+
 Samplers (``sampler``): 'dense' draws every n×n matrix; 'lazy' samples the hidden layers by Gaussian
 conditioning on the few vectors the program touches (:mod:`polyloss.lazy`: exact in distribution,
 cost independent of n); 'auto' is lazy for n ≥ ``lazy_min_width`` (2048), dense below. Dense and
@@ -42,6 +53,7 @@ from polyloss._rundir import RECORDS, load_run_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine
 from polyloss.errors import RunError
+from polyloss.horizon import StepsRule, check_horizons, degree_for
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
 from polyloss.minimize import VERSION as MINIMISER_VERSION
 from polyloss.minimize import minimise, search_grid
@@ -59,6 +71,8 @@ _MATCH_KEYS = ("depth", "steps", "param", "degree", "seed", "data", "window", "b
                "lazy_min_width", "recipe")
 #: Keys a run.json may lack (written before they existed), with the value that absence means.
 _DEFAULTS = {"recipe": PLAIN.to_dict()}
+#: Resume keys of a rule run: the rule replaces ``steps`` (null in every rule run).
+_RULE_MATCH_KEYS = tuple("steps_rule" if k == "steps" else k for k in _MATCH_KEYS)
 
 
 def data_seed(seed: int) -> np.random.SeedSequence:
@@ -89,19 +103,70 @@ class SampleRun:
         return out
 
 
-def load_run(path) -> SampleRun:
-    """Load a run directory written by :func:`run_sample`."""
+def _config_steps(path: str, config: dict):
+    """The run's horizon rule, checking run.json's ``steps``/``steps_rule`` (one-line RunError)."""
+    from polyloss._rundir import CONFIG, CONFIG_CHECKS
+    from polyloss.errors import SpecError
+
+    cfg_path = os.path.join(path, CONFIG)
+    if config.get("steps_rule") is None:
+        ok, valid = CONFIG_CHECKS["steps"]
+        if not ok(config.get("steps")):
+            raise RunError(f"{cfg_path}: `steps`={config.get('steps')!r} is invalid: must be {valid}; "
+                           "the run directory is corrupt")
+        return StepsRule.parse(config["steps"])
+    try:
+        rule = StepsRule.parse(config["steps_rule"])
+    except SpecError as exc:
+        raise RunError(f"{cfg_path}: {exc}; the run directory is corrupt") from None
+    if rule.is_fixed or config.get("steps") is not None:
+        raise RunError(f"{cfg_path}: `steps_rule`={config['steps_rule']!r} with `steps`={config.get('steps')!r}: a rule "
+                       "run has steps null and a rule that is not one integer; the run directory is corrupt")
+    return rule
+
+
+def load_run(path, *, horizons: bool = False) -> SampleRun:
+    """Load a run directory written by :func:`run_sample`.
+
+    A run whose widths train for different horizons (``steps_rule``: ``config["steps"]`` is None) is
+    refused in one line unless ``horizons`` is true: code that assumes one T per run must not read
+    it (cut it into fixed-T runs with :func:`polyloss.horizon.split_by_steps`)."""
     path = os.fspath(path)
-    config = load_run_config(path, SCHEMA, _MATCH_KEYS + ("widths", "samples", "m", "input_dim", "curve_etas"), _DEFAULTS)
+    required = tuple(k for k in _MATCH_KEYS if k != "steps") + ("widths", "samples", "m", "input_dim", "curve_etas")
+    config = load_run_config(path, SCHEMA, required, _DEFAULTS)
+    rule = _config_steps(path, config)
+    if not rule.is_fixed and not horizons:
+        raise RunError(f"run {path!r} trains each width for its own number of steps (steps rule {rule.spec!r}); "
+                       "this reader takes runs with one T only so far (polyloss.horizon.split_by_steps cuts the run "
+                       "into one run per T)")
     rec_path = os.path.join(path, RECORDS)
     recs = read_records(rec_path, required=RECORD_FIELDS)
+    by_w = {} if rule.is_fixed else _rule_widths(rec_path, rule, {r["width"] for r in recs} | set(config["widths"]))
     for r in recs:  # every record holds c_0..c_degree (the per-width averages need equal lengths)
-        if len(r["loss_coefficients"]) != config["degree"] + 1:
+        if rule.is_fixed:
+            T, degree, where = rule.fixed, config["degree"], f"run.json's degree {config['degree']}"
+        else:
+            T = by_w[r["width"]]
+            if r.get("steps") != T:
+                raise RunError(f"{rec_path}: the record of width {r['width']}, sample {r['sample']} has steps="
+                               f"{r.get('steps')!r}, the rule {rule.spec!r} gives {T}; the run is corrupt")
+            degree = degree_for(config, T)
+            where = f"the degree {degree} at T = {T}"
+        if len(r["loss_coefficients"]) != degree + 1:
             raise RunError(f"{rec_path}: the record of width {r['width']}, sample {r['sample']} has "
-                           f"{len(r['loss_coefficients'])} loss coefficients, run.json's degree {config['degree']} "
-                           f"needs {config['degree'] + 1}; the run is corrupt")
+                           f"{len(r['loss_coefficients'])} loss coefficients, {where} "
+                           f"needs {degree + 1}; the run is corrupt")
     recs.sort(key=lambda r: (r["width"], r["sample"]))
     return SampleRun(path, config, tuple(recs))
+
+
+def _rule_widths(rec_path: str, rule: StepsRule, widths) -> dict:
+    from polyloss.errors import SpecError
+
+    try:
+        return rule.by_width(sorted(widths))
+    except SpecError as exc:
+        raise RunError(f"{rec_path}: {exc}; the run is corrupt") from None
 
 
 def _analyse(engine: LossEngine, steps: int, degree: int, window: float, n_grid: int) -> dict:
@@ -140,22 +205,24 @@ def run_sample(
     NetworkSpec(depth, 1, data.d)  # validates depth
     resolve_sampler(sampler, 1)  # validates sampler
     recipe = as_recipe(recipe)
-    recipe.check_steps(training.steps)
+    rule = training.rule
+    check_horizons(rule, sampling.widths, recipe)  # every requested width has a valid T, every T the schedule
     xp = get_xp(backend)
     if not recipe.is_plain_for(param):  # refuse what the engine cannot run before the run directory exists
         from polyloss.weights import Weights
 
         LossEngine(Weights(np.zeros((1, data.d)), tuple(np.zeros((1, 1)) for _ in range(depth)), np.zeros(1)), data, param,
                    recipe=recipe)
-    full = recipe_loss_degree(depth, training.steps, recipe)
-    degree = min(DEFAULT_SAMPLE_DEGREE if training.degree is None else training.degree, full)
+    degree = DEFAULT_SAMPLE_DEGREE if training.degree is None else training.degree
+    if rule.is_fixed:  # a rule run keeps the requested degree as the cap; each width takes min(cap, its full degree)
+        degree = min(degree, recipe_loss_degree(depth, rule.fixed, recipe))
     window = default_window(data, depth) if window is None else _check_window(window)
     out_dir = os.fspath(out_dir)
     config = {
         "schema": SCHEMA,
         "polyloss_version": __version__,
         "depth": depth,
-        "steps": training.steps,
+        "steps": rule.fixed if rule.is_fixed else None,
         "param": param.to_dict(),
         "recipe": recipe.to_dict(),
         "degree": degree,
@@ -173,24 +240,50 @@ def run_sample(
         "minimiser": MINIMISER_VERSION,
         "curve_etas": search_grid(window, n_grid).tolist(),
     }
-    with run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "samples"),
-                     required=RECORD_FIELDS, defaults=_DEFAULTS) as (config, old, writer):
+    if not rule.is_fixed:
+        config["steps_rule"] = rule.spec
+    if resume:
+        _check_resumed_rule(out_dir, rule)
+    match = _MATCH_KEYS if rule.is_fixed else _RULE_MATCH_KEYS
+    with run_session(out_dir, config, match, resume, grow_keys=("widths", "samples"),
+                     required=RECORD_FIELDS, defaults=dict(_DEFAULTS, steps_rule=None)) as (config, old, writer):
         # every width of the merged config gets the merged sample count: run.json claims no record it lacks
         done = {(r["width"], r["sample"]) for r in old}
         todo = [(n, s) for n in config["widths"] for s in range(config["samples"]) if (n, s) not in done]
-        bar = Progress(len(todo), desc=f"sample L={depth} t={training.steps}", enabled=progress,
-                       costs=[_cost(n, sampler, data.m) for n, _ in todo])
+        horizon = rule.by_width(config["widths"])  # widths grown on resume get their own T
+        bar = Progress(len(todo), desc=f"sample L={depth} t={rule.spec}", enabled=progress,
+                       costs=[_cost(n, sampler, data.m) * horizon[n] for n, _ in todo])
         for n, s in todo:
+            T = horizon[n]
             t0 = time.perf_counter()
             weights, used = draw_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp,
-                                         sampler=sampler, steps=training.steps)
+                                         sampler=sampler, steps=T)
             rec = {"width": n, "sample": s, "seed": {"entropy": sampling.seed, "spawn_key": [n, s]}, "sampler": used}
-            rec.update(_analyse(LossEngine(weights, data, param, recipe=recipe, xp=xp), training.steps, degree, window, n_grid))
+            if not rule.is_fixed:
+                rec["steps"] = T
+            deg = degree if rule.is_fixed else degree_for(config, T)
+            rec.update(_analyse(LossEngine(weights, data, param, recipe=recipe, xp=xp), T, deg, window, n_grid))
             rec["seconds"] = round(time.perf_counter() - t0, 4)
             writer.write(rec)
             bar.update()
     bar.close()
-    return load_run(out_dir)
+    return load_run(out_dir, horizons=True)
+
+
+def _check_resumed_rule(out_dir: str, rule: StepsRule) -> None:
+    """Refuse resuming with another horizon in one line naming both (open_run would otherwise stop
+    at the typed ``steps`` check of a rule run's null, or compare ``steps`` with ``steps_rule``)."""
+    from polyloss._rundir import CONFIG, read_config
+
+    if not os.path.isfile(os.path.join(out_dir, CONFIG)):
+        return
+    old = read_config(out_dir)
+    if old.get("schema") != SCHEMA:
+        return  # open_run names the schema mismatch
+    was = old.get("steps_rule") if old.get("steps_rule") is not None else old.get("steps")
+    if str(was) != rule.spec:
+        raise RunError(f"cannot resume {out_dir!r}: `steps` was {str(was)!r}, now {rule.spec!r}; only widths, "
+                       "samples may change on --resume")
 
 
 def _cost(width: int, sampler: str, m: int) -> float:

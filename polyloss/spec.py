@@ -170,15 +170,37 @@ PRESETS: dict[str, tuple[Fraction, Fraction]] = {
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """Full-batch GD for ``steps`` steps; coefficients kept up to ``degree`` (None: all)."""
+    """Full-batch GD for ``steps`` steps; coefficients kept up to ``degree`` (None: all).
 
-    steps: int
+    ``steps``: an integer T >= 1, or a horizon rule T(n) (a :class:`polyloss.horizon.StepsRule` or
+    its text, e.g. ``'ceil(2*n**0.15)'`` or ``'64:1,128:2'``; ``sample`` only). A fixed rule is stored
+    as the plain int, so ``steps`` is an int exactly when every width trains for the same T.
+    """
+
+    steps: object
     degree: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", _check_int("steps", self.steps, 1))
+        from polyloss.horizon import StepsRule
+
+        if isinstance(self.steps, (str, StepsRule)):
+            rule = StepsRule.parse(self.steps)
+            object.__setattr__(self, "steps", rule.fixed if rule.is_fixed else rule)
+        else:
+            object.__setattr__(self, "steps", _check_int("steps", self.steps, 1))
         if self.degree is not None:
             object.__setattr__(self, "degree", _check_int("degree", self.degree, 0))
+
+    @property
+    def rule(self):
+        """The horizon as a :class:`polyloss.horizon.StepsRule` (fixed or growing)."""
+        from polyloss.horizon import StepsRule
+
+        return StepsRule.parse(self.steps)
+
+    def steps_for(self, width: int) -> int:
+        """T at ``width``."""
+        return self.rule.steps_for(width)
 
 
 def parse_widths(value) -> tuple[int, ...]:

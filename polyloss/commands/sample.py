@@ -23,10 +23,31 @@ EPILOG = """example:
   polyloss sample --depth 2 --widths 32,64 --samples 2 --steps 2 --d 10 --m 50 \\
       --schedule warmup:2 --weight-decay 0.1 --wd-mode independent --out results/wd
 
+  polyloss sample --depth 1 --widths 64,256,1024 --samples 2 --steps 'ceil(log2(n)/4)' \\
+      --d 10 --m 50 --out results/growing
+
+  --steps takes an integer T, or a horizon that grows with the width: an expression in n
+  (n, numbers, + - * / ** // %, ceil, floor, round, log, log2, sqrt, min, max; an integer in
+  [1, 12] at every width), e.g. 'ceil(2*n**0.15)', or WIDTH:T pairs, e.g. '64:1,256:2,1024:3'
+  (they may list widths a later --resume adds). Each width trains for its own T (here 64 -> 2,
+  256 -> 2, 1024 -> 3); records carry "steps" and run.json the rule (`steps_rule`), and --resume
+  refuses a changed rule. compare and report take runs with one T only so far.
+
   the training recipe flags (--train, --lr-exponents, --weight-decay, --wd-mode, --schedule,
   --momentum, --nesterov) are recorded in run.json (`recipe`); --resume refuses a changed recipe.
   Limits: {limits}.
 """
+
+
+def _steps_rule(text: str):
+    """argparse type of --steps: a StepsRule (a fixed rule for a plain integer); syntax errors are usage errors."""
+    from polyloss.errors import SpecError
+    from polyloss.horizon import StepsRule
+
+    try:
+        return StepsRule.parse(text)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub) -> None:
@@ -37,7 +58,9 @@ def register(sub) -> None:
     p.add_argument("--depth", required=True, type=positive_int("depth"), help="number L >= 1 of hidden n x n layers")
     p.add_argument("--widths", required=True, metavar="N1,N2,...", help="comma-separated widths, e.g. 64,128,256")
     p.add_argument("--samples", required=True, type=positive_int("samples"), help="networks per width")
-    p.add_argument("--steps", required=True, type=positive_int("steps"), help="number of full-batch GD steps T >= 1")
+    p.add_argument("--steps", required=True, type=_steps_rule, metavar="T|RULE",
+                   help="number of full-batch GD steps: an integer T >= 1, an expression in the width n such as "
+                        "'ceil(2*n**0.15)', or WIDTH:T pairs such as '64:1,128:2' (see below)")
     add_param(p)
     add_data_options(p)
     p.add_argument("--degree", type=positive_int("degree", 0), default=None,
@@ -63,9 +86,13 @@ def run(args) -> int:
     from polyloss.spec import SamplingSpec, TrainingSpec
 
     out_dir(args)
+    from polyloss.horizon import check_horizons
+
     sampling = SamplingSpec(args.widths, args.samples, args.seed)
-    training = TrainingSpec(args.steps, args.degree)
-    recipe = recipe_from_args(args, training.steps)
+    rule = args.steps
+    training = TrainingSpec(rule.fixed if rule.is_fixed else rule, args.degree)
+    recipe = recipe_from_args(args, rule.fixed if rule.is_fixed else None)
+    check_horizons(rule, sampling.widths, recipe)  # a T for every width, the schedule at every T
     if args.data is None:  # refuse absurd work before drawing the data
         check_sample(args.depth, sampling.widths, sampling.samples, training.steps, training.degree, args.m, args.d,
                      args.sampler, trained=recipe.trained_matrices(args.depth))
@@ -74,17 +101,23 @@ def run(args) -> int:
                       data=data, data_description=desc, window=args.window, backend=args.backend,
                       resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe)
     rows = summarise(run_)
-    print(f"run {args.out}: L={args.depth} T={args.steps} param={args.param.name} m={data.m} d={data.d}; "
+    print(f"run {args.out}: L={args.depth} T={rule.spec} param={args.param.name} m={data.m} d={data.d}; "
           f"window (0, {run_.config['window']:.6g}]")
     print(f"recipe: {recipe.describe()}")
-    k = len(rows[0]["coeff_mean"]) if rows else 0
-    head = f"{'width':>7} {'count':>5} " + " ".join(f"{'c_' + str(i) + ' (mean ± s.e.)':>27}" for i in range(k))
+    k = max((len(r["coeff_mean"]) for r in rows), default=0)  # a growing horizon: widths may keep fewer
+    steps_col = "" if rule.is_fixed else f"{'T':>3} "
+    head = f"{'width':>7} {steps_col}{'count':>5} " + " ".join(f"{'c_' + str(i) + ' (mean ± s.e.)':>27}" for i in range(k))
     print(head + f" {'eta_n (mean ± s.e.)':>27} {'at edge':>7}")
+    from polyloss.horizon import steps_by_width
+
+    run_horizon = steps_by_width(run_)  # also the widths of an earlier call (resume)
     def cell(mean, se) -> str:  # one seed has no standard error: '–', never 'nan'
         return f"{mean: .6e} ± " + (f"{se:.1e}" if math.isfinite(se) else f"{'–':<7}")
 
     for r in rows:
-        cells = " ".join(cell(m, s) for m, s in zip(r["coeff_mean"], r["coeff_se"]))
-        print(f"{r['width']:>7} {r['count']:>5} {cells} {cell(r['eta_mean'], r['eta_se'])} {r['at_edge']:>7}")
+        cells = " ".join([cell(m, s) for m, s in zip(r["coeff_mean"], r["coeff_se"])]
+                         + [f"{'':>27}"] * (k - len(r["coeff_mean"])))
+        t_cell = "" if rule.is_fixed else f"{run_horizon[r['width']]:>3} "
+        print(f"{r['width']:>7} {t_cell}{r['count']:>5} {cells} {cell(r['eta_mean'], r['eta_se'])} {r['at_edge']:>7}")
     sys.stdout.flush()
     return 0
