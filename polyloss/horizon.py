@@ -409,15 +409,20 @@ def split_by_steps(run) -> dict:
 def limits_by_steps(run, derive_fn=None, cache: dict | None = None) -> dict:
     """{T: limit} for every distinct horizon of ``run``: ``derive_fn(sub_run)`` (default
     :func:`polyloss.compare.limit_for_run`) is called once per T on the fixed-T part of the run
-    (:func:`split_by_steps`); ``cache`` (a dict keyed by T) keeps limits across calls."""
+    (:func:`split_by_steps`); ``cache`` (a dict) keeps limits across calls and runs, keyed by T and
+    everything of run.json the limit depends on (depth, param, recipe, data, window)."""
+    import json
+
     if derive_fn is None:
         from polyloss.compare import limit_for_run as derive_fn
     cache = {} if cache is None else cache
+    cfg = run.config
+    what = json.dumps({k: cfg.get(k) for k in ("depth", "param", "recipe", "data", "window")}, sort_keys=True)
     out = {}
     for T, sub in split_by_steps(run).items():
-        if T not in cache:
-            cache[T] = derive_fn(sub)
-        out[T] = cache[T]
+        if (T, what) not in cache:
+            cache[(T, what)] = derive_fn(sub)
+        out[T] = cache[(T, what)]
     return out
 
 
