@@ -385,3 +385,243 @@ def basin_distance(values, minima) -> np.ndarray:
     v = np.asarray(values, dtype=float).ravel()
     mins = np.asarray(minima, dtype=float).ravel()
     return np.abs(v - mins[nearest_basin(v, mins)])
+
+
+# ---- C7: protocols that could make |η_n − η_∞| look faster beyond n ≈ 1024 (issue 12 part 4)
+#
+# Every protocol turns per-seed data grouped by width into one non-negative number per width, the
+# "distance to the limit" that a paper would plot against n. The data of a width are an array whose
+# first axis is the seed (η values, or loss curves on an η grid). A protocol's ``statistic`` is
+# vectorised over bootstrap resamples through seed weights: ``statistic(groups, weights)`` with
+# ``weights = {n: (B, seeds)}`` (how often each seed is drawn; all ones for the data themselves) returns
+# ``{n: array (B,)}``; :func:`rate_change` calls it once on the data (B = 1) and once on B stratified
+# resamples (seeds drawn with replacement, independently within each width).
+
+#: The η grid of the finite-grid protocols (P1, P2): points per decade, anchored at powers of ten like a
+#: sweep grid. 6 per decade is the spacing of the full-mode ``sweep`` grid (log:1e-7:1e3:61), our stand-in
+#: for a paper's learning-rate sweep (Hayou (2025) does not state its spacing in our sources).
+PAPER_PER_DECADE = 6
+
+
+@dataclass(frozen=True, eq=False)
+class Protocol:
+    """A measurement protocol of |η_n − η_∞|: per-width per-seed ``groups`` and the ``statistic`` on them.
+
+    ``fit_widths``: the widths whose statistic is fitted (None: all; P3 leaves out its reference width)."""
+
+    key: str
+    words: str
+    groups: dict
+    statistic: object
+    fit_widths: tuple | None = None
+
+    def values(self) -> dict:
+        out = self.statistic(self.groups, _ones(self.groups))
+        return {int(n): float(np.asarray(x).ravel()[0]) for n, x in sorted(out.items())}
+
+
+def log_grid(lo: float, hi: float, per_decade: float = PAPER_PER_DECADE) -> np.ndarray:
+    """The points 10^(k/per_decade) in [lo, hi] (k integer): a sweep grid anchored at powers of ten."""
+    if not (0 < lo < hi) or per_decade <= 0:
+        raise SpecError(f"log_grid needs 0 < lo < hi and per_decade > 0, got {lo}, {hi}, {per_decade}")
+    k = np.arange(np.ceil(np.log10(lo) * per_decade - 1e-9), np.floor(np.log10(hi) * per_decade + 1e-9) + 1)
+    return 10.0 ** (k / per_decade)
+
+
+def monomial_curves(coefficients, etas, rtol: float = 1e-9) -> np.ndarray:
+    """The loss Σ_k c_k η^k of each row of ``coefficients`` (seeds × (K+1), the *complete* polynomial) at
+    ``etas``, refused (SpecError) wherever the rounding bound 4(K+1)·eps·Σ|c_k|η^k exceeds ``rtol``·|value|
+    (the certification of :mod:`polyloss.minimize`; t = 1 always passes, t ≥ 2 rarely: use the stored
+    stable curve, ``curve_loss`` on ``curve_etas``, there)."""
+    C = np.atleast_2d(np.asarray(coefficients, dtype=float))
+    e = np.asarray(etas, dtype=float).ravel()
+    P = e[:, None] ** np.arange(C.shape[1])
+    val = C @ P.T
+    bound = 4.0 * max(C.shape[1], 2) * np.finfo(float).eps * (np.abs(C) @ P.T)
+    bad = ~(bound <= rtol * np.abs(val))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise SpecError(f"the monomial loss is not certified at η = {e[j]:.6g} (row {i}): rounding bound "
+                        f"{bound[i, j]:.3g} vs value {val[i, j]:.3g}; evaluate the loss stably (the record's curve_loss)")
+    return val
+
+
+def _ones(groups):
+    return {n: np.ones((1, np.shape(v)[0])) for n, v in groups.items()}
+
+
+def _wmean(w, v):
+    """Weighted seed mean: w (B, S) counts, v (S, ...) -> (B, ...)."""
+    return np.tensordot(w, np.asarray(v, dtype=float), axes=(1, 0)) / w.shape[1]
+
+
+def _rms_stat(reference):
+    def stat(groups, weights):
+        return {n: np.sqrt(_wmean(weights[n], np.square(v - reference))) for n, v in groups.items()}
+    return stat
+
+
+def protocol_exact(eta_groups: dict, eta_inf: float) -> Protocol:
+    """P0 (today's C7): RMS over seeds of η_n − η_∞, η_n the exact per-network minimiser in the window."""
+    g = {int(n): np.asarray(v, dtype=float).ravel() for n, v in eta_groups.items()}
+    return Protocol("P0", "RMS over seeds of η_n − η_∞ (exact per-network minimiser)", g, _rms_stat(float(eta_inf)))
+
+
+def grid_argmin(curves, etas) -> np.ndarray:
+    """The grid point of least loss of each row of ``curves`` (..., G) on ``etas`` (G,) (non-finite: never)."""
+    c = np.where(np.isfinite(curves), curves, np.inf)
+    return np.asarray(etas, dtype=float)[np.argmin(c, axis=-1)]
+
+
+def protocol_grid(curve_groups: dict, etas, eta_inf: float) -> Protocol:
+    """P1: RMS over seeds of η̂_n − η_∞, η̂_n each network's argmin on the finite grid ``etas`` (a sweep):
+    once every seed picks the grid point next to η_∞ the statistic is |that point − η_∞| (≤ the spacing)."""
+    etas = np.asarray(etas, dtype=float)
+    g = {int(n): grid_argmin(np.asarray(c, dtype=float), etas) for n, c in curve_groups.items()}
+    return Protocol("P1", f"RMS over seeds of argmin-on-grid η̂_n − η_∞ ({etas.size}-point grid)", g,
+                    _rms_stat(float(eta_inf)))
+
+
+def protocol_mean_curve(curve_groups: dict, etas, eta_inf: float) -> Protocol:
+    """P2: |argmin over the grid of the seed-averaged loss curve − η_∞| (a bias-only estimate, on the grid)."""
+    etas = np.asarray(etas, dtype=float)
+    g = {int(n): np.asarray(c, dtype=float) for n, c in curve_groups.items()}
+
+    def stat(groups, weights):
+        return {n: np.abs(grid_argmin(_wmean(weights[n], v), etas) - eta_inf) for n, v in groups.items()}
+
+    return Protocol("P2", f"|argmin of the seed-averaged loss curve − η_∞| ({etas.size}-point grid)", g, stat)
+
+
+def protocol_widest(eta_groups: dict) -> Protocol:
+    """P3: RMS over seeds of η_n − η̄_N, the reference η̄_N the seed mean of η at the widest width N (resampled
+    with the others); N itself is not fitted (its distance to itself is no measurement)."""
+    g = {int(n): np.asarray(v, dtype=float).ravel() for n, v in eta_groups.items()}
+    widest = max(g)
+
+    def stat(groups, weights):
+        ref = _wmean(weights[widest], groups[widest])[:, None]  # (B, 1)
+        # E_w (v − ref)^2 = E_w v^2 − 2 ref E_w v + ref^2 (exact: the weights sum to the seed count)
+        return {n: np.sqrt(np.maximum(_wmean(weights[n], v * v) - 2 * ref[:, 0] * _wmean(weights[n], v)
+                                      + ref[:, 0] ** 2, 0.0)) for n, v in groups.items()}
+
+    return Protocol("P3", f"RMS over seeds of η_n − (seed mean of η at the widest width, {widest})", g, stat,
+                    tuple(n for n in sorted(g) if n != widest))
+
+
+def protocol_bias(eta_groups: dict, eta_inf: float) -> Protocol:
+    """P4: |mean over seeds of η_n − η_∞| (the bias, plus the seed mean's own noise) instead of the RMS."""
+    g = {int(n): np.asarray(v, dtype=float).ravel() for n, v in eta_groups.items()}
+
+    def stat(groups, weights):
+        return {n: np.abs(_wmean(weights[n], v) - eta_inf) for n, v in groups.items()}
+
+    return Protocol("P4", "|mean over seeds of η_n − η_∞| (bias)", g, stat)
+
+
+@dataclass(frozen=True)
+class RateChange:
+    """Log-log slopes of a protocol's statistic on n ≤ split and on n ≥ split (the split in both), and
+    ``change`` = slope after − slope before, each with a stratified-bootstrap percentile CI.
+
+    ``verdict`` (the pre-registered C7 rule, :func:`rate_change_rule`): 'faster after' (the CI of the
+    change lies below 0), 'slower after' (above 0), 'no change' (contains 0), 'cannot tell' (a segment
+    has fewer than 2 widths). ``reproduces``: 'faster after' with −1/2 inside the CI of the slope before
+    (the paper's observation: n^-1/2 up to the split, faster beyond)."""
+
+    key: str
+    words: str
+    split: int
+    widths: tuple
+    values: tuple
+    before: dict  # {"slope", "ci", "intercept", "widths", "rms"} (the rate-fit dict of verify)
+    after: dict
+    change: float
+    change_ci: tuple
+    level: float
+    n_resamples: int
+    verdict: str
+    reproduces: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def rate_change_rule(change_ci, before_ci) -> tuple[str, bool]:
+    """The pre-registered rule of C7 (stated before any data were seen): see :class:`RateChange`."""
+    lo, hi = change_ci
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "cannot tell", False
+    v = "faster after" if hi < 0 else ("slower after" if lo > 0 else "no change")
+    return v, bool(v == "faster after" and before_ci[0] <= -0.5 <= before_ci[1])
+
+
+def _segment_slopes(logn, logv):
+    """OLS slope and intercept of logv (B, W) on logn (W,)."""
+    x0 = logn - logn.mean()
+    b = (logv - logv.mean(axis=-1, keepdims=True)) @ x0 / (x0 @ x0)
+    return b, logv.mean(axis=-1) - b * logn.mean()
+
+
+def rate_change(groups, split: int = 1024, *, statistic=None, fit_widths=None, level: float = 0.95,
+                n_resamples: int = 2000, seed: int = 0, key: str = "", words: str = "") -> RateChange:
+    """Does the log-log slope of a per-width statistic change at ``split``? (C7; issue 12 part 4.)
+
+    Args:
+      groups: ``{width: per-seed array}`` (first axis: seed), or a :class:`Protocol` (its groups, statistic,
+        fit widths, key and words are used).
+      statistic: ``statistic(groups, weights) -> {n: (B,)}``, ``weights = {n: (B, seeds)}`` the seed counts of
+        B resamples (see the section comment); default: RMS over seeds of the values (pass deviations).
+      fit_widths: the widths fitted (default: all).
+    The segments are n ≤ split and n ≥ split (``split`` itself belongs to both; it need not be a width).
+    A statistic that is 0 is clipped to 1e-300 before the log (a drop to exactly 0 reads as 'faster').
+    """
+    if isinstance(groups, Protocol):
+        statistic = groups.statistic if statistic is None else statistic
+        fit_widths = groups.fit_widths if fit_widths is None else fit_widths
+        key, words = key or groups.key, words or groups.words
+        groups = groups.groups
+    if statistic is None:
+        statistic = _rms_stat(0.0)
+    g = {int(n): np.asarray(v, dtype=float) for n, v in sorted(groups.items())}
+    g = {n: v for n, v in g.items() if v.shape[0] >= 2}
+    fitted = sorted(n for n in g if fit_widths is None or n in set(int(w) for w in fit_widths))
+    ns = np.array(fitted, dtype=float)
+    segs = {"before": ns <= split, "after": ns >= split}
+    point = statistic(g, _ones(g))
+    vals = np.array([float(np.asarray(point[n]).ravel()[0]) for n in fitted])
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for n, v in g.items():  # stratified: each width's seeds resampled on their own
+        idx = rng.integers(0, v.shape[0], size=(n_resamples, v.shape[0]))
+        weights[n] = np.stack([np.bincount(row, minlength=v.shape[0]) for row in idx]).astype(float)
+    boot = statistic(g, weights)
+    bvals = np.column_stack([np.asarray(boot[n], dtype=float).reshape(n_resamples) for n in fitted]) if fitted else \
+        np.empty((n_resamples, 0))
+    logn = np.log(ns)
+    lv, lb = np.log(np.maximum(vals, 1e-300)), np.log(np.maximum(bvals, 1e-300))
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    out, bslopes = {}, {}
+    nan = float("nan")
+    for name, m in segs.items():
+        if m.sum() < 2:
+            out[name] = {"slope": nan, "ci": [nan, nan], "intercept": nan, "widths": [int(n) for n in ns[m]],
+                         "rms": vals[m].tolist()}
+            bslopes[name] = np.full(n_resamples, nan)
+            continue
+        (s,), (c,) = _segment_slopes(logn[m], lv[None, m])
+        bs, _ = _segment_slopes(logn[m], lb[:, m])
+        bslopes[name] = bs
+        lo, hi = np.percentile(bs, q)
+        out[name] = {"slope": float(s), "ci": [float(lo), float(hi)], "intercept": float(c),
+                     "widths": [int(n) for n in ns[m]], "rms": vals[m].tolist()}
+    change = out["after"]["slope"] - out["before"]["slope"]
+    d = bslopes["after"] - bslopes["before"]
+    change_ci = tuple(float(x) for x in np.percentile(d, q)) if np.isfinite(d).all() else (nan, nan)
+    verdict, reproduces = rate_change_rule(change_ci, out["before"]["ci"])
+    return RateChange(key, words, int(split), tuple(int(n) for n in ns), tuple(float(x) for x in vals), out["before"],
+                      out["after"], float(change), change_ci, level, n_resamples, verdict, reproduces)
+
+
+__all__ += ["Protocol", "RateChange", "PAPER_PER_DECADE", "log_grid", "monomial_curves", "grid_argmin", "protocol_exact",
+            "protocol_grid", "protocol_mean_curve", "protocol_widest", "protocol_bias", "rate_change", "rate_change_rule"]
