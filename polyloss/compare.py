@@ -18,6 +18,11 @@ fall into different basins and their mean across basins is no estimate of anythi
 the rule of claim C6), and η_n is compared per basin (rows ``eta_n[k]``: the seeds of basin k
 against minimiser k, with the basin's share of the seeds). A basin with a single seed has no
 standard error and is reported, not tested.
+
+Transfer gaps (:mod:`polyloss.gaps`, Ghosh, Wu & Bietti 2026): for every network the loss gap
+a = |𝓛_n(η_n) − 𝓛_∞(η_∞)|, the hyperparameter gap b = |η_n − η_∞|, the transfer penalty
+c = 𝓛_∞(η_n) − 𝓛_∞(η_∞) and c/a, for the window-global and the first local minimiser, with per-width
+summaries, rate fits and the fast-transfer verdict (``Comparison.gaps``, JSON block ``gaps``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from scipy import stats
 
 from polyloss.data import Dataset, load_data, synthetic
 from polyloss.errors import PolylossError, RunError
+from polyloss.gaps import FAST_RULE, QUANTITY_WORDS
 from polyloss.sampling import SampleRun, data_seed, file_digest, load_run
 
 __all__ = ["Limit", "Comparison", "compare", "run_dataset", "limit_for_run"]
@@ -225,6 +231,7 @@ class Comparison:
     limit: Limit
     per_seed: dict  # quantity -> {width: per-seed values}, for rate fits
     recipe: str = "plain GD (hidden layers, constant rate)"  # Recipe.describe() of the run
+    gaps: dict | None = None  # {"window" | "first_local": polyloss.gaps.Gaps}; None when not computed
 
     @property
     def consistent(self) -> bool:
@@ -246,7 +253,7 @@ class Comparison:
 
     def to_json(self) -> dict:
         return {
-            "schema": "polyloss.compare/1",
+            "schema": "polyloss.compare/2",  # /2: the `gaps` block
             "run": self.run,
             "recipe": self.recipe,
             "level": self.level,
@@ -265,6 +272,9 @@ class Comparison:
             "basin_rule": self.basin_note(),
             "rows": [r.to_dict() for r in self.rows],
             "all_consistent": self.consistent,
+            "gaps": None if self.gaps is None else {
+                "rule": FAST_RULE, "definitions": dict(QUANTITY_WORDS),
+                **{m: g.to_dict() for m, g in self.gaps.items()}},
         }
 
 
@@ -290,8 +300,9 @@ def _row(width, name, vals, limit, level_corr, basin=None, share=None) -> Row:
 
 
 def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs: int = 4,
-            limit: Limit | None = None) -> Comparison:
-    """Compare a μP ``sample`` run with the exact limit (see the module docstring)."""
+            limit: Limit | None = None, gaps: bool = True) -> Comparison:
+    """Compare a μP ``sample`` run with the exact limit (see the module docstring); ``gaps``: also the
+    transfer gaps of every network (:mod:`polyloss.gaps`)."""
     if not (0 < level < 1):
         raise RunError(f"`level`={level!r} is invalid: must be in (0, 1)")
     run = load_run(run_dir)
@@ -330,4 +341,9 @@ def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs:
     rows = [_row(n, q, vals, lmt, level / N, b, sh) for q, n, vals, lmt, b, sh in items]
     order = {q: i for i, q in enumerate(per_seed)}
     rows.sort(key=lambda r: (r.width, order.get(r.quantity, len(order)), -1 if r.basin is None else r.basin))
-    return Comparison(os.fspath(run_dir), tuple(rows), level, N, lim, per_seed, run_recipe(run.config).describe())
+    g = None
+    if gaps:
+        from polyloss.gaps import gaps_for
+
+        g = gaps_for(run.records, lim)
+    return Comparison(os.fspath(run_dir), tuple(rows), level, N, lim, per_seed, run_recipe(run.config).describe(), g)

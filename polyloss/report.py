@@ -212,6 +212,8 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
                                          labels={q: _quantity_words(q, multi, tex=True) for q in fits})
                 doc.fig(f"fig_c_convergence_{len(doc.figdata)}", fig,
                         f"(c) RMS over seeds of the deviation from the exact limit vs width, {label}", data)
+            if cmp_.gaps is not None:
+                _gaps_section(doc, cmp_.gaps, label)
     else:
         pred = predicted_eta_exponent(cfg)
         out["predicted"] = pred
@@ -230,6 +232,60 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
         else:
             doc.p(f"Power counting predicts η_n ∝ n^{pred:g}; fewer than 3 widths with at least 2 seeds: no scaling fit.")
     return out
+
+
+_GAP_WORDS = {"a": "loss gap a = |L_n(η_n) − L_∞(η_∞)|", "b": "hyperparameter gap b = |η_n − η_∞|",
+              "c": "transfer penalty c = L_∞(η_n) − L_∞(η_∞)", "c/a": "c/a"}
+
+
+def _gaps_section(doc: _Doc, gaps: dict, label: str):
+    """(g) transfer gaps (polyloss.gaps): per-width table, rates with CIs, verdict, two figures per minimiser."""
+    from polyloss.gaps import FAST_RULE, GAP_QUANTITIES, MINIMISER_WORDS
+
+    doc.p("**Transfer gaps** (Ghosh, Wu & Bietti 2026) of every network against the exact limit: loss gap "
+          "a = |𝓛_n(η_n) − 𝓛_∞(η_∞)|, hyperparameter gap b = |η_n − η_∞|, transfer penalty c = 𝓛_∞(η_n) − 𝓛_∞(η_∞) "
+          f"(𝓛_∞ evaluated exactly, in ℚ) and c/a. Rule: {FAST_RULE}.")
+    for m, g in gaps.items():
+        words = MINIMISER_WORDS[m]
+        if m != "window" and g.per_width is gaps["window"].per_width:
+            doc.p(f"*{words}*: every network's first local minimiser is its window minimiser and the limit's are the "
+                  "same point: the same numbers as above.")
+            continue
+        doc.p(f"*{words}* (η_∞ = {g.eta_inf:.10g}, 𝓛_∞(η_∞) = {g.loss_inf:.10g}): fast transfer **{g.verdict}** "
+              f"(ratio of means: {g.verdicts['means']}; median ratio: {g.verdicts['medians']})"
+              + (f"; {g.note}" if g.note else "") + ".")
+        doc.p(_table(["width", "networks", "share in η_∞'s basin"] + [f"{q} mean ± s.e. (median)" for q in GAP_QUANTITIES],
+                     [[s["width"], s["count"], f"{g.basin_share[s['width']]:.0%}"]
+                      + [f"{_pm(s[q]['mean'], s[q]['se_mean'], '.4g')} ({s[q]['median']:.4g})" for q in GAP_QUANTITIES]
+                      for s in g.summary]))
+
+        def cell(f):
+            return "–" if f is None else f"{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]"
+
+        doc.p(_table(["quantity", "slope of the seed mean [95% CI]", "slope of the seed median [95% CI]"],
+                     [[_GAP_WORDS[q] + (" (mean: ratio of means mean(c)/mean(a); median: of per-network c/a)" if q == "c/a" else ""),
+                       cell(g.fits["mean"][q]), cell(g.fits["median"][q])] for q in GAP_QUANTITIES]))
+        panels = [(stat, {q: f for q, f in g.fits[stat].items() if q != "c/a" and f is not None}) for stat in ("mean", "median")]
+        panels = [(stat, fs) for stat, fs in panels if fs]
+        if panels:
+            fig, axes = plots.new_figure(ncols=len(panels))
+            data = {}
+            for ax, (stat, fs) in zip(axes, panels):
+                data[stat] = plots.convergence(
+                    ax, fs, f"Transfer gaps vs width, seed {stat}s\n({words}, {label})",
+                    ylabel=f"seed {stat} of the gap (log scale)", labels={q: _GAP_WORDS[q] for q in fs},
+                    references={"reference slope −1/2 (n^-1/2)": -0.5, "reference slope −1 (n^-1)": -1.0})
+            doc.fig(f"fig_g_gaps_{len(doc.figdata)}", fig, f"(g) transfer gaps a, b, c vs width ({words}), {label}", data)
+        ratio = {f"{stat}": g.fits[stat]["c/a"] for stat in ("mean", "median") if g.fits[stat]["c/a"] is not None}
+        if ratio:
+            fig, (ax,) = plots.new_figure()
+            data = plots.convergence(
+                ax, ratio, f"Transfer penalty over loss gap vs width\n({words}, {label})", ylabel="c/a (log scale)",
+                labels={"mean": "ratio of seed means mean(c)/mean(a)", "median": "seed median of c/a"},
+                references={"reference slope 0 (c/a constant: transfer NOT fast)": 0.0,
+                            "reference slope −1/2 (c ∝ n^-1 over a ∝ n^-1/2: fast)": -0.5})
+            doc.fig(f"fig_g_ratio_{len(doc.figdata)}", fig,
+                    f"(g) c/a vs width, means and medians ({words}): fast transfer = negative slope, {label}", data)
 
 
 def _figure_b(doc: _Doc, info: dict):
@@ -418,7 +474,8 @@ def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, 
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     doc = _Doc(out_dir)
-    numbers: dict = {"schema": "polyloss.report/1", "polyloss_version": __version__, "runs": {}}
+    # report/2: the compare blocks carry `gaps`
+    numbers: dict = {"schema": "polyloss.report/2", "polyloss_version": __version__, "runs": {}}
     doc.h("polyloss convergence report", 1)
     doc.p("Runs: " + ", ".join(f"`{p}`" for p in run_dirs) + ".")
     infos = []

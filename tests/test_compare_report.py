@@ -385,3 +385,64 @@ def test_report_sp_verdict_is_the_c3_rule(tmp_path):
     md = (tmp_path / "rep" / "report.md").read_text()
     assert f"**{sv.words}**" in md and sv.rule in md
     assert sv.rule in c3_sp_scaling.CLAIM.tolerance
+
+
+# --- transfer gaps (polyloss.gaps) in compare and report --------------------------------------
+
+
+def test_compare_cli_prints_the_gaps_and_the_json_gaps_block(tmp_path, capsys):
+    run = _run(tmp_path, "g")
+    assert main(["compare", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert "transfer gaps" in text and "rule: transfer is fast when c_n = o(a_n)" in text
+    assert text.count("fast transfer:") == 2 and "slope of medians" in text
+    assert main(["compare", str(run), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert doc["schema"] == "polyloss.compare/2"
+    g = doc["gaps"]["window"]
+    assert [s["width"] for s in g["summary"]] == [16, 32, 64, 128]
+    assert set(g["summary"][0]) == {"width", "count", "a", "b", "c", "c/a"}
+    assert set(g["rates"]) == {"mean", "median"} and set(g["rates"]["mean"]) == {"a", "b", "c", "c/a"}
+    f = g["rates"]["mean"]["c"]
+    assert f is not None and f["ci_low"] <= f["slope"] <= f["ci_high"]
+    assert g["verdict"]["overall"] in ("fast", "not fast", "inconclusive")
+    assert "CI lies below 0" in doc["gaps"]["rule"]
+    cmp_ = compare(run)
+    assert cmp_.gaps["window"].per_width[16]["b"].tolist() == [abs(r["eta_opt"] - cmp_.limit.eta_window_min)
+                                                              for r in load_run(run).records if r["width"] == 16]
+
+
+def test_compare_without_gaps_and_with_a_float_limit(tmp_path):
+    run = _run(tmp_path, "pg")
+    _plant(run, seeds=8)
+    assert compare(run, limit=PLANTED_LIMIT, gaps=False).gaps is None
+    assert compare(run, limit=PLANTED_LIMIT, gaps=False).to_json()["gaps"] is None
+    g = compare(run, limit=PLANTED_LIMIT).gaps["window"]  # float coefficients: evaluated as the rationals they are
+    lim_at = sum(Fraction(c) * Fraction(ETA_INF) ** k for k, c in enumerate(LIMIT))
+    assert g.loss_inf == float(lim_at)
+    assert g.per_width[16]["a"][0] == abs(float(Fraction(0.1) - lim_at))
+
+
+def test_report_shows_the_gaps_with_figures_in_words(tmp_path):
+    from polyloss.report import report
+
+    run = _run(tmp_path, "gr")
+    rep = report([run], tmp_path / "rep", dense_curves=False)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**Transfer gaps**" in md and "fast transfer **" in md and "slope of the seed median" in md
+    figs = {k: v for k, v in rep.figures.items() if k.startswith("fig_g")}
+    gaps_fig = [v for k, v in figs.items() if k.startswith("fig_g_gaps")]
+    ratio_fig = [v for k, v in figs.items() if k.startswith("fig_g_ratio")]
+    assert len(gaps_fig) == len(ratio_fig) == 1
+    for panel in list(gaps_fig[0].values()) + [ratio_fig[0]]:
+        ax = panel["axes"]
+        assert ax["title"] and ax["xlabel"] and ax["ylabel"] and ax["xscale"] == "log" and ax["yscale"] == "log"
+        assert any("reference slope" in t for t in ax["legend"])
+    assert {"mean", "median"} == set(gaps_fig[0]) and set(gaps_fig[0]["mean"]) >= {"a", "b", "c"}
+    assert {"mean", "median"} <= set(ratio_fig[0])
+    assert any("transfer NOT fast" in t for t in ratio_fig[0]["axes"]["legend"])
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert doc["schema"] == "polyloss.report/2"
+    (entry,) = doc["runs"].values()
+    g = entry["compare"]["gaps"]["window"]
+    assert ratio_fig[0]["mean"]["slope"] == g["rates"]["mean"]["c/a"]["slope"]

@@ -17,6 +17,8 @@ EPILOG = """example:
 
   For each width, each loss coefficient c_k and eta_n: mean +- s.e. over seeds, the exact limit,
   z-score, relative RMS deviation and a verdict at --level, Bonferroni-corrected over the table.
+  Then the transfer gaps of every network (a = loss gap, b = |eta_n - eta_inf|, c = transfer penalty,
+  c/a) per width, their log-log rates with bootstrap CIs, and the fast-transfer verdict (c = o(a)).
 """
 
 
@@ -38,7 +40,7 @@ def register(sub) -> None:
                    help="polyloss.derivation/1 JSON evaluated on the run's data, or 'auto' to derive it now (default)")
     p.add_argument("--level", type=_level, default=0.05, help="family-wise test level (default 0.05)")
     p.add_argument("--coeffs", type=positive_int("coeffs", 1, 10_000), default=4, help="compare c_0..c_{COEFFS-1} (default 4)")
-    p.add_argument("--json", action="store_true", help="print the polyloss.compare/1 JSON document")
+    p.add_argument("--json", action="store_true", help="print the polyloss.compare/2 JSON document")
     p.set_defaults(func=run)
 
 
@@ -67,4 +69,9 @@ def run(args) -> int:
         share = f" (share {r.share:.0%})" if r.share is not None else ""
         print(f"{r.width:>7} {r.quantity:>8} {r.mean:>14.7g} {se} {r.limit:>14.7g} {z} {r.rel_rms:>9.3g}  {r.verdict}{share}")
     print("all consistent" if cmp_.consistent else "some comparisons are inconsistent at this level")
+    if cmp_.gaps is not None:
+        from polyloss.gaps import gaps_text
+
+        print()
+        print("\n".join(gaps_text(cmp_.gaps)))
     return 0
