@@ -44,8 +44,14 @@ def test_every_verdict_record_is_filled(quick):
 def test_resume_reuses_finished_verdicts(quick, capsys):
     before = (quick / "verdicts" / "C3.json").read_text()
     assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick), "--resume"]) == 0
-    assert "from an earlier run" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "from an earlier run" in err and "recipe: plain GD (hidden layers, constant rate)\n" in out
     assert (quick / "verdicts" / "C3.json").read_text() == before
+    # claims over training recipes are named, not spelled out recipe by recipe on one line
+    assert main(["verify", "--quick", "--claims", "C3,C12", "--out", str(quick), "--resume"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("recipe:")]
+    assert line == ["recipe: plain GD (hidden layers, constant rate), except C12 (their training recipes are listed "
+                    "per claim in verify.md)"]
 
 
 def test_broken_parametrization_fails_c2(tmp_path):

@@ -68,7 +68,15 @@ def run(args) -> int:
     width = max(len(v.claim.title) for v in verdicts)
     for v in verdicts:
         print(f"{v.claim.id:<3} {v.verdict.upper():<13} {v.claim.title:<{width}}  {v.summary}")
-    recipes = sorted({verdict_recipe(v) for v in verdicts})
-    print("recipe: " + ("; ".join(recipes) if len(recipes) > 1 else recipes[0]))
+    from polyloss.recipe import PLAIN
+
+    plain = PLAIN.describe()
+    others = [v.claim.id for v in verdicts if verdict_recipe(v) != plain]
+    if not others:
+        print("recipe: " + plain)
+    elif len(others) == len(verdicts) == 1:
+        print("recipe: " + verdict_recipe(verdicts[0]))
+    else:  # one line per run, not every recipe of every claim: verify.md names them per claim
+        print(f"recipe: {plain}, except {', '.join(others)} (their training recipes are listed per claim in verify.md)")
     print(f"report: {args.out}/verify.html")
     return 1 if any(v.verdict == "fail" for v in verdicts) else 0
