@@ -57,6 +57,8 @@ def test_canonical_forms():
     assert StepsRule.parse("ceil( 2*n**0.15 )").spec == StepsRule.parse("ceil(2 * n ** 0.15)").spec
     assert StepsRule.parse("128:2,64:1").spec == "64:1,128:2"
     assert StepsRule.parse(2).is_fixed and StepsRule.parse("2*1").spec == "2" and StepsRule.parse("2").fixed == 2
+    from polyloss.derive import MAX_STEPS as DERIVE_MAX
+    assert MAX_STEPS == DERIVE_MAX  # every T of a rule has a derivable limit
     assert not StepsRule.parse("64:2").is_fixed  # pairs are a rule even when they agree
     assert TrainingSpec("3").steps == 3 and type(TrainingSpec("3").steps) is int
     assert isinstance(TrainingSpec("ceil(n/64)").steps, StepsRule)
