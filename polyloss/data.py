@@ -10,6 +10,10 @@ Synthetic teachers (``x ~ N(0, I_d)``, ``w* ~ N(0, I_d / d)``, ``ε ~ N(0, σ²)
 * ``nonlinear``: ``y = tanh(2 w*ᵀ x) + 0.5 sin(3 x_1) + ε`` — a fixed smooth non-linear target
   whose best linear fit leaves a sizeable residual, to exercise the theory outside the
   realisable case.
+* ``principal``: ``y = X v_1 + ε`` with v_1 the top right singular vector of X — a *degenerate*
+  target: without noise y is an eigenvector of K (``K X v_1 = (σ_1²/d) X v_1``), so μ_j = λ^j μ_0,
+  the μP limit interpolates the data at η_∞ (𝓛_∞(η_∞) = 0 at t = 1) and learning-rate transfer
+  is not *fast* (issue 12: the loss gap and the transfer penalty both shrink like 1/n).
 
 Draw order from ``SeedSequence(seed)``: X (m × d, row-major), then w*, then ε.
 """
@@ -26,7 +30,7 @@ import numpy as np
 
 from polyloss.errors import DataError, invalid, short_repr
 
-__all__ = ["Dataset", "linear_teacher", "nonlinear_teacher", "synthetic", "load_data", "TEACHERS"]
+__all__ = ["Dataset", "linear_teacher", "nonlinear_teacher", "principal_teacher", "synthetic", "load_data", "TEACHERS"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,7 +136,7 @@ def _check_overflow(X: np.ndarray, y: np.ndarray, source: str) -> None:
                         "the kernel X X^T/d and the moments mu_j exceed 1e300); rescale the data")
 
 
-TEACHERS = ("linear", "nonlinear")
+TEACHERS = ("linear", "nonlinear", "principal")
 
 
 def _check_sizes(d, m, noise) -> tuple[int, int, float]:
@@ -189,13 +193,26 @@ def nonlinear_teacher(d: int = 100, m: int = 1000, noise: float = 0.0, seed=0) -
     return Dataset(X, y, source=f"nonlinear teacher (d={d}, m={m}, noise={noise}, seed={seed})")
 
 
+def principal_teacher(d: int = 100, m: int = 1000, noise: float = 0.0, seed=0) -> Dataset:
+    """``y = X v_1 + ε`` with v_1 the top right singular vector of X (sign fixed: largest entry
+    positive), same draws as :func:`linear_teacher` (w* drawn and unused). With ``noise=0`` y is an
+    eigenvector of K = XXᵀ/d: a degenerate target on which μP transfer is not fast."""
+    X, _, eps = _draw(d, m, noise, seed)
+    _, vecs = np.linalg.eigh(X.T @ X)
+    v = vecs[:, -1]
+    v = v if v[np.argmax(np.abs(v))] > 0 else -v
+    return Dataset(X, X @ v + eps, source=f"principal teacher (d={d}, m={m}, noise={noise}, seed={seed})")
+
+
 def synthetic(kind: str, d: int = 100, m: int = 1000, noise: float = 0.0, seed=0) -> Dataset:
     """Dispatch on ``kind`` in :data:`TEACHERS`."""
     if kind == "linear":
         return linear_teacher(d, m, noise, seed)
     if kind == "nonlinear":
         return nonlinear_teacher(d, m, noise, seed)
-    raise invalid("synthetic", kind, "one of 'linear', 'nonlinear'")
+    if kind == "principal":
+        return principal_teacher(d, m, noise, seed)
+    raise invalid("synthetic", kind, "one of " + ", ".join(repr(t) for t in TEACHERS))
 
 
 def _load_npz(path: str) -> Dataset:

@@ -157,3 +157,20 @@ def test_public_api_mirrors_the_cli_verbs():
         assert getattr(polyloss, name) is not None
     with pytest.raises(AttributeError):
         polyloss.nonexistent  # noqa: B018
+
+
+def test_principal_teacher_is_a_kernel_eigenvector_and_the_limit_interpolates():
+    """The degenerate target of issue 12: y = X v_1 is an eigenvector of K = XXᵀ/d, so the μP limit
+    reaches zero loss at η_∞ (at t = 1: 𝓛_∞ = ½ μ_0 (1 − Lλη)²); the linear teacher does not."""
+    from polyloss.data import principal_teacher, synthetic
+    from polyloss.derive import derive
+
+    ds = principal_teacher(8, 30, 0.0, 3)
+    K = ds.X @ ds.X.T / 8
+    lam = ds.y @ K @ ds.y / (ds.y @ ds.y)
+    assert np.linalg.norm(K @ ds.y - lam * ds.y) <= 1e-12 * np.linalg.norm(K @ ds.y)
+    assert synthetic("principal", 8, 30, 0.0, 3).y.tolist() == ds.y.tolist()
+    for L, t in ((1, 1), (2, 1), (2, 2)):
+        assert float(derive(L, t, ds).eta_window_min.loss) < 1e-20 * float(ds.y @ ds.y)
+    lin = synthetic("linear", 8, 30, 0.0, 3)
+    assert float(derive(2, 1, lin).eta_window_min.loss) > 1e-3 * float(lin.y @ lin.y) / 30
