@@ -19,9 +19,11 @@ share of networks whose η_n lies in η_∞'s basin (nearest minimiser of the li
 :func:`polyloss.analysis.nearest_basin`) is reported beside the gaps.
 
 Per width: mean, median and standard error of a, b, c and c/a (records with a = 0 have no ratio: they
-are counted, and left out of both c/a statistics). Rates: log-log slopes in n of the seed **mean** of a, b, c (:func:`polyloss.analysis.fit_scaling`)
-and of the seed **median** (the same stratified percentile bootstrap over seeds, here of the median),
-and of c/a as the ratio of means mean(c)/mean(a) (records resampled as (a, c) pairs) and as the median
+are counted, and left out of both c/a statistics). Rates: log-log slopes in n of the seed **mean** of
+a, b, c and of the seed **median**, each with the stratified percentile bootstrap over seeds of
+:func:`polyloss.analysis.fit_scaling` (the same scipy call, seed and resamples, vectorised: for the
+mean it returns fit_scaling's numbers, about 40× faster, which keeps the gaps within the issue's
+budget), and of c/a as the ratio of means mean(c)/mean(a) (records resampled as (a, c) pairs) and as the median
 of the per-network ratios. The verdict is :data:`FAST_RULE`.
 """
 
@@ -34,7 +36,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import stats
 
-from polyloss.analysis import RateFit, fit_scaling, nearest_basin
+from polyloss.analysis import RateFit, nearest_basin
 from polyloss.errors import RunError, SpecError
 
 __all__ = ["GAP_QUANTITIES", "FAST_RULE", "MINIMISERS", "Gaps", "exact_value", "record_gaps", "per_width_gaps",
@@ -176,6 +178,10 @@ def _fit_statistic(groups: dict, stat, *, level: float, n_resamples: int, seed: 
                    tuple(float(abs(p)) for p in point), tuple(math.nan for _ in ns))
 
 
+def _mean_stat(r):
+    return r[..., 0].mean(axis=-1)
+
+
 def _median_stat(r):
     return np.median(r[..., 0], axis=-1)
 
@@ -257,7 +263,7 @@ def transfer_gaps(records, limit, minimiser: str = "window", *, level: float = 0
         if len(groups) < MIN_WIDTHS:
             fits["mean"][q] = fits["median"][q] = None
             continue
-        fits["mean"][q] = fit_scaling(groups, level=level, n_resamples=n_resamples, seed=seed)
+        fits["mean"][q] = _fit_statistic({n: v[:, None] for n, v in groups.items()}, _mean_stat, **kw)
         fits["median"][q] = _fit_statistic({n: v[:, None] for n, v in groups.items()}, _median_stat, **kw)
     pairs = {n: np.column_stack([row["a"], row["c"]]) for n, row in pw.items()}
     pairs = {n: p[np.all(np.isfinite(p), axis=1) & (p[:, 0] > 0)] for n, p in pairs.items()}  # a = 0: no ratio

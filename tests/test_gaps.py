@@ -208,3 +208,16 @@ def test_zero_loss_gap_has_no_ratio_and_the_json_is_strict():
     assert s["count"] == 3 and s["c/a"]["count"] == 2 and s["a"]["count"] == 3
     doc = json.loads(json.dumps(g.to_dict(), allow_nan=False))
     assert doc["records"][str(recs[0]["width"])]["c/a"][0] is None
+
+
+def test_mean_rates_are_analysis_fit_scaling():
+    """The vectorised bootstrap of the gaps' mean rates returns analysis.fit_scaling's numbers."""
+    from polyloss.analysis import fit_scaling
+
+    g = transfer_gaps(_planted_records(-0.5, -0.5, seeds=20, seed=3), LIMIT, n_resamples=500, seed=7)
+    for q in ("a", "b", "c"):
+        ref = fit_scaling({n: row[q] for n, row in g.per_width.items()}, n_resamples=500, seed=7)
+        mine = g.fits["mean"][q]
+        for field in ("slope", "ci_low", "ci_high", "intercept"):
+            assert getattr(mine, field) == pytest.approx(getattr(ref, field), rel=1e-12, abs=1e-12), (q, field)
+        assert mine.widths == ref.widths and mine.rms == pytest.approx(ref.rms, rel=1e-12)
