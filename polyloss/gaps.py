@@ -135,12 +135,17 @@ def _median_se(v: np.ndarray, rng, n_boot: int = 400) -> float:
 
 
 def _summary(n: int, row: dict, rng) -> dict:
+    """Per width: for each gap its count, mean, median and their standard errors (the median's by a
+    400-resample bootstrap); for c/a also the ratio of means mean(c)/mean(a) over records with a > 0
+    (the statistic whose slope is the 'means' verdict; "mean" is the mean of the per-network ratios)."""
     out = {"width": n, "count": int(row["a"].size)}
     for q in GAP_QUANTITIES:
         v = row[q][np.isfinite(row[q])]
         k = v.size
         out[q] = {"count": int(k), "mean": float(v.mean()) if k else math.nan, "median": float(np.median(v)) if k else math.nan,
                   "se_mean": float(v.std(ddof=1) / math.sqrt(k)) if k > 1 else math.nan, "se_median": _median_se(v, rng)}
+    ok = np.isfinite(row["a"]) & np.isfinite(row["c"]) & (row["a"] > 0)
+    out["c/a"]["ratio_of_means"] = float(row["c"][ok].mean() / row["a"][ok].mean()) if ok.any() else math.nan
     return out
 
 
@@ -300,17 +305,20 @@ def _fmt(f: RateFit | None) -> str:
 def gaps_text(gaps: dict) -> list:
     """Plain-text lines for ``polyloss compare``: per width mean/median/s.e., rates with CIs, verdicts."""
     lines = [f"transfer gaps (Ghosh, Wu & Bietti 2026): a = |L_n(eta_n) - L_inf(eta_inf)|, b = |eta_n - eta_inf|, "
-             f"c = L_inf(eta_n) - L_inf(eta_inf) (L_inf exact, in Q)", f"rule: {FAST_RULE}"]
+             f"c = L_inf(eta_n) - L_inf(eta_inf) (L_inf exact, in Q); share = networks in eta_inf's basin",
+             f"rule: {FAST_RULE}"]
     for m, g in gaps.items():
         lines.append(f"-- {MINIMISER_WORDS[m]}: eta_inf = {g.eta_inf:.10g}, L_inf(eta_inf) = {g.loss_inf:.10g}")
-        lines.append(f"{'width':>7} {'share':>6} " + " ".join(f"{q + ' mean±se':>20} {q + ' median':>10}" for q in GAP_QUANTITIES))
+        lines.append(f"{'width':>7} {'share':>6} " + " ".join(f"{q + ' mean±se':>20} {q + ' median':>10}" for q in GAP_QUANTITIES)
+                     + f" {'mean(c)/mean(a)':>15}")
         for s in g.summary:
             cells = []
             for q in GAP_QUANTITIES:
                 d = s[q]
                 se = "–" if not math.isfinite(d["se_mean"]) else f"{d['se_mean']:.2g}"
                 cells.append(f"{d['mean']:>11.4g}±{se:<8} {d['median']:>10.4g}")
-            lines.append(f"{s['width']:>7} {g.basin_share[s['width']]:>6.0%} " + " ".join(cells))
+            lines.append(f"{s['width']:>7} {g.basin_share[s['width']]:>6.0%} " + " ".join(cells)
+                         + f" {s['c/a']['ratio_of_means']:>15.4g}")
         for stat in ("mean", "median"):
             lines.append(f"   slope of {stat:>6}s [95% CI]: " + "; ".join(f"{q} {_fmt(g.fits[stat][q])}" for q in GAP_QUANTITIES))
         v = g.verdicts

@@ -254,10 +254,11 @@ def _gaps_section(doc: _Doc, gaps: dict, label: str):
         doc.p(f"*{words}* (η_∞ = {g.eta_inf:.10g}, 𝓛_∞(η_∞) = {g.loss_inf:.10g}): fast transfer **{g.verdict}** "
               f"(ratio of means: {g.verdicts['means']}; median ratio: {g.verdicts['medians']})"
               + (f"; {g.note}" if g.note else "") + ".")
-        doc.p(_table(["width", "networks", "share in η_∞'s basin"] + [f"{q} mean ± s.e. (median)" for q in GAP_QUANTITIES],
+        doc.p(_table(["width", "networks", "share in η_∞'s basin"] + [f"{q} mean ± s.e. (median)" for q in GAP_QUANTITIES]
+                     + ["mean(c)/mean(a)"],
                      [[s["width"], s["count"], f"{g.basin_share[s['width']]:.0%}"]
                       + [f"{_pm(s[q]['mean'], s[q]['se_mean'], '.4g')} ({s[q]['median']:.4g})" for q in GAP_QUANTITIES]
-                      for s in g.summary]))
+                      + [f"{s['c/a']['ratio_of_means']:.4g}"] for s in g.summary]))
 
         def cell(f):
             return "–" if f is None else f"{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]"

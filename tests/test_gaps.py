@@ -221,3 +221,11 @@ def test_mean_rates_are_analysis_fit_scaling():
         for field in ("slope", "ci_low", "ci_high", "intercept"):
             assert getattr(mine, field) == pytest.approx(getattr(ref, field), rel=1e-12, abs=1e-12), (q, field)
         assert mine.widths == ref.widths and mine.rms == pytest.approx(ref.rms, rel=1e-12)
+
+
+def test_ratio_of_means_per_width_is_the_fitted_statistic():
+    g = transfer_gaps(_planted_records(-0.5, -0.5, seeds=10, seed=4), LIMIT, n_resamples=100)
+    for s in g.summary:
+        row = g.per_width[s["width"]]
+        assert s["c/a"]["ratio_of_means"] == pytest.approx(row["c"].mean() / row["a"].mean(), rel=1e-14)
+    assert list(g.fits["mean"]["c/a"].rms) == pytest.approx([s["c/a"]["ratio_of_means"] for s in g.summary], rel=1e-14)
