@@ -322,8 +322,8 @@ def qq_plot(ax, samples: dict, title: str, *, scale: float | dict | None = None,
         hi_all.append(max(q.max(), z.max()))
     if lo_all:
         lim = [min(lo_all), max(hi_all)]
-        ax.plot(lim, lim, "k--", lw=1, label=("reference y = x: a Gaussian (each width standardised by its own mean and SD)"
-                                              if scale is None else "reference y = x: the predicted law N(0, predicted SD²)"))
+        ax.plot(lim, lim, "k--", lw=1, label=("reference y = x: a Gaussian (per width: own mean and SD)"
+                                              if scale is None else "reference y = x: the predicted law"))
         drawn["reference"] = lim
     ax.set_xlabel("standard normal quantile")
     ax.set_ylabel(f"ordered {what} / " + ("its own SD, centred" if scale is None else "predicted SD"))
