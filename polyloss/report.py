@@ -238,6 +238,12 @@ _GAP_WORDS = {"a": "loss gap a = |L_n(η_n) − L_∞(η_∞)|", "b": "hyperpara
               "c": "transfer penalty c = L_∞(η_n) − L_∞(η_∞)", "c/a": "c/a"}
 
 
+def _legend_below(ax, data: dict) -> None:
+    """Move a figure's legend under the axes (the long fit labels would hide points inside them)."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
+    data["axes"] = plots.describe(ax)
+
+
 def _gaps_section(doc: _Doc, gaps: dict, label: str):
     """(g) transfer gaps (polyloss.gaps): per-width table, rates with CIs, verdict, two figures per minimiser."""
     from polyloss.gaps import FAST_RULE, GAP_QUANTITIES, MINIMISER_WORDS
@@ -269,22 +275,24 @@ def _gaps_section(doc: _Doc, gaps: dict, label: str):
         panels = [(stat, {q: f for q, f in g.fits[stat].items() if q != "c/a" and f is not None}) for stat in ("mean", "median")]
         panels = [(stat, fs) for stat, fs in panels if fs]
         if panels:
-            fig, axes = plots.new_figure(ncols=len(panels))
+            fig, axes = plots.new_figure(ncols=len(panels), height=6.0)
             data = {}
             for ax, (stat, fs) in zip(axes, panels):
                 data[stat] = plots.convergence(
                     ax, fs, f"Transfer gaps vs width, seed {stat}s\n({words}, {label})",
                     ylabel=f"seed {stat} of the gap (log scale)", labels={q: _GAP_WORDS[q] for q in fs},
                     references={"reference slope −1/2 (n^-1/2)": -0.5, "reference slope −1 (n^-1)": -1.0})
+                _legend_below(ax, data[stat])
             doc.fig(f"fig_g_gaps_{len(doc.figdata)}", fig, f"(g) transfer gaps a, b, c vs width ({words}), {label}", data)
         ratio = {f"{stat}": g.fits[stat]["c/a"] for stat in ("mean", "median") if g.fits[stat]["c/a"] is not None}
         if ratio:
-            fig, (ax,) = plots.new_figure()
+            fig, (ax,) = plots.new_figure(height=5.6)
             data = plots.convergence(
                 ax, ratio, f"Transfer penalty over loss gap vs width\n({words}, {label})", ylabel="c/a (log scale)",
                 labels={"mean": "ratio of seed means mean(c)/mean(a)", "median": "seed median of c/a"},
                 references={"reference slope 0 (c/a constant: transfer NOT fast)": 0.0,
                             "reference slope −1/2 (c ∝ n^-1 over a ∝ n^-1/2: fast)": -0.5})
+            _legend_below(ax, data)
             doc.fig(f"fig_g_ratio_{len(doc.figdata)}", fig,
                     f"(g) c/a vs width, means and medians ({words}): fast transfer = negative slope, {label}", data)
 
