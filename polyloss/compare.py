@@ -27,7 +27,6 @@ summaries, rate fits and the fast-transfer verdict (``Comparison.gaps``, JSON bl
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -232,6 +231,8 @@ class Comparison:
     per_seed: dict  # quantity -> {width: per-seed values}, for rate fits
     recipe: str = "plain GD (hidden layers, constant rate)"  # Recipe.describe() of the run
     gaps: dict | None = None  # {"window" | "first_local": polyloss.gaps.Gaps}; None when not computed
+    horizons: dict | None = None  # growing horizon: {T: {"widths", "limit"}}; ``limit`` is then the largest T's
+    steps_rule: str | None = None
 
     @property
     def consistent(self) -> bool:
@@ -247,7 +248,8 @@ class Comparison:
         if not self.basins:
             return "eta_n is compared with the limit's minimiser in the window."
         mins = ", ".join(f"[{k + 1}] {x:.6g}" for k, x in enumerate(self.basins))
-        return (f"The limit has {len(self.basins)} local minimisers in the window ({mins}); each seed's eta_n is "
+        at = "" if self.horizons is None else f"At the largest horizon T = {max(self.horizons)}: "
+        return (f"{at}The limit has {len(self.basins)} local minimisers in the window ({mins}); each seed's eta_n is "
                 "assigned to the nearest one (its basin, as in claim C6) and compared per basin (rows eta_n[k], "
                 "with the basin's share of the seeds), not averaged across basins.")
 
@@ -268,6 +270,11 @@ class Comparison:
                 "source": self.limit.source,
                 "minima": list(self.limit.minima),
             },
+            "steps_rule": self.steps_rule,
+            "horizons": None if self.horizons is None else {
+                str(T): {"widths": h["widths"], "eta_window_min": h["limit"].eta_window_min,
+                         "loss_coefficients": [str(c) for c in h["limit"].loss_coefficients]}
+                for T, h in self.horizons.items()},
             "basins": list(self.basins),
             "basin_rule": self.basin_note(),
             "rows": [r.to_dict() for r in self.rows],
@@ -305,14 +312,57 @@ def compare(run_dir, derivation: str = "auto", *, level: float = 0.05, n_coeffs:
     transfer gaps of every network (:mod:`polyloss.gaps`)."""
     if not (0 < level < 1):
         raise RunError(f"`level`={level!r} is invalid: must be in (0, 1)")
-    run = load_run(run_dir)
+    run = load_run(run_dir, horizons=True)
     if not run.records:
         raise RunError(f"run {os.fspath(run_dir)!r} has no finished records yet")
     thin = sorted(n for n, recs in run.by_width().items() if len(recs) < 2)
     if thin:
         raise RunError(f"run {os.fspath(run_dir)!r} has fewer than 2 samples at width(s) {thin}; "
                        "a standard error needs >= 2 (add samples with `polyloss sample ... --resume`)")
+    if run.config.get("steps_rule") is not None:
+        return _compare_horizons(run, run_dir, derivation, level, n_coeffs, limit, gaps)
     lim = limit if limit is not None else limit_for_run(run, derivation)
+    return _compare_one(run, run_dir, lim, level, n_coeffs, gaps)
+
+
+def _compare_horizons(run, run_dir, derivation, level, n_coeffs, limit, gaps) -> Comparison:
+    """A growing-horizon run (``sample --steps RULE``): every width against the exact limit at its own
+    T (derived once per distinct T), one Bonferroni family over all rows, gaps across all widths."""
+    from polyloss.horizon import limits_by_steps, split_by_steps
+
+    if limit is not None or derivation != "auto":
+        raise RunError(f"run {os.fspath(run_dir)!r} trains each width for its own number of steps (steps rule "
+                       f"{run.config['steps_rule']!r}): its limits are derived per T on the run's data; use "
+                       "--derivation auto")
+    subs = split_by_steps(run)
+    lims = limits_by_steps(run)
+    parts = {T: _compare_one(sub, run_dir, lims[T], level, n_coeffs, False) for T, sub in subs.items()}
+    N = sum(c.n_comparisons for c in parts.values())
+    rows = tuple(sorted((_retest(r, level / N) for c in parts.values() for r in c.rows), key=lambda r: r.width))
+    per_seed: dict = {}
+    for c in parts.values():
+        for q, groups in c.per_seed.items():
+            per_seed.setdefault(q, {}).update(groups)
+    top = max(subs)
+    g = None
+    if gaps:
+        from polyloss.gaps import gaps_for
+
+        by_width = {n: lims[T] for T, sub in subs.items() for n in sub.config["widths"]}
+        g = gaps_for(run.records, by_width)
+    horizons = {T: {"widths": list(subs[T].config["widths"]), "limit": lims[T]} for T in sorted(subs)}
+    return Comparison(os.fspath(run_dir), rows, level, N, lims[top], per_seed, run_recipe(run.config).describe(), g,
+                      horizons=horizons, steps_rule=run.config["steps_rule"])
+
+
+def _retest(r: "Row", level_corr: float) -> "Row":
+    """A row re-judged at the family-wide Bonferroni level of a growing-horizon comparison."""
+    import dataclasses
+
+    return r if not r.tested else dataclasses.replace(r, consistent=bool(r.p_value >= level_corr))
+
+
+def _compare_one(run, run_dir, lim, level, n_coeffs, gaps) -> Comparison:
     K = min([n_coeffs - 1] + [len(r["loss_coefficients"]) - 1 for r in run.records])
     per_seed: dict = {f"c_{k}": {} for k in range(K + 1)}
     per_seed["eta_n"] = {}

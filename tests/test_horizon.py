@@ -4,6 +4,7 @@ integer horizons that leave run.json and the records exactly as they were."""
 
 import json
 
+import numpy as np
 import pytest
 
 from polyloss._budget import check_sample
@@ -180,10 +181,9 @@ def test_readers_for_one_horizon_refuse_a_rule_run(tmp_path, capsys):
     with pytest.raises(RunError, match="own number of steps"):
         load_run(path)
     assert load_run(path, horizons=True).config["steps"] is None
-    for argv in (["compare", str(path)], ["report", str(path), "--out", str(tmp_path / "rep")]):
-        assert main(argv) == 2
-        err = capsys.readouterr().err.strip()
-        assert "\n" not in err and "own number of steps (steps rule '8:1,16:2')" in err, err
+    assert main(["report", str(path), "--out", str(tmp_path / "rep")]) == 2  # report takes one T per run so far
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "own number of steps (steps rule '8:1,16:2')" in err, err
     # a record whose T disagrees with the rule is corruption
     recs = _lines(path)
     recs[0]["steps"] = 2
@@ -244,3 +244,41 @@ def test_cli_rule_run_prints_each_width_horizon(tmp_path, capsys):
     rows = [line.split() for line in text.splitlines() if line.strip()[:1].isdigit()]
     assert [(r[0], r[1]) for r in rows] == [("8", "1"), ("16", "2")]
     assert [r["steps"] for r in _lines(out)] == [1, 2]
+
+
+def test_compare_takes_each_width_against_the_limit_at_its_own_horizon(tmp_path):
+    """compare on a rule run = compare on the fixed-T runs, width by width (same means, limits and z),
+    judged as one Bonferroni family; the gaps use each width's own T (recomputed here per fixed run)."""
+    from polyloss.compare import compare
+    from polyloss.gaps import per_width_gaps
+
+    def run(path, widths, steps):  # synthetic data described in run.json, so compare can rebuild them
+        return run_sample(path, depth=1, sampling=SamplingSpec(widths, 3, 3), training=TrainingSpec(steps),
+                          param=Parametrization.preset("mup"), data=linear_teacher(D, M, seed=data_seed(3)),
+                          data_description={"kind": "synthetic", "teacher": "linear", "d": D, "m": M, "noise": 0.0},
+                          progress=False, n_grid=24, sampler="dense")
+
+    widths, rule = (8, 16, 32, 64), "8:1,16:1,32:2,64:2"
+    run(tmp_path / "rule", widths, rule)
+    c = compare(tmp_path / "rule")
+    assert c.steps_rule == rule and sorted(c.horizons) == [1, 2]
+    assert c.horizons[1]["widths"] == [8, 16] and c.horizons[2]["widths"] == [32, 64]
+    fixed = {T: compare(run(tmp_path / f"f{T}", ws, T).path, gaps=False)
+             for T, ws in ((1, (8, 16)), (2, (32, 64)))}
+    assert c.n_comparisons == sum(f.n_comparisons for f in fixed.values())
+    want = {(r.width, r.quantity): r for f in fixed.values() for r in f.rows}
+    got = {(r.width, r.quantity): r for r in c.rows}
+    assert set(got) == set(want)
+    for key, r in got.items():
+        w = want[key]
+        assert (r.mean, r.se, r.limit, r.z, r.p_value) == (w.mean, w.se, w.limit, w.z, w.p_value), key
+        assert r.consistent == (r.p_value >= c.level / c.n_comparisons)
+    for T, f in fixed.items():
+        own = per_width_gaps(load_run(f.run).records, f.limit)
+        for n, row in own.items():
+            np.testing.assert_array_equal(c.gaps["window"].per_width[n]["c"], row["c"])
+            np.testing.assert_array_equal(c.gaps["window"].per_width[n]["a"], row["a"])
+    doc = c.to_json()
+    assert doc["steps_rule"] == rule and sorted(doc["horizons"]) == ["1", "2"]
+    with pytest.raises(RunError, match="derivation auto"):  # one derivation file cannot serve two horizons
+        compare(tmp_path / "rule", str(tmp_path / "x.json"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from polyloss.commands._common import positive_int
@@ -61,6 +60,11 @@ def run(args) -> int:
     print(f"run {args.run} vs exact limit ({lim.source}); window (0, {lim.window:.6g}], "
           f"eta_inf in window = {lim.eta_window_min:.12g}")
     print(f"recipe: {cmp_.recipe}")
+    if cmp_.horizons is not None:
+        print(f"growing horizon (steps rule {cmp_.steps_rule}): each width against the exact limit at its own T")
+        for T, h in cmp_.horizons.items():
+            print(f"  T = {T}: widths {', '.join(map(str, h['widths']))}; eta_inf in window = "
+                  f"{h['limit'].eta_window_min:.12g}")
     print(f"level {cmp_.level} family-wise, Bonferroni over {cmp_.n_comparisons}: per-test {cmp_.level / cmp_.n_comparisons:.2g}")
     print(cmp_.basin_note())
     print(f"{'width':>7} {'quantity':>8} {'mean':>14} {'s.e.':>9} {'limit':>14} {'z':>7} {'rel RMS':>9}  verdict")
