@@ -64,9 +64,10 @@ def _runs(ctx, teacher):
     return runs
 
 
-def _measure(ctx, teacher):
+def _measure(ctx, teacher, runs=None):
+    """The protocols' numbers for one target; ``runs``: sample runs to read instead of ``ctx.sample``'s."""
     s = ctx.scale
-    runs = _runs(ctx, teacher)
+    runs = _runs(ctx, teacher) if runs is None else runs
     data, _ = ctx.data(teacher)
     eta_inf = data.eta_inf_t1(s.depth)
     window = float(runs[0].config["window"])
