@@ -1397,8 +1397,12 @@ def derive(
         f_rows.append(tuple(row))
     cps = critical_points([Fraction(c) for c in loss], digits)
     glob, first, mins = _pick_minima(cps)
-    if win is None:
-        win = 4 * Fraction(dm.mus[1]) / (depth * Fraction(dm.mus[2]))
+    if win is None:  # 4·η_∞^{(1)}: k = L, or L + 1 + d over the active layers of a recipe (polyloss.poly.default_window)
+        k = depth
+        if rpc is not None and rpc.has_limit and (recipe.trained - {"hidden"}):
+            k = sum({"input": dm.d, "hidden": depth, "readout": 1}[layer]
+                    for layer, g in rpc.gradient.items() if g == "active")
+        win = 4 * Fraction(dm.mus[1]) / (k * Fraction(dm.mus[2]))
     in_win = [cp for cp in mins if cp._eta_mid <= win]
     c_frac = [Fraction(c) for c in loss]
     loss_at_edge = _horner(c_frac, win)

@@ -109,9 +109,29 @@ def as_recipe(recipe, name: str = "recipe") -> Recipe:
     raise invalid(name, type(recipe).__name__, "None, a polyloss.recipe.Recipe or a dict as written by Recipe.to_dict()")
 
 
-def default_window(data: Dataset, depth: int) -> float:
-    """Λ = 4 · μ_1 / (L μ_2): four times the μP one-step limit η_∞ (THEORY §4)."""
-    return 4.0 * data.eta_inf_t1(depth)
+def default_window(data: Dataset, depth: int, recipe=None, param="mup") -> float:
+    """Λ = 4 · η_∞^{(1)}: four times the minimiser of the μP one-step limit. Plain GD: μ_1/(L μ_2)
+    (THEORY §4). A recipe that trains the input or readout layer moves f^{(1)} by k η K̄y at first
+    order, with k = L (hidden layers) + 1 (readout) + d (input) over the layers whose gradient step
+    survives in the limit (docs/theory.md §7), so its one-step minimiser is μ_1/(k μ_2); the hidden-only
+    window would be (k/L)× too wide and take in far basins."""
+    k = _first_order_weight(depth, data.d, recipe, param)
+    return 4.0 * data.eta_inf_t1(depth) if k == depth else 4.0 * data.eta_inf_t1(1) / k
+
+
+def _first_order_weight(depth: int, d: int, recipe, param) -> int:
+    """k of :func:`default_window`: L for plain GD and hidden-only recipes."""
+    if recipe is None or not (recipe.trained - {"hidden"}) or recipe.is_plain_for(param):
+        return depth
+    from polyloss.errors import SpecError
+    from polyloss.power import recipe_power_counting
+
+    try:
+        active = [layer for layer, g in recipe_power_counting(recipe, param, depth).gradient.items() if g == "active"]
+    except SpecError:  # no power counting for this parametrization: keep the hidden-only rule
+        return depth
+    k = sum({"input": d, "hidden": depth, "readout": 1}[layer] for layer in active)
+    return k or depth
 
 
 def _check_window(window) -> float:
@@ -305,7 +325,7 @@ def exact_polynomial(
     certify = _check_certify(certify)
     evals = None if eval_etas is None else check_eval_etas(eval_etas)
     engine = LossEngine(weights, data, param, recipe=recipe)
-    window = default_window(data, weights.depth) if window is None else _check_window(window)
+    window = default_window(data, weights.depth, recipe, param) if window is None else _check_window(window)
     full_degree = _engine_degree(engine, steps)
     with np.errstate(over="ignore", invalid="ignore"):
         poly = engine.polynomial(steps, degree, certify=True)

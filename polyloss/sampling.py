@@ -216,7 +216,7 @@ def run_sample(
     degree = DEFAULT_SAMPLE_DEGREE if training.degree is None else training.degree
     if rule.is_fixed:  # a rule run keeps the requested degree as the cap; each width takes min(cap, its full degree)
         degree = min(degree, recipe_loss_degree(depth, rule.fixed, recipe))
-    window = default_window(data, depth) if window is None else _check_window(window)
+    window = default_window(data, depth, recipe, param) if window is None else _check_window(window)
     out_dir = os.fspath(out_dir)
     config = {
         "schema": SCHEMA,

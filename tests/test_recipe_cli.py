@@ -440,3 +440,28 @@ def test_lr_exponents_overriding_the_param_hidden_rate_is_said(capsys):
     assert "overriding --param ntp" in err and len(err.strip().splitlines()) == 1
     assert main(["derive", "--depth", "1", "--steps", "1", "--lr-exponents", "mup"]) == 0  # same rate: no note
     assert "overriding" not in capsys.readouterr().err
+
+
+def test_default_window_follows_the_recipe_first_order_weight():
+    """4·η_∞^{(1)} of the recipe: the t = 1 limit of a recipe training input and readout at μP rates
+    is ½(μ_0 − 2kμ_1η + k²μ_2η²) with k = L + 1 + d at L = 1 (tests/test_fock_trained_io.py), so its
+    minimiser is μ_1/(kμ_2); sample, poly and derive use 4× that. Plain and hidden-only windows are
+    unchanged, bit for bit."""
+    from fractions import Fraction
+
+    from polyloss.data import linear_teacher
+    from polyloss.derive import derive
+    from polyloss.poly import default_window
+
+    ds = linear_teacher(d=4, m=6, seed=2)
+    plain = 4.0 * ds.eta_inf_t1(2)
+    assert default_window(ds, 2) == plain == default_window(ds, 2, Recipe(momentum="0.5", schedule="warmup:2"))
+    rc = Recipe(trained="input,hidden,readout", lr_exponents="mup")
+    lim = derive(1, 1, ds, recipe=rc)
+    c = [Fraction(x) for x in lim.loss_coefficients]
+    assert len(c) == 3 and float(lim.window) == pytest.approx(4 * float(-c[1] / (2 * c[2])), rel=1e-14)
+    assert default_window(ds, 1, rc) == pytest.approx(float(lim.window), rel=1e-14)
+    assert default_window(ds, 2, rc) == pytest.approx(plain * 2 / (2 + 1 + 4), rel=1e-14)
+    # a readout at rate n^0 outruns the rest: only it is active, k = 1
+    fast_readout = Recipe(trained="hidden,readout", lr_exponents="-1,0,0")
+    assert default_window(ds, 2, fast_readout) == pytest.approx(plain * 2, rel=1e-14)
