@@ -19,10 +19,18 @@ def quick(tmp_path_factory):
 def test_quick_verification_passes(quick):
     doc = json.loads((quick / "verify.json").read_text())
     verdicts = {v["claim"]["id"]: v for v in doc["verdicts"]}
-    assert set(verdicts) == set(claim_ids()) == {f"C{i}" for i in range(1, 14)}
+    assert set(verdicts) == set(claim_ids()) == {f"C{i}" for i in range(1, 15)}
     for cid, v in verdicts.items():
         if cid in ("C9", "C10"):  # t = 2 recipe transfer: quick scale may be too small to pin the rate
             assert v["verdict"] in ("pass", "inconclusive"), (cid, v["summary"])
+            continue
+        if cid == "C14":  # fast transfer: its own cases (non-linear, principal) pass at quick scale; on the shared linear
+            # runs of C2/C6 the limit nearly interpolates (L_inf(eta_inf)/mu_0 = 0.06, 0.02 at d/m = 1/4), so the n^-1/2
+            # part of a is small (a ~ n^-0.65, n^-0.87 at n <= 1024) and c/a's slope CI crosses 0 at 24/16 seeds:
+            # the claim may be inconclusive there, and must never fail
+            assert v["verdict"] in ("pass", "inconclusive"), (cid, v["summary"])
+            own = [k for k in v["numbers"] if k.startswith(("nonlinear", "principal"))]
+            assert len(own) == 3 and all(v["numbers"][k]["verdict"] == "pass" for k in own), v["summary"]
             continue
         expected = "observation" if cid == "C7" else "pass"
         assert v["verdict"] == expected, (cid, v["summary"])
