@@ -82,7 +82,17 @@ def _kind(path) -> str:
 
 def _label(run: SampleRun) -> str:
     c = run.config
-    return f"L={c['depth']} t={c['steps']} {c['param']['name']}"
+    t = c["steps"] if c.get("steps_rule") is None else f"T(n)={c['steps_rule']}"
+    return f"L={c['depth']} t={t} {c['param']['name']}"
+
+
+def _is_rule(run: SampleRun) -> bool:
+    """A growing-horizon run (``sample --steps RULE``): each width trains for its own T."""
+    return run.config.get("steps_rule") is not None
+
+
+#: how every figure of a growing-horizon run compares a width with the limit
+_OWN_T = "each width against the limit at its own T"
 
 
 def _cell(x) -> str:
@@ -137,24 +147,35 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
     from polyloss.compare import run_recipe
 
     entry: dict = {"run": run.path, "config": {k: cfg[k] for k in ("depth", "steps", "param", "degree", "seed", "data", "window")}}
+    rule = _is_rule(run)
+    if rule:
+        entry["config"]["steps_rule"] = cfg["steps_rule"]
     entry["config"]["recipe"] = run_recipe(cfg).to_dict()
     entry["recipe"] = run_recipe(cfg).describe()
     numbers["runs"][key] = entry
     doc.h(f"Run {label} ({run.path})")
     doc.p(f"Training recipe: {entry['recipe']}.")
+    if rule:
+        from polyloss.horizon import steps_by_width
+
+        by_w = steps_by_width(run)
+        doc.p(f"Growing training horizon: width n trains for T(n) = `{cfg['steps_rule']}` steps ("
+              + ", ".join(f"n = {n}: T = {T}" for n, T in sorted(by_w.items())) + "); " + _OWN_T + ".")
     rows = summarise(run, n_coeffs)
     entry["summary"] = rows
-    k = len(rows[0]["coeff_mean"]) if rows else 0
+    k = max((len(r["coeff_mean"]) for r in rows), default=0)  # a growing horizon keeps fewer at small T
     doc.p(_table(["width", "seeds"] + [f"c_{i}" for i in range(k)] + ["η_n", "η_n at window edge"],
                  [[r["width"], r["count"]] + [_pm(m, s) for m, s in zip(r["coeff_mean"], r["coeff_se"])]
-                  + [_pm(r["eta_mean"], r["eta_se"]), r["at_edge"]] for r in rows]))
+                  + ["–"] * (k - len(r["coeff_mean"])) + [_pm(r["eta_mean"], r["eta_se"]), r["at_edge"]] for r in rows]))
+    if any(len(r["coeff_mean"]) < k for r in rows):
+        doc.p("– in a coefficient column: the width's horizon has a loss polynomial of lower degree.")
     if any(r["count"] < 2 for r in rows):
         doc.p("A width with one seed has no standard error (shown as –).")
     widths = [r["width"] for r in rows]
     eta_groups = {n: np.array([x["eta_opt"] for x in recs], dtype=float) for n, recs in run.by_width().items()}
     out = {"label": label, "key": key, "cfg": cfg, "widths": widths, "eta_groups": eta_groups,
            "eta_mean": [r["eta_mean"] for r in rows], "eta_se": [r["eta_se"] for r in rows], "limit": None,
-           "predicted": None}
+           "predicted": None, "horizons": None}
     if cfg["param"]["name"] == "mup" and _has_limit(cfg):
         try:
             cmp_ = compare(run.path, derivation, level=level, n_coeffs=n_coeffs)
@@ -165,36 +186,62 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
         if cmp_ is not None:
             lim = cmp_.limit
             out["limit"] = lim
-            multi = bool(cmp_.basins)
             entry["compare"] = cmp_.to_json()
             tested = sum(r.tested for r in cmp_.rows)
-            doc.p(f"**Exact limit** ({lim.source}): η_∞ in the window (0, {lim.window:.6g}] = {lim.eta_window_min:.12g}"
-                  + (f"; first local minimiser {lim.eta_first_local_min:.12g}" if lim.eta_first_local_min else "")
-                  + f". {cmp_.basin_note().replace('eta_n', 'η_n')} Verdicts at level {level} with Bonferroni over "
-                  f"{cmp_.n_comparisons} comparisons (per test {level / cmp_.n_comparisons:.2g}): "
-                  + ("**all consistent**." if cmp_.consistent else "**some inconsistent** (see table).")
-                  + ("" if tested == len(cmp_.rows) else f" {len(cmp_.rows) - tested} one-seed basin row(s) are reported, not tested."))
+            # the limit of every width: the run's one limit, or (growing horizon) the limit at the width's own T
+            lim_of = {n: lim for n in widths}
+            if cmp_.horizons is not None:
+                out["horizons"] = cmp_.horizons
+                lim_of = {n: h["limit"] for h in cmp_.horizons.values() for n in h["widths"]}
+                doc.p(f"**Exact limits, one per horizon** (derived once per distinct T on the run's data; "
+                      f"{_OWN_T}):")
+                doc.p(_table(["T", "widths", "η_∞^(T) in the window", "first local minimiser", "local minimisers in the window",
+                              "source"],
+                             [[T, ", ".join(map(str, h["widths"])), f"{h['limit'].eta_window_min:.12g}",
+                               "–" if not h["limit"].eta_first_local_min else f"{h['limit'].eta_first_local_min:.12g}",
+                               ", ".join(f"{x:.6g}" for x in h["limit"].minima) or "–", h["limit"].source]
+                              for T, h in sorted(cmp_.horizons.items())]))
+            multi = any(len(lim_of[n].minima) > 1 for n in widths)
+            if cmp_.horizons is not None:
+                doc.p(f"Every row compares a width with the exact limit at its own T (window (0, {lim.window:.6g}]). "
+                      + (f"{cmp_.basin_note().replace('eta_n', 'η_n')} " if multi else "η_n is compared with the limit's "
+                         "minimiser in the window at the width's T. ")
+                      + f"Verdicts at level {level} with Bonferroni over "
+                      f"{cmp_.n_comparisons} comparisons across all horizons (per test {level / cmp_.n_comparisons:.2g}): "
+                      + ("**all consistent**." if cmp_.consistent else "**some inconsistent** (see table).")
+                      + ("" if tested == len(cmp_.rows) else f" {len(cmp_.rows) - tested} one-seed basin row(s) are reported, not tested."))
+            else:
+                doc.p(f"**Exact limit** ({lim.source}): η_∞ in the window (0, {lim.window:.6g}] = {lim.eta_window_min:.12g}"
+                      + (f"; first local minimiser {lim.eta_first_local_min:.12g}" if lim.eta_first_local_min else "")
+                      + f". {cmp_.basin_note().replace('eta_n', 'η_n')} Verdicts at level {level} with Bonferroni over "
+                      f"{cmp_.n_comparisons} comparisons (per test {level / cmp_.n_comparisons:.2g}): "
+                      + ("**all consistent**." if cmp_.consistent else "**some inconsistent** (see table).")
+                      + ("" if tested == len(cmp_.rows) else f" {len(cmp_.rows) - tested} one-seed basin row(s) are reported, not tested."))
             doc.p(_table(["width", "quantity", "basin share", "mean ± s.e.", "limit", "z", "rel. RMS dev.", "verdict"],
                          [[r.width, r.quantity.replace("eta_n", "η_n"), "–" if r.share is None else f"{r.share:.0%}",
                            _pm(r.mean, r.se), f"{r.limit:.6g}", "–" if not np.isfinite(r.z) else f"{r.z:.2f}",
                            f"{r.rel_rms:.3g}", r.verdict] for r in cmp_.rows]))
             fits, cps, extr = {}, {}, {}
             for q, groups in cmp_.per_seed.items():
-                ref = lim.eta_window_min if q == "eta_n" else lim.coefficient(int(q[2:]))
+                # the reference of each width: its limit (growing horizon: the limit at the width's own T)
+                ref = {n: (lim_of[n].eta_window_min if q == "eta_n" else lim_of[n].coefficient(int(q[2:]))) for n in groups}
                 if q == "c_0" or len(groups) < 3:
                     continue
-                if all(np.allclose(v, ref, rtol=0, atol=0) for v in groups.values()):
+                if all(np.allclose(v, ref[n], rtol=0, atol=0) for n, v in groups.items()):
                     continue  # exact at every width (e.g. c_1 at L = 1): no rate to fit
                 if q == "eta_n" and multi:  # the distance to the nearest minimiser of the limit (claim C6's statistic)
                     from polyloss.analysis import basin_distance
 
-                    dist = {n: basin_distance(v, lim.minima) for n, v in groups.items()}
+                    dist = {n: basin_distance(v, lim_of[n].minima or (lim_of[n].eta_window_min,)) for n, v in groups.items()}
                     fits[q] = fit_rate(dist, 0.0)
                     cps[q] = change_point(dist, 0.0)
                     continue
+                if cmp_.horizons is None:
+                    ref = ref[next(iter(groups))]  # one limit: a number, as before
                 fits[q] = fit_rate(groups, ref)
                 cps[q] = change_point(groups, ref)
-                extr[q] = extrapolate(groups)
+                if cmp_.horizons is None:  # the limit moves with T: no single n = ∞ value to extrapolate to
+                    extr[q] = extrapolate(groups)
             if fits:
                 entry["rates"] = {q: f.to_dict() for q, f in fits.items()}
                 entry["change_points"] = {q: c.to_dict() for q, c in cps.items()}
@@ -203,17 +250,22 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
                 doc.p(_table(["quantity", "RMS slope [95% CI]", "rate change?", "extrapolated n=∞", "exact limit"],
                              [[_quantity_words(q, multi), f"{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]",
                                f"{cps[q].verdict}: {cps[q].reason}",
-                               _pm(extr[q].value, extr[q].se) if q in extr else "– (per basin: not extrapolated)",
-                               f"{entry['extrapolation'][q]['limit']:.6g}" if q in extr else "0 (distance)"]
+                               _pm(extr[q].value, extr[q].se) if q in extr else (
+                                   "– (per basin: not extrapolated)" if cmp_.horizons is None or (q == "eta_n" and multi)
+                                   else "– (the limit moves with T: not extrapolated)"),
+                               f"{entry['extrapolation'][q]['limit']:.6g}" if q in extr else (
+                                   "0 (distance)" if q == "eta_n" and multi else "at each width's own T (table above)")]
                               for q, f in fits.items()]))
                 fig, (ax,) = plots.new_figure()
-                data = plots.convergence(ax, fits, f"Convergence to the exact limit, {label}",
+                own = "" if cmp_.horizons is None else f"\n({_OWN_T})"
+                data = plots.convergence(ax, fits, f"Convergence to the exact limit, {label}{own}",
                                          reference_label="reference slope −1/2 (n^-1/2, the paper's rate for η_n at t = 1)",
                                          labels={q: _quantity_words(q, multi, tex=True) for q in fits})
                 doc.fig(f"fig_c_convergence_{len(doc.figdata)}", fig,
-                        f"(c) RMS over seeds of the deviation from the exact limit vs width, {label}", data)
+                        f"(c) RMS over seeds of the deviation from the exact limit vs width, {label}"
+                        + ("" if cmp_.horizons is None else f": {_OWN_T}"), data)
             if cmp_.gaps is not None:
-                _gaps_section(doc, cmp_.gaps, label)
+                _gaps_section(doc, cmp_.gaps, label + ("" if cmp_.horizons is None else f"; {_OWN_T}"))
     else:
         pred = predicted_eta_exponent(cfg)
         out["predicted"] = pred
@@ -298,6 +350,8 @@ def _gaps_section(doc: _Doc, gaps: dict, label: str):
 
 
 def _figure_b(doc: _Doc, info: dict):
+    if info.get("horizons") is not None:
+        return _figure_b_horizons(doc, info)
     lim = info["limit"]
     extra, basins = {}, None
     if lim is not None:  # every other local minimiser of the limit in the window (t >= 2 can have several)
@@ -327,6 +381,25 @@ def _figure_b(doc: _Doc, info: dict):
                               reference_label=None if pred is None else f"reference slope {pred:g} (power-counting prediction n^{pred:g})")
     data["limit_other_minima"] = list(extra.values())
     doc.fig(f"fig_b_eta_{len(doc.figdata)}", fig, f"(b) {what} vs width, {info['label']}", data)
+
+
+def _figure_b_horizons(doc: _Doc, info: dict):
+    """(b) of a growing-horizon run: η_n vs width with the exact limit's minimiser at each width's own T."""
+    hz = info["horizons"]
+    T_of = {n: T for T, h in hz.items() for n in h["widths"]}
+    fig, (ax,) = plots.new_figure()
+    data = plots.eta_vs_width(ax, info["widths"], info["eta_mean"], info["eta_se"],
+                              f"Optimal learning rate η_n, {info['label']}\n({_OWN_T})")
+    w = [n for n in info["widths"] if n in T_of]
+    lims = [hz[T_of[n]]["limit"].eta_window_min for n in w]
+    ax.plot(w, lims, "k--", marker="s", mfc="none",
+            label="η_∞^(T(n)): the exact limit's minimiser in the window at the width's own T")
+    for n, y in zip(w, lims):
+        ax.annotate(f"T={T_of[n]}", (n, y), textcoords="offset points", xytext=(0, -12), fontsize=7, ha="center")
+    ax.legend(fontsize=7)
+    data["axes"] = plots.describe(ax)
+    data["limit_by_width"] = {"width": w, "steps": [T_of[n] for n in w], "eta_inf": lims}
+    doc.fig(f"fig_b_eta_{len(doc.figdata)}", fig, f"(b) η_n vs width, {info['label']}: {_OWN_T}", data)
 
 
 def _curve_records(run: SampleRun):
@@ -427,6 +500,28 @@ def _figure_a(doc: _Doc, group: list, dense: bool = True, n_points: int = 81):
             f"(a) loss vs η around the minima, across widths (mean ± s.e. over seeds), {names}", data)
 
 
+def _by_horizon(infos: list) -> list:
+    """(run, info) pairs with every growing-horizon run cut into its fixed-T parts
+    (:func:`polyloss.horizon.split_by_steps`), each with the widths of that T and the limit at that T, so
+    the loss curves of a width are drawn with the limit at its own T."""
+    from polyloss.horizon import split_by_steps
+
+    out = []
+    for run, info in infos:
+        if not _is_rule(run):
+            out.append((run, info))
+            continue
+        hz = info.get("horizons") or {}
+        for T, sub in split_by_steps(run).items():
+            keep = [j for j, n in enumerate(info["widths"]) if n in sub.config["widths"]]
+            label = f"{info['label']}, widths at T = {T} ({_OWN_T})"
+            out.append((sub, {**info, "label": label, "key": f"{info['key']} T={T}", "horizons": None,
+                              "limit": hz[T]["limit"] if T in hz else None,
+                              "widths": [info["widths"][j] for j in keep], "eta_mean": [info["eta_mean"][j] for j in keep],
+                              "eta_se": [info["eta_se"][j] for j in keep]}))
+    return out
+
+
 def _figure_d(doc: _Doc, infos: list, numbers: dict):
     by_steps: dict = {}
     for run, info in infos:
@@ -475,7 +570,7 @@ def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, 
 
         read_derivation(derivation)
     kinds = [_kind(p) for p in run_dirs]
-    samples = [load_run(p) for p, k in zip(run_dirs, kinds) if k == "sample"]
+    samples = [load_run(p, horizons=True) for p, k in zip(run_dirs, kinds) if k == "sample"]
     sweeps = [p for p, k in zip(run_dirs, kinds) if k == "sweep"]
     for s in samples:
         if not s.records:
@@ -494,7 +589,7 @@ def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, 
         infos.append((run, info))
     # (a) grouped by (depth, steps): μP and SP side by side
     groups: dict = {}
-    for run, info in infos:
+    for run, info in _by_horizon(infos):
         groups.setdefault((run.config["depth"], run.config["steps"]), []).append((run, info))
     if groups:
         doc.h("Loss curves across widths")
@@ -502,9 +597,10 @@ def report(run_dirs, out_dir, *, derivation: str = "auto", level: float = 0.05, 
             group.sort(key=lambda ri: ["mup", "sp", "ntp"].index(ri[0].config["param"]["name"])
                        if ri[0].config["param"]["name"] in ("mup", "sp", "ntp") else 9)
             _figure_a(doc, group, dense=dense_curves)
-    if len({r.config["depth"] for r, _ in infos}) > 1:
+    fixed = [(r, i) for r, i in infos if not _is_rule(r)]  # L·η_∞ is constant in L at one T, not across a rule
+    if len({r.config["depth"] for r, _ in fixed}) > 1:
         doc.h("Depth scaling")
-        _figure_d(doc, infos, numbers)
+        _figure_d(doc, fixed, numbers)
     if sweeps:
         from polyloss.report_sweep import sweep_section
 

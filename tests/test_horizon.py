@@ -175,15 +175,17 @@ def test_resume_refuses_a_changed_rule_and_grows_widths_with_their_own_horizon(t
     _run(tmp_path / "f", (8,), "1+1", samples=2, resume=True)  # the same fixed horizon, written otherwise
 
 
-def test_readers_for_one_horizon_refuse_a_rule_run(tmp_path, capsys):
+def test_readers_for_one_horizon_refuse_a_rule_run_and_report_reads_it(tmp_path, capsys):
     path = tmp_path / "r"
     _run(path, (8, 16), "8:1,16:2", samples=1)
     with pytest.raises(RunError, match="own number of steps"):
         load_run(path)
     assert load_run(path, horizons=True).config["steps"] is None
-    assert main(["report", str(path), "--out", str(tmp_path / "rep")]) == 2  # report takes one T per run so far
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "own number of steps (steps rule '8:1,16:2')" in err, err
+    # report reads a rule run (each width against the limit at its own T); this run's data ({"kind": "test"})
+    # cannot be rebuilt, so it says why there is no comparison instead of refusing the run
+    assert main(["report", str(path), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "T(n) = `8:1,16:2`" in md and "n = 8: T = 1, n = 16: T = 2" in md and "No comparison with the exact limit" in md
     # a record whose T disagrees with the rule is corruption
     recs = _lines(path)
     recs[0]["steps"] = 2
@@ -282,3 +284,40 @@ def test_compare_takes_each_width_against_the_limit_at_its_own_horizon(tmp_path)
     assert doc["steps_rule"] == rule and sorted(doc["horizons"]) == ["1", "2"]
     with pytest.raises(RunError, match="derivation auto"):  # one derivation file cannot serve two horizons
         compare(tmp_path / "rule", str(tmp_path / "x.json"))
+
+
+def test_report_on_a_rule_run_shows_the_limit_at_each_horizon_and_the_gaps(tmp_path):
+    """report on a growing-horizon run: a T -> widths, η_∞^(T) table (the limits compare derives per T),
+    every row against the limit at its width's own T, the transfer-gap verdict, figures labelled so."""
+    from polyloss.compare import compare
+    from polyloss.report import report
+
+    path = tmp_path / "rule"
+    run_sample(path, depth=1, sampling=SamplingSpec((8, 16, 32, 64), 3, 3), training=TrainingSpec("8:1,16:1,32:2,64:2"),
+               param=Parametrization.preset("mup"), data=linear_teacher(D, M, seed=data_seed(3)),
+               data_description={"kind": "synthetic", "teacher": "linear", "d": D, "m": M, "noise": 0.0},
+               progress=False, n_grid=24, sampler="dense")
+    c = compare(path)
+    rep = report([path], tmp_path / "rep", dense_curves=False)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**Exact limits, one per horizon**" in md
+    for T, h in c.horizons.items():  # the per-T table: T | widths | η_∞^(T)
+        assert f"| {T} | {', '.join(map(str, h['widths']))} | {h['limit'].eta_window_min:.12g} |" in md, md
+    assert c.horizons[1]["limit"].eta_window_min != c.horizons[2]["limit"].eta_window_min
+    assert f"fast transfer **{c.gaps['window'].verdict}**" in md
+    entry = next(iter(rep.numbers["runs"].values()))
+    assert entry["config"]["steps_rule"] == "8:1,16:1,32:2,64:2" and entry["config"]["steps"] is None
+    assert sorted(entry["compare"]["horizons"]) == ["1", "2"]
+    # every table row's limit is the limit at the row's own T
+    for r in c.rows:
+        T = 1 if r.width <= 16 else 2
+        if r.quantity == "eta_n":
+            assert r.limit == c.horizons[T]["limit"].eta_window_min
+    figs = rep.figures
+    b = next(v for k, v in figs.items() if k.startswith("fig_b_eta"))
+    assert b["limit_by_width"]["steps"] == [1, 1, 2, 2]
+    assert any("own T" in t for t in b["axes"]["legend"]) and "own T" in b["axes"]["title"]
+    a = next(v for k, v in figs.items() if k.startswith("fig_a_loss"))
+    assert sorted(a) == sorted(k for k in a if "T=" in k) and len(a) == 1  # one panel per horizon group
+    assert any(k.startswith("fig_g_gaps") for k in figs)
+    assert "own T" in md and "t=T(n)=8:1,16:1,32:2,64:2" in md
