@@ -32,6 +32,45 @@ def verdict(claim, ctx, verdict, summary, numbers, widths, samples) -> Verdict:
 __all__ = ["eta_groups", "edge_fraction", "rate_numbers", "verdict", "fit_rate", "fit_scaling"]
 
 
+def basin_fit(run_, seed: int):
+    """A μP run against its exact limit (claims C6, C9, C10): the limit, its local minimisers in the window,
+    η_n per width, per width the share of seeds nearest the window-global minimiser, and the rate fit of the
+    RMS over seeds of the distance from η_n to the nearest minimiser (:func:`polyloss.analysis.basin_distance`)."""
+    from polyloss.analysis import basin_distance, nearest_basin
+    from polyloss.compare import limit_for_run
+
+    lim = limit_for_run(run_)
+    minima = np.array(lim.minima or (lim.eta_window_min,))
+    g = eta_groups(run_)
+    dist = {n: basin_distance(v, minima) for n, v in g.items()}
+    glob = int(np.argmin(np.abs(minima - lim.eta_window_min)))
+    share = {n: float(np.mean(nearest_basin(v, minima) == glob)) for n, v in g.items()}
+    return lim, minima, g, share, fit_rate(dist, 0.0, seed=seed)
+
+
+def sp_scaling_figure(v, title: str, caption: str):
+    """The figure of an η_n ∝ n^-1 claim (C3, C11): seed means of η_n with s.e. vs width, the fitted slope
+    on the larger half of the widths and the predicted slope −1."""
+    from polyloss import plots
+
+    nums = v.numbers
+    means = by_width(nums.get("eta_mean")) or {n: x / n for n, x in by_width(nums.get("n_times_eta")).items()}
+    ses = by_width(nums.get("eta_se"))
+    if not means:
+        return []
+    widths = list(means)
+    fit = nums["scaling_upper"]
+
+    def draw(axes):
+        return plots.eta_vs_width(axes[0], widths, [means[n] for n in widths],
+                                  [ses.get(n) if ses.get(n) is not None else float("nan") for n in widths],
+                                  title, reference_slope=-1.0,
+                                  reference_label="reference slope −1 (the claim: η_n ∝ n^-1)",
+                                  fit=(fit["slope"], fit["intercept"], fit["ci"], fit["widths"]))
+
+    return [("", caption, 1, draw)]
+
+
 def by_width(d) -> dict:
     """A ``{width: value}`` dict read back from JSON (keys are strings there) with int keys, sorted."""
     return {int(k): v for k, v in sorted((d or {}).items(), key=lambda kv: int(kv[0]))}
@@ -90,18 +129,9 @@ def transfer_to_limit(ctx, name: str, recipe, *, depth: int, widths, samples: in
     """Sample μP networks trained with ``recipe``, derive the exact limit of the same recipe on the same data,
     and fit the RMS over seeds of the distance from η_n to the nearest local minimiser of the limit in the
     window (None: sample's default 4μ_1/(Lμ_2)). Returns (rule verdict, numbers dict, one-line summary)."""
-    from polyloss.analysis import basin_distance, nearest_basin
-    from polyloss.compare import limit_for_run
-
     run_ = ctx.sample(name, depth=depth, widths=widths, samples=samples, steps=steps, param="mup", recipe=recipe,
                       window=window)
-    lim = limit_for_run(run_)
-    minima = np.array(lim.minima or (lim.eta_window_min,))
-    g = eta_groups(run_)
-    dist = {n: basin_distance(v, minima) for n, v in g.items()}
-    glob = int(np.argmin(np.abs(minima - lim.eta_window_min)))
-    share = {n: float(np.mean(nearest_basin(v, minima) == glob)) for n, v in g.items()}
-    fit = fit_rate(dist, 0.0, seed=ctx.seed)
+    lim, minima, g, share, fit = basin_fit(run_, ctx.seed)
     nmax = max(g)
     mean, se = float(g[nmax].mean()), float(g[nmax].std(ddof=1) / np.sqrt(g[nmax].size))
     v = rate_rule(fit)

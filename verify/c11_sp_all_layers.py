@@ -55,22 +55,8 @@ def run(ctx):
 
 
 def figures(v):
-    from polyloss import plots
-    from polyloss.claims._common import by_width
+    from polyloss.claims._common import sp_scaling_figure
 
-    nums = v.numbers
-    means, ses = by_width(nums.get("eta_mean")), by_width(nums.get("eta_se"))
-    if not means:
-        return []
-    widths = list(means)
-    fit = nums["scaling_upper"]
-
-    def draw(axes):
-        return plots.eta_vs_width(axes[0], widths, [means[n] for n in widths],
-                                  [ses.get(n) if ses.get(n) is not None else float("nan") for n in widths],
-                                  "C11: SP, every layer trained: optimal learning rate vs width", reference_slope=-1.0,
-                                  reference_label="reference slope −1 (the claim: η_n ∝ n^-1)",
-                                  fit=(fit["slope"], fit["intercept"], fit["ci"], fit["widths"]))
-
-    return [("", "C11: seed mean of η_n under SP with input, hidden and readout layers trained vs width (log-log), the "
-                 "fitted slope on the larger half of the widths and the predicted n^-1", 1, draw)]
+    return sp_scaling_figure(v, "C11: SP, every layer trained: optimal learning rate vs width",
+                             "C11: seed mean of η_n under SP with input, hidden and readout layers trained vs width (log-log), the "
+                             "fitted slope on the larger half of the widths and the predicted n^-1")

@@ -2,9 +2,8 @@
 
 import numpy as np
 
-from polyloss.analysis import basin_distance, nearest_basin
 from polyloss.checks import Claim
-from polyloss.claims._common import edge_fraction, eta_groups, fit_rate, rate_numbers, verdict
+from polyloss.claims._common import basin_fit, edge_fraction, rate_numbers, verdict
 
 CLAIM = Claim(
     id="C6",
@@ -24,20 +23,12 @@ CLAIM = Claim(
 
 
 def run(ctx):
-    from polyloss.compare import limit_for_run
-
     s = ctx.scale
     nums, verdicts, summaries = {}, [], []
     for t in s.steps_any:
         run_ = ctx.sample(f"C6-mup-t{t}", depth=s.depth_any, widths=s.widths_any, samples=s.seeds_any, steps=t,
                           param="mup")
-        lim = limit_for_run(run_)
-        minima = np.array(lim.minima or (lim.eta_window_min,))
-        g = eta_groups(run_)
-        dist = {n: basin_distance(v, minima) for n, v in g.items()}
-        glob = int(np.argmin(np.abs(minima - lim.eta_window_min)))
-        share = {n: float(np.mean(nearest_basin(v, minima) == glob)) for n, v in g.items()}
-        fit = fit_rate(dist, 0.0, seed=ctx.seed)
+        lim, minima, g, share, fit = basin_fit(run_, ctx.seed)
         nmax = max(g)
         mean, se = float(g[nmax].mean()), float(g[nmax].std(ddof=1) / np.sqrt(g[nmax].size))
         v = "pass" if fit.ci_high < 0 else ("fail" if fit.ci_low >= 0 else "inconclusive")
