@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import numbers
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import combinations
@@ -446,16 +447,59 @@ def _as_xy(data) -> tuple[list, list]:
     return X, y
 
 
-def data_moments(data, steps: int, *, exact: bool = True, rationalize=None, need_K: bool = False) -> DataMoments:
-    """Moments ``μ_0..μ_{2t}`` and Krylov vectors ``K̄^b y`` (b ≤ t) of ``data``.
+#: in-process LRU caches (sizes bounded): exact data state + Krylov vectors, and whole derivations
+_MOMENT_CACHE_SIZE = 8
+_DERIVE_CACHE_SIZE = 32
+_moment_cache: "OrderedDict[tuple, dict]" = OrderedDict()
+_derive_cache: "OrderedDict[tuple, Derivation]" = OrderedDict()
+_cache_stats = {"moments_hit": 0, "moments_miss": 0, "derive_hit": 0, "derive_miss": 0}
 
-    Exact mode converts every float to its exact binary value (or, with ``rationalize=tol``, rounds
-    it to the decimal grid 10^-k with 10^-k/2 ≤ tol) and works in exact rationals, using the
-    factorisation ``K̄ v = X (Xᵀ v) / (d m)`` (cost O(m d) per power).
-    """
+
+def clear_caches() -> None:
+    """Empty the in-process caches of :func:`data_moments` and :func:`derive`."""
+    _moment_cache.clear()
+    _derive_cache.clear()
+    for k in _cache_stats:
+        _cache_stats[k] = 0
+
+
+def _value_token(v) -> str:
+    if isinstance(v, bool):
+        return f"b{int(v)}"
+    if isinstance(v, float):
+        return "f" + v.hex()
+    if isinstance(v, numbers.Integral):
+        return f"i{int(v)}"
+    if isinstance(v, Fraction):
+        return f"q{v.numerator}/{v.denominator}"
+    return f"{type(v).__module__}.{type(v).__qualname__}:{v!r}"
+
+
+def data_digest(data) -> str:
+    """SHA-256 of the data's exact values (type-tagged: 1, 1.0 and Fraction(1) differ)."""
+    import hashlib
+
     X, y = _as_xy(data)
+    h = hashlib.sha256(f"{len(X)}x{len(X[0])}|".encode())
+    for row in X:
+        h.update((",".join(map(_value_token, row)) + ";").encode())
+    h.update(("|" + ",".join(map(_value_token, y))).encode())
+    return h.hexdigest()
+
+
+def _lru_get(cache, key, size, make):
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key], True
+    val = make()
+    cache[key] = val
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return val, False
+
+
+def _moment_state(X, y, exact: bool, tol) -> dict:
     m, d = len(X), len(X[0])
-    tol = _check_positive_fraction("rationalize", rationalize)
     if exact:
         Xq = [[_to_rational(v, tol) for v in row] for row in X]
         yq = [_to_rational(v, tol) for v in y]
@@ -463,14 +507,7 @@ def data_moments(data, steps: int, *, exact: bool = True, rationalize=None, need
             isinstance(v, (Fraction, numbers.Integral)) for v in y
         )
         conversion = "rational" if all_rational else (f"rationalized(tol={tol})" if tol else "exact-binary")
-        scale = Fraction(1, d * m)
-
-        def kbar(v):
-            w = [sum(Xq[i][k] * v[i] for i in range(m)) for k in range(d)]
-            return [scale * sum(row[k] * w[k] for k in range(d)) for row in Xq]
-
-        zero = Fraction(0)
-        inv_m = Fraction(1, m)
+        zero, inv_m = Fraction(0), Fraction(1, m)
     else:
         for row in X:
             for v in row:
@@ -481,17 +518,41 @@ def data_moments(data, steps: int, *, exact: bool = True, rationalize=None, need
         if not all(math.isfinite(v) for v in yq):
             raise DataError("`y` contains a non-finite value; remove or impute it")
         conversion = "float64"
-        scale = 1.0 / (d * m)
+        zero, inv_m = 0.0, 1.0 / m
+    return {"Xq": Xq, "vecs": [list(yq)], "m": m, "d": d, "conversion": conversion, "exact": exact,
+            "zero": zero, "inv_m": inv_m, "K": None}
 
-        def kbar(v):
-            w = [math.fsum(Xq[i][k] * v[i] for i in range(m)) for k in range(d)]
-            return [scale * math.fsum(row[k] * w[k] for k in range(d)) for row in Xq]
 
-        zero = 0.0
-        inv_m = 1.0 / m
-    vecs = [list(yq)]
-    for _ in range(2 * steps):
-        vecs.append(kbar(vecs[-1]))
+def _kbar(st, v):
+    Xq, m, d = st["Xq"], st["m"], st["d"]
+    if st["exact"]:
+        scale = Fraction(1, d * m)
+        w = [sum(Xq[i][k] * v[i] for i in range(m)) for k in range(d)]
+        return [scale * sum(row[k] * w[k] for k in range(d)) for row in Xq]
+    scale = 1.0 / (d * m)
+    w = [math.fsum(Xq[i][k] * v[i] for i in range(m)) for k in range(d)]
+    return [scale * math.fsum(row[k] * w[k] for k in range(d)) for row in Xq]
+
+
+def data_moments(data, steps: int, *, exact: bool = True, rationalize=None, need_K: bool = False) -> DataMoments:
+    """Moments ``μ_0..μ_{2t}`` and Krylov vectors ``K̄^b y`` (b ≤ t) of ``data``.
+
+    Exact mode converts every float to its exact binary value (or, with ``rationalize=tol``, rounds
+    it to the decimal grid 10^-k with 10^-k/2 ≤ tol) and works in exact rationals, using the
+    factorisation ``K̄ v = X (Xᵀ v) / (d m)`` (cost O(m d) per power).
+
+    The converted data and the Krylov vectors are kept in a bounded in-process LRU keyed by the
+    data's digest (:func:`data_digest`), ``exact`` and ``rationalize``: a later call on the same
+    values (any ``steps``) reuses and extends them; :func:`clear_caches` empties it.
+    """
+    X, y = _as_xy(data)
+    tol = _check_positive_fraction("rationalize", rationalize)
+    key = (data_digest((X, y)), bool(exact), tol)
+    st, hit = _lru_get(_moment_cache, key, _MOMENT_CACHE_SIZE, lambda: _moment_state(X, y, exact, tol))
+    _cache_stats["moments_hit" if hit else "moments_miss"] += 1
+    vecs, zero, inv_m = st["vecs"], st["zero"], st["inv_m"]
+    while len(vecs) < 2 * steps + 1:
+        vecs.append(_kbar(st, vecs[-1]))
     # μ_{i+j} = (1/m) (K̄^i y)ᵀ (K̄^j y): use the two halves to keep the powers low
     mus = []
     for n in range(2 * steps + 1):
@@ -500,9 +561,13 @@ def data_moments(data, steps: int, *, exact: bool = True, rationalize=None, need
         mus.append(sum((a * b for a, b in zip(vecs[i], vecs[j])), zero) * inv_m)
     K = None
     if need_K:
-        dd = Fraction(1, d) if exact else 1.0 / d
-        K = tuple(tuple(sum((a * b for a, b in zip(Xq[i], Xq[j])), zero) * dd for j in range(m)) for i in range(m))
-    return DataMoments(tuple(mus), tuple(tuple(v) for v in vecs[: steps + 1]), m, d, conversion, K)
+        if st["K"] is None:
+            Xq, m, d = st["Xq"], st["m"], st["d"]
+            dd = Fraction(1, d) if exact else 1.0 / d
+            st["K"] = tuple(tuple(sum((a * b for a, b in zip(Xq[i], Xq[j])), zero) * dd for j in range(m))
+                            for i in range(m))
+        K = st["K"]
+    return DataMoments(tuple(mus), tuple(tuple(v) for v in vecs[: steps + 1]), st["m"], st["d"], st["conversion"], K)
 
 
 def _kernel_traces(data, count: int, rationalize=None) -> list[Fraction]:
@@ -1258,7 +1323,7 @@ def _pick_minima(cps):
     return glob, first, mins
 
 
-def derive(
+def _derive_uncached(
     depth: int,
     steps: int,
     data=None,
@@ -1419,6 +1484,41 @@ def derive(
         eta_window_at_boundary=at_boundary, finite=fin, digits=digits, degree=deg,
         power=power_counting(p, depth), recipe=recipe, recipe_power=rpc,
     )
+
+
+def _derive_key(depth, steps, data, param, window, exact, rationalize, digits, finite, backend, recipe, input_dim):
+    p = Parametrization.parse(param)
+    rkey = None if recipe is None else json.dumps(recipe.to_dict(), sort_keys=True, default=str)
+    win = _check_positive_fraction("window", window)
+    tol = _check_positive_fraction("rationalize", rationalize)
+    return (int(depth), int(steps), json.dumps(p.to_dict(), sort_keys=True, default=str), rkey, data_digest(data),
+            win, int(digits), bool(exact), tol, bool(finite), str(backend), input_dim)
+
+
+def derive(depth, steps, data=None, param="mup", window=None, *, exact: bool = True, rationalize=None,
+           digits: int = DEFAULT_DIGITS, finite: bool = False, backend: str = "auto", recipe=None,
+           input_dim: int | None = None) -> Derivation:
+    kw = dict(exact=exact, rationalize=rationalize, digits=digits, finite=finite, backend=backend, recipe=recipe,
+              input_dim=input_dim)
+    if data is None:
+        return _derive_uncached(depth, steps, data, param, window, **kw)
+    try:
+        key = _derive_key(depth, steps, data, param, window, exact, rationalize, digits, finite, backend, recipe,
+                          input_dim)
+        hash(key)
+    except Exception:  # invalid arguments: let the derivation raise its own error
+        return _derive_uncached(depth, steps, data, param, window, **kw)
+    val, hit = _lru_get(_derive_cache, key, _DERIVE_CACHE_SIZE,
+                        lambda: _derive_uncached(depth, steps, data, param, window, **kw))
+    _cache_stats["derive_hit" if hit else "derive_miss"] += 1
+    return val
+
+
+derive.__doc__ = (_derive_uncached.__doc__ or "") + """
+    Derivations on data are kept in a bounded in-process LRU keyed by (L, t, param, recipe, data
+    digest, window, digits, exact, rationalize, finite, backend, input_dim); a repeated call returns
+    the same frozen :class:`Derivation`. :func:`clear_caches` empties it.
+"""
 
 
 # --------------------------------------------------------------------------------------------
