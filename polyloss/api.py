@@ -132,14 +132,19 @@ def poly(weights, data, param="mup", steps: int = 1, degree: int | None = None, 
 
 def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_description: dict | None = None,
            window: float | None = None, backend: str = "numpy", resume: bool = False, progress: bool = True,
-           n_grid: int = 96, sampler: str = "auto", recipe=None):
+           n_grid: int = 96, sampler: str = "auto", recipe=None, executor=None):
     """Sample networks per width into a run directory (:func:`polyloss.sampling.run_sample`).
 
     ``sampling``: a :class:`~polyloss.spec.SamplingSpec` or a mapping ``{widths, samples, seed}``;
     ``training``: a :class:`~polyloss.spec.TrainingSpec`, a mapping ``{steps, degree}`` or the
-    number of steps; ``recipe``: the training recipe (see the module docstring).
+    number of steps; ``recipe``: the training recipe (see the module docstring); ``executor``: where
+    the networks are computed — None or 'serial' (this process), a number of local Dask worker
+    processes or 'auto' (all cores), a scheduler address 'tcp://HOST:PORT', or a ``distributed.Client``
+    (:mod:`polyloss.executor`; needs ``pip install "polyloss[distributed]"``). Records are identical
+    whichever computes them.
     """
     from polyloss._budget import check_sample
+    from polyloss.executor import check_executor
     from polyloss._paths import check_out_dir
     from polyloss.sampling import run_sample
     from polyloss.spec import SamplingSpec, TrainingSpec
@@ -174,11 +179,13 @@ def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_d
     sampler = _choice("sampler", sampler, ("dense", "lazy", "auto"))
     resume, progress = _bool("resume", resume), _bool("progress", progress)
     n_grid = _int("n_grid", n_grid, 8, 100_000)
+    check_executor(executor)
     check_sample(depth, sampling.widths, sampling.samples, training.steps, training.degree, ds.m, ds.d, sampler,
                  trained=recipe.trained_matrices(depth))
     return run_sample(out_dir, depth=depth, sampling=sampling, training=training, param=p, data=ds,
                       data_description=dict(data_description), window=window, backend=backend, resume=resume,
-                      progress=progress, n_grid=n_grid, sampler=sampler, recipe=recipe)
+                      progress=progress, n_grid=n_grid, sampler=sampler, recipe=recipe,
+                      executor=executor)
 
 
 def derive(depth: int, steps: int, data=None, param="mup", window=None, **options):

@@ -53,6 +53,7 @@ from polyloss._rundir import RECORDS, load_run_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine
 from polyloss.errors import RunError
+from polyloss.executor import check_executor, resolve_executor
 from polyloss.horizon import StepsRule, check_horizons, degree_for
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
 from polyloss.minimize import VERSION as MINIMISER_VERSION
@@ -179,6 +180,71 @@ def _analyse(engine: LossEngine, steps: int, degree: int, window: float, n_grid:
     return out
 
 
+@dataclass(frozen=True)
+class _SampleJob:
+    """What every record of a run needs besides its (width, sample, T): sent once to each worker."""
+
+    depth: int
+    param: Parametrization
+    seed: int
+    data: Dataset
+    sampler: str
+    recipe: object
+    backend: str
+    window: float
+    n_grid: int
+    fixed: bool
+    degrees: dict
+
+
+def _sample_batch(job: _SampleJob, units) -> list[dict]:
+    """The records of ``units`` ((width, sample, T) triples), in order: one executor task."""
+    xp = get_xp(job.backend)
+    out = []
+    for n, s, T in units:
+        t0 = time.perf_counter()
+        weights, used = draw_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp,
+                                     sampler=job.sampler, steps=T)
+        rec = {"width": n, "sample": s, "seed": {"entropy": job.seed, "spawn_key": [n, s]}, "sampler": used}
+        if not job.fixed:
+            rec["steps"] = T
+        rec.update(_analyse(LossEngine(weights, job.data, job.param, recipe=job.recipe, xp=xp), T, job.degrees[T],
+                            job.window, job.n_grid))
+        rec["seconds"] = round(time.perf_counter() - t0, 4)
+        out.append(rec)
+    return out
+
+
+#: Seconds per record beyond the cost model (engine set-up, minimiser) and per unit of :func:`_cost`
+#: × T, measured on the 2-core reference machine (benchmarks/RESULTS.md): only used to size tasks.
+SECONDS_PER_RECORD = 0.02
+SECONDS_PER_COST = 1.2e-9
+
+
+def _seconds(width: int, sampler: str, m: int, steps: int) -> float:
+    return SECONDS_PER_RECORD + SECONDS_PER_COST * _cost(width, sampler, m) * steps
+
+
+def _batches(units, seconds, target: float, workers: int = 1):
+    """Consecutive ``units`` grouped into tasks of at least ``target`` estimated seconds (0: one unit
+    per task), but no fewer tasks than ``workers`` where there are that many units; returns
+    (tasks, estimated seconds per task)."""
+    if target > 0 and workers > 1:
+        target = min(target, sum(seconds) / workers)
+    tasks, costs, cur, acc = [], [], [], 0.0
+    for unit, sec in zip(units, seconds):
+        cur.append(unit)
+        acc += sec
+        if acc >= target:
+            tasks.append(tuple(cur))
+            costs.append(acc)
+            cur, acc = [], 0.0
+    if cur:
+        tasks.append(tuple(cur))
+        costs.append(acc)
+    return tasks, costs
+
+
 def run_sample(
     out_dir,
     *,
@@ -195,19 +261,24 @@ def run_sample(
     n_grid: int = 96,
     sampler: str = "auto",
     recipe=None,
+    executor=None,
 ) -> SampleRun:
     """Sample networks and append one record per (width, sample) to ``out_dir/records.jsonl``.
 
     ``training.degree`` None means :data:`DEFAULT_SAMPLE_DEGREE` (capped at the full degree).
     ``sampler``: 'dense', 'lazy' or 'auto' (lazy for n ≥ :data:`polyloss.lazy.LAZY_MIN_WIDTH`).
     ``recipe``: the training recipe (a Recipe, its ``to_dict()`` dict, or None for plain GD).
+    ``executor``: where records are computed (:func:`polyloss.executor.resolve_executor`): None or
+    'serial' (here, in order), a number of local Dask workers or 'auto', a scheduler address, or a
+    ``distributed.Client``. Records are identical whichever runs them; this process alone writes.
     """
+    check_executor(executor)
     NetworkSpec(depth, 1, data.d)  # validates depth
     resolve_sampler(sampler, 1)  # validates sampler
     recipe = as_recipe(recipe)
     rule = training.rule
     check_horizons(rule, sampling.widths, recipe)  # every requested width has a valid T, every T the schedule
-    xp = get_xp(backend)
+    get_xp(backend)  # an unavailable backend is refused before the run directory exists
     if not recipe.is_plain_for(param):  # refuse what the engine cannot run before the run directory exists
         from polyloss.weights import Weights
 
@@ -245,27 +316,31 @@ def run_sample(
     if resume:
         _check_resumed_rule(out_dir, rule)
     match = _MATCH_KEYS if rule.is_fixed else _RULE_MATCH_KEYS
-    with run_session(out_dir, config, match, resume, grow_keys=("widths", "samples"),
-                     required=RECORD_FIELDS, defaults=dict(_DEFAULTS, steps_rule=None)) as (config, old, writer):
+    # the executor first: an unreachable scheduler is refused before the run directory exists
+    session = run_session(out_dir, config, match, resume, grow_keys=("widths", "samples"), required=RECORD_FIELDS,
+                          defaults=dict(_DEFAULTS, steps_rule=None))
+    with resolve_executor(executor) as ex, session as (config, old, writer):
         # every width of the merged config gets the merged sample count: run.json claims no record it lacks
         done = {(r["width"], r["sample"]) for r in old}
         todo = [(n, s) for n in config["widths"] for s in range(config["samples"]) if (n, s) not in done]
         horizon = rule.by_width(config["widths"])  # widths grown on resume get their own T
         bar = Progress(len(todo), desc=f"sample L={depth} t={rule.spec}", enabled=progress,
                        costs=[_cost(n, sampler, data.m) * horizon[n] for n, _ in todo])
-        for n, s in todo:
-            T = horizon[n]
-            t0 = time.perf_counter()
-            weights, used = draw_weights(NetworkSpec(depth, n, data.d), param, child_seed(sampling.seed, n, s), xp=xp,
-                                         sampler=sampler, steps=T)
-            rec = {"width": n, "sample": s, "seed": {"entropy": sampling.seed, "spawn_key": [n, s]}, "sampler": used}
-            if not rule.is_fixed:
-                rec["steps"] = T
-            deg = degree if rule.is_fixed else degree_for(config, T)
-            rec.update(_analyse(LossEngine(weights, data, param, recipe=recipe, xp=xp), T, deg, window, n_grid))
-            rec["seconds"] = round(time.perf_counter() - t0, 4)
-            writer.write(rec)
-            bar.update()
+        job = _SampleJob(depth=depth, param=param, seed=sampling.seed, data=data, sampler=sampler, recipe=recipe,
+                         backend=backend, window=window, n_grid=n_grid, fixed=rule.is_fixed,
+                         degrees={T: degree if rule.is_fixed else degree_for(config, T) for T in set(horizon.values())})
+        units = [(n, s, horizon[n]) for n, s in todo]
+        batches, costs = _batches(units, [_seconds(n, sampler, data.m, T) for n, _, T in units], ex.batch_seconds,
+                                  ex.workers)
+        # results arrive in any order; only this process writes, each (width, sample) once
+        for recs in ex.map_unordered(_sample_batch, batches, costs=costs, label="sample", shared=job):
+            for rec in recs:
+                key = (rec["width"], rec["sample"])
+                if key in done:  # a task that ran twice (a killed worker's): written already
+                    continue
+                done.add(key)
+                writer.write(rec)
+                bar.update()
     bar.close()
     return load_run(out_dir, horizons=True)
 

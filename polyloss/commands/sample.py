@@ -74,8 +74,36 @@ def register(sub) -> None:
                    help="hidden-layer sampler: dense n x n matrices, lazy (Gaussian conditioning), "
                         "or auto = lazy for width >= 2048 (default)")
     add_backend(p)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                       help="compute on N local Dask worker processes (auto = all cores); needs polyloss[distributed]")
+    where.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
+                       help="compute on an existing Dask cluster, e.g. tcp://host:8786 (dask scheduler / dask worker, "
+                            "dask-jobqueue); needs polyloss[distributed]")
     add_recipe_options(p)
     p.set_defaults(func=run)
+
+
+def _workers(text: str):
+    """argparse type of --workers: 'auto' or an integer >= 1."""
+    from polyloss.executor import local_workers
+
+    s = text.strip()
+    if s == "auto":
+        return s
+    if local_workers(s) is None:
+        raise argparse.ArgumentTypeError(f"`workers`={text!r} is invalid: must be an integer >= 1 or 'auto'")
+    return int(s)
+
+
+def _scheduler(text: str) -> str:
+    """argparse type of --scheduler: a Dask scheduler address (tcp:// assumed when no protocol is given)."""
+    s = text.strip()
+    rest = s.split("://", 1)[-1]
+    if not rest or any(c.isspace() for c in s):
+        raise argparse.ArgumentTypeError(f"`scheduler`={text!r} is invalid: must be a Dask scheduler address such as "
+                                         "tcp://host:8786")
+    return s if "://" in s else "tcp://" + s
 
 
 def run(args) -> int:
@@ -86,7 +114,10 @@ def run(args) -> int:
     from polyloss.spec import SamplingSpec, TrainingSpec
 
     out_dir(args)
+    from polyloss.executor import check_executor
     from polyloss.horizon import check_horizons
+
+    check_executor(args.workers if args.scheduler is None else args.scheduler)  # the extra is installed
 
     sampling = SamplingSpec(args.widths, args.samples, args.seed)
     rule = args.steps
@@ -99,7 +130,8 @@ def run(args) -> int:
     data, desc = resolve_data(args, data_seed(args.seed))
     run_ = api_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
                       data=data, data_description=desc, window=args.window, backend=args.backend,
-                      resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe)
+                      resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe,
+                      executor=args.workers if args.scheduler is None else args.scheduler)
     rows = summarise(run_)
     print(f"run {args.out}: L={args.depth} T={rule.spec} param={args.param.name} m={data.m} d={data.d}; "
           f"window (0, {run_.config['window']:.6g}]")

@@ -1,0 +1,184 @@
+"""Executors (issue 13): `sample` on Dask workers writes the records the serial loop writes.
+
+One LocalCluster (2 worker processes, loopback) serves the module; the tests compare records with
+a serial run field for field (apart from ``seconds``), whatever the completion order, after a
+worker is killed mid-run, after the driver is interrupted and resumed with workers, through
+``--scheduler``, and check the one-line errors (bad values, the extra not installed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+import polyloss._rundir as rundir
+from polyloss import api
+from polyloss.cli import main
+from polyloss.data import linear_teacher
+from polyloss.errors import SpecError
+from polyloss.executor import INSTALL_HINT, MissingExtra, resolve_executor
+from polyloss.sampling import _batches, load_run
+
+distributed = pytest.importorskip("distributed", reason='the test extra installs it: pip install ".[test]"')
+
+DATA = linear_teacher(d=6, m=20, noise=0.1, seed=5)
+CLI = ["sample", "--depth", "2", "--steps", "2", "--d", "6", "--m", "20", "--seed", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=":0", silence_logs=50)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _sample(out, executor=None, widths=(8, 16, 32), samples=6, sampler="auto", steps=2, resume=False):
+    return api.sample(out, depth=2, sampling={"widths": list(widths), "samples": samples, "seed": 3}, training=steps,
+                      data=DATA, sampler=sampler, progress=False, resume=resume, executor=executor)
+
+
+def _strip(run) -> list:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in run.records]
+
+
+def _raw_keys(out) -> list:
+    with open(os.path.join(out, rundir.RECORDS)) as fh:
+        return [(r["width"], r["sample"]) for r in map(json.loads, fh)]
+
+
+@pytest.mark.parametrize("sampler, widths", [("dense", (8, 16, 32)), ("lazy", (16, 64))])
+def test_workers_write_the_serial_records(client, tmp_path, sampler, widths):
+    serial = _sample(tmp_path / "serial", sampler=sampler, widths=widths)
+    dask = _sample(tmp_path / "dask", client, sampler=sampler, widths=widths)
+    assert _strip(dask) == _strip(serial)  # bit-identical: JSON floats compared exactly
+    assert {r["sampler"] for r in dask.records} == {sampler}
+    keys = _raw_keys(tmp_path / "dask")
+    assert len(keys) == len(set(keys)) == len(widths) * 6
+    with open(tmp_path / "serial" / "run.json") as a, open(tmp_path / "dask" / "run.json") as b:
+        assert json.load(a) == json.load(b)  # the executor is not part of the run
+
+
+def test_growing_horizon_on_workers(client, tmp_path):
+    serial = _sample(tmp_path / "serial", steps={"steps": "8:1,16:2"}, widths=(8, 16), samples=3)
+    dask = _sample(tmp_path / "dask", client, steps={"steps": "8:1,16:2"}, widths=(8, 16), samples=3)
+    assert _strip(dask) == _strip(serial)
+    assert {r["steps"] for r in dask.records} == {1, 2}
+
+
+def test_batches_reach_the_target():
+    units = list(range(10))
+    tasks, costs = _batches(units, [0.2] * 10, 0.5)
+    assert [len(t) for t in tasks] == [3, 3, 3, 1] and sum(tasks, ()) == tuple(units)
+    assert all(c >= 0.5 for c in costs[:-1])
+    assert [len(t) for t in _batches(units, [0.2] * 10, 0.0)[0]] == [1] * 10  # serial: one record per task
+    assert len(_batches(units, [0.01] * 10, 0.5, workers=2)[0]) == 2  # a small run still uses every worker
+
+
+def test_killed_worker_gives_a_complete_duplicate_free_run(client, tmp_path, monkeypatch):
+    serial = _sample(tmp_path / "serial", widths=(32, 64), samples=16)
+    killed = []
+    write = rundir.RecordWriter.write
+
+    def write_and_kill(self, rec):
+        write(self, rec)
+        if not killed:  # after the first record: SIGKILL a worker that is computing a task
+            busy = [a for a, keys in client.processing().items() if keys]
+            if busy:
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    monkeypatch.setattr(rundir.RecordWriter, "write", write_and_kill)
+    dask = _sample(tmp_path / "dask", client, widths=(32, 64), samples=16)
+    assert killed, "no worker was busy when the first record arrived"
+    assert _strip(dask) == _strip(serial)
+    keys = _raw_keys(tmp_path / "dask")
+    assert len(keys) == len(set(keys)) == 32
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+
+
+def test_interrupted_driver_resumes_with_workers(client, tmp_path, monkeypatch):
+    args = CLI + ["--widths", "8,16,32", "--samples", "8"]
+    assert main(args + ["--out", str(tmp_path / "serial")]) == 0
+    write, count = rundir.RecordWriter.write, []
+
+    def write_then_interrupt(self, rec):
+        write(self, rec)
+        count.append(1)
+        if len(count) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir.RecordWriter, "write", write_then_interrupt)
+    out = tmp_path / "run"
+    assert main(args + ["--out", str(out), "--scheduler", client.scheduler.address]) == 130  # interrupted
+    monkeypatch.setattr(rundir.RecordWriter, "write", write)
+    assert len(_raw_keys(out)) == 5
+    deadline = time.monotonic() + 30  # the interrupted run's tasks are cancelled
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(client.processing().values())
+    # the CLI, with its own LocalCluster of 2 workers, finishes the run
+    assert main(args + ["--out", str(out), "--resume", "--workers", "2"]) == 0
+    assert _strip(load_run(out)) == _strip(load_run(tmp_path / "serial"))
+    keys = _raw_keys(out)
+    assert len(keys) == len(set(keys)) == 24
+
+
+def test_scheduler_address(client, tmp_path, capsys):
+    serial = tmp_path / "serial"
+    assert main(CLI + ["--widths", "8,16", "--samples", "4", "--out", str(serial)]) == 0
+    address = client.scheduler.address
+    assert main(CLI + ["--widths", "8,16", "--samples", "4", "--out", str(tmp_path / "dask"), "--scheduler", address]) == 0
+    assert _strip(load_run(tmp_path / "dask")) == _strip(load_run(serial))
+    assert client.status == "running" and len(client.scheduler_info()["workers"]) == 2  # the cluster is left running
+
+
+def test_local_workers_pin_blas_and_match_serial(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with resolve_executor(1) as ex:
+        env = ex.client.run(lambda: [os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                                 "MKL_NUM_THREADS")])
+        assert list(env.values()) == [["1", "1", "1"]]
+        dask = _sample(tmp_path / "dask", ex.client, widths=(8,), samples=3)
+    assert _strip(dask) == _strip(_sample(tmp_path / "serial", widths=(8,), samples=3))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--workers", "0"], "`workers`='0' is invalid: must be an integer >= 1 or 'auto'"),
+    (["--workers", "many"], "`workers`='many' is invalid"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], "not allowed with argument"),
+    (["--scheduler", "tcp://"], "`scheduler`='tcp://' is invalid"),
+])
+def test_bad_executor_options(tmp_path, capsys, extra, message):
+    assert main(CLI + ["--widths", "8", "--samples", "1", "--out", str(tmp_path / "r")] + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "bogus", "tcp://", object()])
+def test_bad_executor_argument(tmp_path, bad):
+    with pytest.raises(SpecError, match="`executor`="):
+        _sample(tmp_path / "r", bad)
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_extra_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
+    for extra in (["--workers", "2"], ["--workers", "auto"], ["--scheduler", "tcp://127.0.0.1:8786"]):
+        assert main(CLI + ["--widths", "8", "--samples", "1", "--out", str(tmp_path / "r")] + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and INSTALL_HINT in err and err.startswith("polyloss sample: error:")
+    with pytest.raises(MissingExtra, match="polyloss\\[distributed\\]"):
+        _sample(tmp_path / "r", 2)
+    assert not (tmp_path / "r").exists()
+    assert len(_sample(tmp_path / "serial", "serial", widths=(8,), samples=1).records) == 1  # serial needs no Dask
