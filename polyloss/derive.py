@@ -868,11 +868,223 @@ def _eval_exact(c: Sequence[Fraction], q: Fraction, den: int | None = None, ints
     return Fraction(acc, den * rpow[n])
 
 
+# ---- certified real-root isolation with FLINT: Descartes bisection on interval coefficients ----
+
+#: 'auto' (FLINT Descartes bisection, sympy's Poly.intervals if it fails), 'flint' (no fallback), 'sympy'
+_ISOLATION = "auto"
+_iso_stats = {"flint": 0, "sympy": 0, "fallback": 0, "exact_nodes": 0}
+_B0_FACTOR = 2
+
+
+class _IsolationFailed(ArithmeticError):
+    pass
+
+
+def _var_interval(lo, hi):
+    """Sign variations of a sequence known by bounds lo ≤ a ≤ hi; None when a sign is undetermined."""
+    v, last = 0, 0
+    for a, b in zip(lo, hi):
+        if a > 0:
+            s = 1
+        elif b < 0:
+            s = -1
+        elif a == 0 and b == 0:
+            continue
+        else:
+            return None
+        if last and s != last:
+            v += 1
+        last = s
+    return v
+
+
+def _compose_lin(fl, ints, n, c):
+    """Coefficients of A(y + c) (a Taylor shift; for c > 0 a positive map, so it keeps bounds)."""
+    out = [int(v) for v in fl.fmpz_poly(ints)(fl.fmpz_poly([c, 1])).coeffs()]
+    return out + [0] * (n + 1 - len(out))
+
+
+def _trunc(lo, hi, bits):
+    """Round the bounds outward to about ``bits`` bits (one common binary scale)."""
+    top = max(max(abs(v).bit_length() for v in lo), max(abs(v).bit_length() for v in hi))
+    r = top - bits
+    if r <= 0:
+        return lo, hi
+    return [v >> r for v in lo], [-((-v) >> r) for v in hi]
+
+
+def _descartes_isolate(f_ints, max_nodes: int = 100_000):
+    """Isolating intervals (ascending) of the roots in (0, ∞) of the square-free integer polynomial
+    ``f_ints`` (ascending coefficients, f(0) ≠ 0): Collins–Akritas bisection of (0, 2^K) (2^K bounds
+    every root) with Descartes' rule of signs on ``(y+1)^n Q(1/(y+1))``. Coefficients travel as
+    integer lower/upper bounds rounded outward to ~2n+64 bits (Taylor shifts, dilations and reversal
+    are positive maps, so the bounds stay valid); a test with an undetermined sign is redone on the
+    exact polynomial of that node. Returns [(lo, hi)]: lo == hi for an exact dyadic root, otherwise an
+    open interval holding exactly one root."""
+    fl = _flint_mod()
+    n = len(f_ints) - 1
+    if n < 1:
+        return []
+    if f_ints[0] == 0:
+        raise _IsolationFailed("root at 0")
+    lcb = abs(f_ints[-1]).bit_length()
+    K = 1  # |x| < 2 max_i |a_{n-i}/a_n|^{1/i} (Fujiwara) ≤ 2^K
+    for i in range(1, n + 1):
+        a = abs(f_ints[n - i])
+        if a:
+            K = max(K, -(-(a.bit_length() - lcb + 1) // i) + 2)
+    Pz = fl.fmpz_poly(list(f_ints))
+
+    def exact_node(c: int, j: int):
+        # a polynomial whose roots in (0, 1) are those of f in (c, c + 1)·2^(K-j)
+        s = K - j
+        A = [f_ints[k] << (s * k) for k in range(n + 1)] if s >= 0 else [f_ints[k] << (-s * (n - k)) for k in range(n + 1)]
+        return _compose_lin(fl, A, n, c) if c else A
+
+    def x_of(c: int, j: int) -> Fraction:
+        return Fraction(c) * Fraction(2) ** (K - j)
+
+    out = []
+    b0 = _B0_FACTOR * n + 64
+    top = exact_node(0, 0)
+    stack = [("node", 0, 0, *_trunc(top, top, b0), b0)]
+    nodes = 0
+    while stack:
+        item = stack.pop()
+        if item[0] == "root":
+            out.append((item[1], item[1]))
+            continue
+        _, c, j, lo, hi, b = item
+        nodes += 1
+        if nodes > max_nodes:
+            raise _IsolationFailed("too many bisection nodes")
+        V = _var_interval(_compose_lin(fl, lo[::-1], n, 1), _compose_lin(fl, hi[::-1], n, 1))
+        if V is None:  # undetermined sign: redo this node exactly, carry twice the bits below it
+            _iso_stats["exact_nodes"] += 1
+            ex = exact_node(c, j)
+            t = _compose_lin(fl, ex[::-1], n, 1)
+            V = _var_interval(t, t)
+            b = 2 * b
+            lo, hi = _trunc(ex, ex, b)
+        if V == 0:
+            continue
+        if V == 1:
+            out.append((x_of(c, j), x_of(c + 1, j)))
+            continue
+        lo_l = [lo[k] << (n - k) for k in range(n + 1)]  # 2^n Q(y/2)
+        hi_l = [hi[k] << (n - k) for k in range(n + 1)]
+        mid = x_of(2 * c + 1, j + 1)
+        is_root = False
+        if sum(lo_l) <= 0 <= sum(hi_l):  # Q_left(1) ∝ f(mid) may vanish: decide exactly
+            is_root = Pz(fl.fmpq(mid.numerator, mid.denominator)) == 0
+        lo_r, hi_r = _compose_lin(fl, lo_l, n, 1), _compose_lin(fl, hi_l, n, 1)
+        stack.append(("node", 2 * c + 1, j + 1, *_trunc(lo_r, hi_r, b), b))
+        if is_root:
+            stack.append(("root", mid))
+        stack.append(("node", 2 * c, j + 1, *_trunc(lo_l, hi_l, b), b))
+    return out
+
+
+def _exact_sign(fl, Pz, q: Fraction) -> int:
+    v = Pz(fl.fmpq(q.numerator, q.denominator))
+    return (v > 0) - (v < 0)
+
+
+def _inside_signs(fl, Pz, lo: Fraction, hi: Fraction):
+    """Signs of the square-free Pz just inside (lo, hi) (an endpoint root: the sign of ±Pz' there)."""
+    s_lo, s_hi = _exact_sign(fl, Pz, lo), _exact_sign(fl, Pz, hi)
+    if s_lo == 0:
+        s_lo = _exact_sign(fl, Pz.derivative(), lo)
+    if s_hi == 0:
+        s_hi = -_exact_sign(fl, Pz.derivative(), hi)
+    return s_lo, s_hi
+
+
+def _halve(fl, Pz, lo: Fraction, hi: Fraction):
+    """The half of the isolating interval (lo, hi) of Pz that holds its root (or the exact midpoint)."""
+    mid = (lo + hi) / 2
+    sm = _exact_sign(fl, Pz, mid)
+    if sm == 0:
+        return mid, mid
+    s_lo, _ = _inside_signs(fl, Pz, lo, hi)
+    return (mid, hi) if sm == s_lo else (lo, mid)
+
+
+def _isolate_flint(ints):
+    """[((lo, hi), multiplicity)] for the roots ≥ 0 of the integer polynomial ``ints`` (ascending),
+    like sympy's ``Poly.intervals(inf=0)`` (ascending, disjoint); raises _IsolationFailed when a
+    check fails. Square-free factorisation by FLINT; each factor isolated by :func:`_descartes_isolate`;
+    every interval is then checked to change the factor's sign, and intervals of different factors
+    are bisected until disjoint."""
+    fl = _flint_mod()
+    _, facs = fl.fmpz_poly(list(ints)).factor_squarefree()
+    items = []
+    for f, e in facs:
+        fi = [int(v) for v in f.coeffs()]
+        if fi and fi[0] == 0:
+            items.append([Fraction(0), Fraction(0), int(e), None])
+            fi = fi[1:]
+        if len(fi) <= 1:
+            continue
+        Fz = fl.fmpz_poly(fi)
+        for lo, hi in _descartes_isolate(fi):
+            if lo != hi:
+                s_lo, s_hi = _inside_signs(fl, Fz, lo, hi)
+                if s_lo == 0 or s_lo == s_hi:
+                    raise _IsolationFailed("an isolating interval without a sign change")
+            items.append([lo, hi, int(e), Fz])
+    # intervals of different factors: bisect until pairwise disjoint
+    for _ in range(10_000):
+        items.sort(key=lambda it: (it[0], it[1]))
+        clash = None
+        for a, b in zip(items, items[1:]):
+            if b[0] < a[1] or (a[0] == a[1] == b[0] == b[1]) or (b[0] == b[1] and a[0] < b[0] < a[1]):
+                clash = (a, b)
+                break
+        if clash is None:
+            break
+        a, b = clash
+        if a[0] == a[1] and b[0] == b[1]:
+            raise _IsolationFailed("two factors share a root")
+        w = a if (a[1] - a[0]) >= (b[1] - b[0]) else b
+        w[0], w[1] = _halve(fl, w[3], w[0], w[1])
+    else:
+        raise _IsolationFailed("could not separate the factors' intervals")
+    return [((it[0], it[1]), it[2]) for it in items]
+
+
+def _isolate_sympy(ints):
+    from sympy import Poly, QQ, Symbol
+
+    P = Poly(list(reversed(ints)), Symbol("eta"), domain="ZZ")
+    out = []
+    for (lo, hi), mult in P.intervals(inf=0):
+        out.append(((Fraction(int(QQ.numer(lo)), int(QQ.denom(lo))), Fraction(int(QQ.numer(hi)), int(QQ.denom(hi)))),
+                    int(mult)))
+    return out
+
+
+def _isolate(ints):
+    """Certified isolating intervals of the roots ≥ 0 (see :data:`_ISOLATION`)."""
+    if _ISOLATION != "sympy" and HAS_FLINT:
+        try:
+            res = _isolate_flint(ints)
+            _iso_stats["flint"] += 1
+            return res
+        except _IsolationFailed:
+            if _ISOLATION == "flint":
+                raise
+            _iso_stats["fallback"] += 1
+    _iso_stats["sympy"] += 1
+    return _isolate_sympy(ints)
+
+
 def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[CriticalPoint, ...]:
     """All critical points η > 0 of ``Σ coeffs[k] η^k`` (exact rationals; floats are taken exactly).
 
-    Real roots of the derivative are isolated over Q with sympy's ``Poly.intervals`` (Descartes /
-    continued fractions, certified), refined by Newton steps whose result is certified by exact sign
+    Real roots of the derivative are isolated over Q by a certified Descartes bisection on FLINT
+    integer polynomials (:func:`_isolate_flint`; sympy's ``Poly.intervals`` when python-flint is
+    missing or a check fails), refined by Newton steps whose result is certified by exact sign
     evaluation (bisection as fallback), and classified by the sign of the derivative to the right of
     the root (odd multiplicity) — never from roots of a float polynomial.
     """
@@ -889,16 +1101,30 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
     ints = [v.numerator * (den // v.denominator) for v in dc]
     c_den = math.lcm(*[v.denominator for v in c])
     c_ints = [v.numerator * (c_den // v.denominator) for v in c]
-    x = Symbol("eta")
-    P = Poly(list(reversed(ints)), x, domain="ZZ")
-    S = P.sqf_part() if P.degree() > 1 else P
-    s_ints = [int(v) for v in reversed(S.all_coeffs())]
+    if HAS_FLINT:
+        fl = _flint_mod()
+        Pz = fl.fmpz_poly(ints)
+        S_deg, s_ints = None, None
+        if Pz.degree() > 1:
+            _, facs = Pz.factor_squarefree()
+            Sz = fl.fmpz_poly([1])
+            for f, _e in facs:
+                Sz = Sz * f
+        else:
+            Sz = Pz
+        s_ints = [int(v) for v in Sz.coeffs()]
+        S_deg = Sz.degree()
+    else:
+        x = Symbol("eta")
+        P = Poly(list(reversed(ints)), x, domain="ZZ")
+        S = P.sqf_part() if P.degree() > 1 else P
+        s_ints = [int(v) for v in reversed(S.all_coeffs())]
+        S_deg = S.degree()
     out = []
-    for (lo, hi), mult in P.intervals(inf=0):
-        lo, hi = Fraction(int(QQ.numer(lo)), int(QQ.denom(lo))), Fraction(int(QQ.numer(hi)), int(QQ.denom(hi)))
+    for (lo, hi), mult in _isolate(ints):
         if hi <= 0:
             continue  # a root at 0 is not a positive critical point
-        if lo != hi and S.degree() == 1:  # linear: the root is rational
+        if lo != hi and S_deg == 1:  # linear: the root is rational
             lo = hi = Fraction(-s_ints[0], s_ints[1])
         if lo != hi:
             tol = Fraction(1, 10 ** (digits + 3)) * max(Fraction(1), abs(hi))
@@ -916,10 +1142,16 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
         else:
             if exact_root:
                 # sign of P just right of a rational root of odd multiplicity: first nonzero derivative
-                Q = P
-                for _ in range(mult):
-                    Q = Q.diff(x)
-                s = Q.eval(QQ(lo.numerator, lo.denominator))
+                if HAS_FLINT:
+                    Qz = Pz
+                    for _ in range(mult):
+                        Qz = Qz.derivative()
+                    s = _exact_sign(fl, Qz, lo)
+                else:
+                    Q = P
+                    for _ in range(mult):
+                        Q = Q.diff(x)
+                    s = Q.eval(QQ(lo.numerator, lo.denominator))
             else:
                 s = _SignOracle(ints, 10).sign(hi)
             kind = "min" if s > 0 else "max"
@@ -1470,7 +1702,7 @@ def _derive_uncached(
         win = 4 * Fraction(dm.mus[1]) / (k * Fraction(dm.mus[2]))
     in_win = [cp for cp in mins if cp._eta_mid <= win]
     c_frac = [Fraction(c) for c in loss]
-    loss_at_edge = _horner(c_frac, win)
+    loss_at_edge = _eval_exact(c_frac, win)
     wmin, at_boundary = None, False
     if in_win:
         wmin = min(in_win, key=lambda cp: cp._loss_mid)

@@ -77,3 +77,90 @@ def test_digest_distinguishes_types_and_values():
     assert D.data_digest(([[Fraction(1, 3)]], [1])) != D.data_digest(([[1 / 3]], [1]))
     assert D.data_digest(([[1, 2]], [3])) == D.data_digest(([[1, 2]], [3]))
     assert D.data_digest(([[1, 2]], [3])) != D.data_digest(([[1], [2]], [3, 3]))
+
+
+# --- root isolation: FLINT Descartes bisection vs sympy's Poly.intervals ---------------------------
+
+
+def _random_polys(count=60, seed=11):
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        kind = i % 4
+        if kind == 0:  # dense random integers
+            out.append([rng.randint(-10**6, 10**6) for _ in range(rng.randint(2, 30))])
+        else:  # products of rational linear factors (repeats and near-duplicates) and random quadratics
+            from flint import fmpz_poly
+
+            P = fmpz_poly([rng.randint(1, 9), rng.randint(-5, 5), rng.randint(1, 9)])
+            for _ in range(rng.randint(1, 6)):
+                p, q = rng.randint(-40, 400), rng.randint(1, 50)
+                P *= fmpz_poly([-p, q]) ** rng.randint(1, 3 if kind == 2 else 1)
+                if kind == 3:  # a second root within ~1e-12 of the first
+                    P *= fmpz_poly([-(p * 10**12 + 1), q * 10**12])
+            out.append([int(v) for v in P.coeffs()])
+    return out
+
+
+def _contains(iv, pt):
+    lo, hi = iv
+    return lo <= pt[0] and pt[1] <= hi if lo != hi else pt[0] <= lo <= pt[1]
+
+
+@pytest.mark.parametrize("ints", _random_polys())
+def test_flint_isolation_matches_sympy(ints):
+    f = D._isolate_flint(ints)
+    s = D._isolate_sympy(ints)
+    assert len(f) == len(s)
+    assert [m for _, m in f] == [m for _, m in s]
+    for (fi, _), (si, _) in zip(f, s):
+        # the same root: the intervals intersect (both isolate it among all roots)
+        assert max(fi[0], si[0]) <= min(fi[1], si[1])
+    # disjoint and ascending
+    for (a, _), (b, _) in zip(f, f[1:]):
+        assert a[1] <= b[0] and not (a[0] == a[1] == b[0] == b[1])
+
+
+def test_critical_points_identical_for_both_isolations(monkeypatch):
+    import random
+
+    rng = random.Random(5)
+    for _ in range(12):
+        coeffs = [Fraction(rng.randint(-999, 999), rng.randint(1, 99)) for _ in range(rng.randint(4, 16))]
+        monkeypatch.setattr(D, "_ISOLATION", "sympy")
+        a = D.critical_points(coeffs, 25)
+        monkeypatch.setattr(D, "_ISOLATION", "flint")
+        b = D.critical_points(coeffs, 25)
+        assert [(c.eta, c.loss, c.kind, c.multiplicity, c.eta_exact) for c in a] == \
+               [(c.eta, c.loss, c.kind, c.multiplicity, c.eta_exact) for c in b]
+
+
+def test_isolation_falls_back_to_sympy_when_flint_fails(monkeypatch):
+    def boom(*a, **k):
+        raise D._IsolationFailed("test")
+
+    coeffs = [Fraction(1), Fraction(-3), Fraction(1, 2), Fraction(1, 7), Fraction(-1, 50)]
+    ref = D.critical_points(coeffs, 20)
+    monkeypatch.setattr(D, "_descartes_isolate", boom)
+    before = dict(D._iso_stats)
+    got = D.critical_points(coeffs, 20)
+    assert D._iso_stats["fallback"] == before["fallback"] + 1
+    assert [c.to_json()["eta"] for c in got] == [c.to_json()["eta"] for c in ref]
+    assert [c.kind for c in got] == [c.kind for c in ref]
+    monkeypatch.setattr(D, "_ISOLATION", "flint")
+    with pytest.raises(D._IsolationFailed):
+        D.critical_points(coeffs, 20)
+
+
+def test_rational_and_multiple_roots_exact():
+    # 𝓛' = (η - 1/3)^2 (η - 2)(η - 5/7)·3: an inflection at 1/3 and exact rational extrema
+    from flint import fmpq_poly
+
+    dP = fmpq_poly([-1, 3]) ** 2 * fmpq_poly([-2, 1]) * fmpq_poly([-5, 7])
+    d = [Fraction(int(v.p), int(v.q)) for v in dP.coeffs()]
+    coeffs = [Fraction(0)] + [d[k] / (k + 1) for k in range(len(d))]
+    cps = D.critical_points(coeffs, 20)
+    assert [(c.eta_exact, c.kind, c.multiplicity) for c in cps] == [
+        (Fraction(1, 3), "inflection", 2), (Fraction(5, 7), "max", 1), (Fraction(2), "min", 1)]
