@@ -873,22 +873,22 @@ def _eval_exact(c: Sequence[Fraction], q: Fraction, den: int | None = None, ints
 #: 'auto' (FLINT Descartes bisection, sympy's Poly.intervals if it fails), 'flint' (no fallback), 'sympy'
 _ISOLATION = "auto"
 _iso_stats = {"flint": 0, "sympy": 0, "fallback": 0, "exact_nodes": 0}
-_B0_FACTOR = 2
+_B0_FACTOR = 8  # starting bits per degree of the coefficient balls (measured: 2 → exact recomputes, 8 ≈ 16)
 
 
 class _IsolationFailed(ArithmeticError):
     pass
 
 
-def _var_interval(lo, hi):
-    """Sign variations of a sequence known by bounds lo ≤ a ≤ hi; None when a sign is undetermined."""
+def _var_ball(M, R):
+    """Sign variations of a sequence a with |a_k − M_k| ≤ R_k; None when a sign is undetermined."""
     v, last = 0, 0
-    for a, b in zip(lo, hi):
-        if a > 0:
+    for m, r in zip(M, R):
+        if m > r:
             s = 1
-        elif b < 0:
+        elif -m > r:
             s = -1
-        elif a == 0 and b == 0:
+        elif m == 0 and r == 0:
             continue
         else:
             return None
@@ -899,28 +899,27 @@ def _var_interval(lo, hi):
 
 
 def _compose_lin(fl, ints, n, c):
-    """Coefficients of A(y + c) (a Taylor shift; for c > 0 a positive map, so it keeps bounds)."""
+    """Coefficients of A(y + c) (a Taylor shift; for c ≥ 0 a map with non-negative entries)."""
     out = [int(v) for v in fl.fmpz_poly(ints)(fl.fmpz_poly([c, 1])).coeffs()]
     return out + [0] * (n + 1 - len(out))
 
 
-def _trunc(lo, hi, bits):
-    """Round the bounds outward to about ``bits`` bits (one common binary scale)."""
-    top = max(max(abs(v).bit_length() for v in lo), max(abs(v).bit_length() for v in hi))
-    r = top - bits
+def _trunc(M, R, bits):
+    """Rescale a ball polynomial (centres M, radii R ≥ 0) by 2^-r so the centres keep ~``bits`` bits."""
+    r = max(abs(v).bit_length() for v in M) - bits
     if r <= 0:
-        return lo, hi
-    return [v >> r for v in lo], [-((-v) >> r) for v in hi]
+        return M, R
+    return [v >> r for v in M], [((-((-v) >> r)) + 1) for v in R]
 
 
 def _descartes_isolate(f_ints, max_nodes: int = 100_000):
     """Isolating intervals (ascending) of the roots in (0, ∞) of the square-free integer polynomial
     ``f_ints`` (ascending coefficients, f(0) ≠ 0): Collins–Akritas bisection of (0, 2^K) (2^K bounds
     every root) with Descartes' rule of signs on ``(y+1)^n Q(1/(y+1))``. Coefficients travel as
-    integer lower/upper bounds rounded outward to ~2n+64 bits (Taylor shifts, dilations and reversal
-    are positive maps, so the bounds stay valid); a test with an undetermined sign is redone on the
-    exact polynomial of that node. Returns [(lo, hi)]: lo == hi for an exact dyadic root, otherwise an
-    open interval holding exactly one root."""
+    integer balls (centre, radius ≥ 0) rounded to ~2n+64 bits: Taylor shifts, dilations and reversal
+    have non-negative entries, so |a − M| ≤ R stays valid through them; a test with an undetermined
+    sign is redone on the exact polynomial of that node. Returns [(lo, hi)]: lo == hi for an exact
+    dyadic root, otherwise an open interval holding exactly one root."""
     fl = _flint_mod()
     n = len(f_ints) - 1
     if n < 1:
@@ -934,6 +933,7 @@ def _descartes_isolate(f_ints, max_nodes: int = 100_000):
         if a:
             K = max(K, -(-(a.bit_length() - lcb + 1) // i) + 2)
     Pz = fl.fmpz_poly(list(f_ints))
+    zeros = [0] * (n + 1)
 
     def exact_node(c: int, j: int):
         # a polynomial whose roots in (0, 1) are those of f in (c, c + 1)·2^(K-j)
@@ -946,42 +946,40 @@ def _descartes_isolate(f_ints, max_nodes: int = 100_000):
 
     out = []
     b0 = _B0_FACTOR * n + 64
-    top = exact_node(0, 0)
-    stack = [("node", 0, 0, *_trunc(top, top, b0), b0)]
+    stack = [("node", 0, 0, *_trunc(exact_node(0, 0), zeros, b0), b0)]
     nodes = 0
     while stack:
         item = stack.pop()
         if item[0] == "root":
             out.append((item[1], item[1]))
             continue
-        _, c, j, lo, hi, b = item
+        _, c, j, M, R, b = item
         nodes += 1
         if nodes > max_nodes:
             raise _IsolationFailed("too many bisection nodes")
-        V = _var_interval(_compose_lin(fl, lo[::-1], n, 1), _compose_lin(fl, hi[::-1], n, 1))
+        V = _var_ball(_compose_lin(fl, M[::-1], n, 1), _compose_lin(fl, R[::-1], n, 1))
         if V is None:  # undetermined sign: redo this node exactly, carry twice the bits below it
             _iso_stats["exact_nodes"] += 1
             ex = exact_node(c, j)
-            t = _compose_lin(fl, ex[::-1], n, 1)
-            V = _var_interval(t, t)
+            V = _var_ball(_compose_lin(fl, ex[::-1], n, 1), zeros)
             b = 2 * b
-            lo, hi = _trunc(ex, ex, b)
+            M, R = _trunc(ex, zeros, b)
         if V == 0:
             continue
         if V == 1:
             out.append((x_of(c, j), x_of(c + 1, j)))
             continue
-        lo_l = [lo[k] << (n - k) for k in range(n + 1)]  # 2^n Q(y/2)
-        hi_l = [hi[k] << (n - k) for k in range(n + 1)]
+        M_l = [M[k] << (n - k) for k in range(n + 1)]  # 2^n Q(y/2)
+        R_l = [R[k] << (n - k) for k in range(n + 1)]
         mid = x_of(2 * c + 1, j + 1)
         is_root = False
-        if sum(lo_l) <= 0 <= sum(hi_l):  # Q_left(1) ∝ f(mid) may vanish: decide exactly
+        if abs(sum(M_l)) <= sum(R_l):  # Q_left(1) ∝ f(mid) may vanish: decide exactly
             is_root = Pz(fl.fmpq(mid.numerator, mid.denominator)) == 0
-        lo_r, hi_r = _compose_lin(fl, lo_l, n, 1), _compose_lin(fl, hi_l, n, 1)
-        stack.append(("node", 2 * c + 1, j + 1, *_trunc(lo_r, hi_r, b), b))
+        M_r, R_r = _compose_lin(fl, M_l, n, 1), _compose_lin(fl, R_l, n, 1)
+        stack.append(("node", 2 * c + 1, j + 1, *_trunc(M_r, R_r, b), b))
         if is_root:
             stack.append(("root", mid))
-        stack.append(("node", 2 * c, j + 1, *_trunc(lo_l, hi_l, b), b))
+        stack.append(("node", 2 * c, j + 1, *_trunc(M_l, R_l, b), b))
     return out
 
 
