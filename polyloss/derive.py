@@ -1094,11 +1094,17 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
         c.pop()
     if len(c) <= 2:
         return ()
-    dc = [k * c[k] for k in range(1, len(c))]
-    den = math.lcm(*[v.denominator for v in dc])
-    ints = [v.numerator * (den // v.denominator) for v in dc]
-    c_den = math.lcm(*[v.denominator for v in c])
-    c_ints = [v.numerator * (c_den // v.denominator) for v in c]
+    if HAS_FLINT:  # fmpq_poly keeps numerator/denominator with the denominator = lcm: the same integers
+        fl = _flint_mod()
+        Pq = fl.fmpq_poly([fl.fmpq(v.numerator, v.denominator) for v in c])
+        c_den, c_ints = int(Pq.denom()), [int(v) for v in Pq.numer().coeffs()]
+        ints = [int(v) for v in Pq.derivative().numer().coeffs()]
+    else:
+        dc = [k * c[k] for k in range(1, len(c))]
+        den = math.lcm(*[v.denominator for v in dc])
+        ints = [v.numerator * (den // v.denominator) for v in dc]
+        c_den = math.lcm(*[v.denominator for v in c])
+        c_ints = [v.numerator * (c_den // v.denominator) for v in c]
     if HAS_FLINT:
         fl = _flint_mod()
         Pz = fl.fmpz_poly(ints)
@@ -1553,6 +1559,41 @@ def _pick_minima(cps):
     return glob, first, mins
 
 
+def _fraction_coprime(p: int, q: int) -> Fraction:
+    """A Fraction from a numerator/denominator pair already in lowest terms (q > 0)."""
+    try:
+        return Fraction(p, q, _normalize=False)
+    except TypeError:  # Python ≥ 3.12
+        return Fraction._from_coprime_ints(p, q)
+
+
+def _f_rows(fvals, dm, m, zero, exact):
+    """``f_∞(x_i) = Σ_b F_b(η) (K̄^b y)_i`` as rows of η-coefficients (exact: FLINT fmpq_poly)."""
+    width = max((len(v) for v in fvals.values()), default=0)
+    if exact and HAS_FLINT and width:
+        fl = _flint_mod()
+        polys = {b: fl.fmpq_poly([fl.fmpq(Fraction(c).numerator, Fraction(c).denominator) for c in cs])
+                 for b, cs in fvals.items()}
+        rows = []
+        for i in range(m):
+            acc = fl.fmpq_poly([])
+            for b in fvals:
+                kb = Fraction(dm.krylov[b][i])
+                acc += polys[b] * fl.fmpq(kb.numerator, kb.denominator)
+            cs = [_fraction_coprime(int(v.p), int(v.q)) for v in acc.coeffs()]
+            rows.append(tuple(cs + [zero] * (width - len(cs))))
+        return rows
+    f_rows = []
+    for i in range(m):
+        row = [zero] * width
+        for b, cs in fvals.items():
+            kb = dm.krylov[b][i]
+            for k, c in enumerate(cs):
+                row[k] = row[k] + c * kb
+        f_rows.append(tuple(row))
+    return f_rows
+
+
 def _derive_uncached(
     depth: int,
     steps: int,
@@ -1682,14 +1723,7 @@ def _derive_uncached(
     deg = len(loss) - 1
     m = dm.m
     zero = Fraction(0) if exact else 0.0
-    f_rows = []
-    for i in range(m):
-        row = [zero] * (max((len(v) for v in fvals.values()), default=0))
-        for b, cs in fvals.items():
-            kb = dm.krylov[b][i]
-            for k, c in enumerate(cs):
-                row[k] = row[k] + c * kb
-        f_rows.append(tuple(row))
+    f_rows = _f_rows(fvals, dm, m, zero, exact)
     cps = critical_points([Fraction(c) for c in loss], digits)
     glob, first, mins = _pick_minima(cps)
     if win is None:  # 4·η_∞^{(1)}: k = L, or L + 1 + d over the active layers of a recipe (polyloss.poly.default_window)

@@ -164,3 +164,16 @@ def test_rational_and_multiple_roots_exact():
     cps = D.critical_points(coeffs, 20)
     assert [(c.eta_exact, c.kind, c.multiplicity) for c in cps] == [
         (Fraction(1, 3), "inflection", 2), (Fraction(5, 7), "max", 1), (Fraction(2), "min", 1)]
+
+
+def test_f_rows_flint_equals_fraction_path(monkeypatch):
+    ds = linear_teacher(d=4, m=6, noise=0.1, seed=3)
+    for rat in (None, "1e-6"):
+        dm = D.data_moments(ds, 3, rationalize=rat)
+        _, fv = D._numeric_limit(2, 3, dm, True)
+        fast = D._f_rows(fv, dm, dm.m, Fraction(0), True)
+        monkeypatch.setattr(D, "HAS_FLINT", False)
+        slow = D._f_rows(fv, dm, dm.m, Fraction(0), True)
+        monkeypatch.undo()
+        assert fast == slow
+        assert all(type(v) is Fraction for r in fast for v in r)
