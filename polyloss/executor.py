@@ -92,16 +92,20 @@ class DaskExecutor:
 
         ``costs``: estimated cost per task; the dearest are submitted first (the scheduler runs them
         in submission order), so the last task to finish is a cheap one. ``shared``: one object every
-        task needs (the data): sent once, as a task the scheduler can recompute if its worker dies.
+        task needs (the data): sent once, as a task (which the scheduler can recompute if every worker
+        holding it dies), and copied to every worker before the tasks are submitted — held by one
+        worker only, it would draw every task to that worker.
         Leaving the generator early (an error, an interrupt) cancels the tasks not yet done."""
-        from distributed import as_completed
+        from distributed import as_completed, wait
 
         tasks = list(tasks)
         order = sorted(range(len(tasks)), key=lambda i: -costs[i]) if costs is not None else range(len(tasks))
         run = f"polyloss-{label}-{uuid.uuid4().hex[:12]}"
         common = []
-        if shared is not None:
+        if shared is not None:  # on every worker before the tasks are placed: no worker is preferred for it
             common = [self.client.submit(_identity, shared, key=f"{run}-shared", pure=False)]
+            wait(common)
+            self.client.replicate(common)
         futures = [self.client.submit(fn, *common, tasks[i], key=f"{run}-{i}", pure=False) for i in order]
         try:
             for fut in as_completed(futures):
@@ -142,6 +146,29 @@ def local_workers(spec) -> int | None:
     return None
 
 
+def local_cluster(n_workers: int, silence_logs: int = 40):
+    """A ``distributed.LocalCluster`` of ``n_workers`` processes with one thread each, on loopback.
+
+    Workers start with :data:`BLAS_ENV` and without ``MALLOC_TRIM_THRESHOLD_``: Dask's default sets
+    it, which turns off glibc's adaptive mmap threshold, so every temporary array > 128 KiB is
+    mmap'ed and faulted in anew (measured: +20% CPU per record at n = 512, benchmarks/RESULTS.md).
+    The nanny sets its variables in this process's environment to spawn the workers; the
+    environment is restored afterwards (a killed worker is restarted with the restored one)."""
+    distributed = _distributed()
+    import dask
+
+    saved = dict(os.environ)
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(BLAS_ENV)}):
+            return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", dashboard_address=":0", silence_logs=silence_logs,
+                                            env=dict(BLAS_ENV))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _kind(spec) -> str:
     """'serial', 'local', 'address' or 'client' for a valid ``spec``; a one-line error otherwise."""
     if spec is None or (isinstance(spec, str) and spec == "serial"):
@@ -170,13 +197,7 @@ def resolve_executor(spec):
         return DaskExecutor(spec)
     distributed = _distributed()
     if kind == "local":
-        import dask
-
-        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}), **BLAS_ENV)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            cluster = distributed.LocalCluster(n_workers=local_workers(spec), threads_per_worker=1, processes=True,
-                                               host="127.0.0.1", dashboard_address=":0", silence_logs=40,
-                                               env=dict(BLAS_ENV))
+        cluster = local_cluster(local_workers(spec))
         return DaskExecutor(distributed.Client(cluster), cluster)
     try:
         client = distributed.Client(spec, timeout="10s")

@@ -33,6 +33,11 @@ EPILOG = """example:
   256 -> 2, 1024 -> 3); records carry "steps" and run.json the rule (`steps_rule`), and --resume
   refuses a changed rule. compare and report take runs with one T only so far.
 
+  --workers N|auto computes the networks on N local Dask worker processes (auto: one per core),
+  --scheduler tcp://host:8786 on an existing Dask cluster (dask scheduler / dask worker, or
+  dask-jobqueue on SLURM); the records are those of a serial run and only this process writes them
+  (--resume as usual). Needs the distributed extra: pip install "polyloss[distributed]".
+
   the training recipe flags (--train, --lr-exponents, --weight-decay, --wd-mode, --schedule,
   --momentum, --nesterov) are recorded in run.json (`recipe`); --resume refuses a changed recipe.
   Limits: {limits}.
