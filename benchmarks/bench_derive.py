@@ -8,6 +8,12 @@ Cases (the issue's targets): L = 4, t = 3 (<= 5 s) and L = 3, t = 4 (<= 30 s), e
 Also the scalar-ring comparison python-flint vs sympy (gmpy2 ground types if set) on the engine alone.
 
 Usage: python benchmarks/bench_derive.py [--repeats 3] [--out benchmarks/RESULTS-derive.md]
+
+``--longer-horizons [--before-rev REV]`` (issue 13 part 4) instead appends a section to the results:
+derive exact on the same data for L = 3, t = 4 (target <= 3 s), L = 4, t = 4 and L = 3, t = 5
+(target <= 60 s), each in a fresh subprocess, with the code of git revision REV ("before", exported
+with ``git archive``) and the working tree ("after"), and checks that both give the same loss
+coefficients, critical points (decimal strings, kinds, multiplicities) and minimisers.
 """
 
 from __future__ import annotations
@@ -62,12 +68,107 @@ def ring_compare(L, t, symbolic, backend, ground):
     return float(med), gt
 
 
+CASE_SNIPPET = r"""
+import pickle, sys, time
+from polyloss.data import linear_teacher
+from polyloss.derive import derive
+L, t, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ds = linear_teacher(d=5, m=8, noise=0.1, seed=3)
+t0 = time.perf_counter()
+d = derive(L, t, data=ds)
+dt = time.perf_counter() - t0
+key = lambda cp: None if cp is None else (cp.eta, cp.loss, cp.kind, cp.multiplicity)
+pickle.dump({"time": dt, "degree": d.degree, "loss": list(d.loss_coefficients),
+             "cps": [key(cp) for cp in d.critical_points], "eta_inf": key(d.eta_inf),
+             "first": key(d.eta_first_local_min), "wmin": key(d.eta_window_min)}, open(out, "wb"))
+"""
+
+
+def _run_case(root, L, t, timeout):
+    import pickle
+    import tempfile
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "r.pkl")
+        try:
+            r = subprocess.run([sys.executable, "-c", CASE_SNIPPET, str(L), str(t), out], env=env, cwd=tmp,
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if r.returncode:
+            raise RuntimeError(r.stderr[-2000:])
+        with open(out, "rb") as fh:
+            return pickle.load(fh)
+
+
+def longer_horizons(args) -> int:
+    import datetime
+    import tempfile
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rev = subprocess.run(["git", "rev-parse", "--short", args.before_rev], cwd=here, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    old = tempfile.mkdtemp(prefix="polyloss-before-")
+    subprocess.run(f"git archive {rev} polyloss | tar -x -C {old}", shell=True, cwd=here, check=True)
+    rows = []
+    for L, t, target, reps in [(3, 4, 3.0, args.repeats), (4, 4, 60.0, 1), (3, 5, 60.0, 1)]:
+        after = [_run_case(here, L, t, args.timeout) for _ in range(reps)]
+        after = [a for a in after if a is not None]
+        before = _run_case(old, L, t, args.timeout) if args.before_timeout and (L, t) == (3, 4) or args.all_before else None
+        a_med = statistics.median([a["time"] for a in after]) if after else None
+        same = "-"
+        if before is not None and after:
+            keys = ("loss", "cps", "eta_inf", "first", "wmin")
+            same = "identical" if all(before[k] == after[0][k] for k in keys) else \
+                "DIFFERENT: " + ",".join(k for k in keys if before[k] != after[0][k])
+        note = ""
+        if after:
+            a0 = after[0]
+            note = f"degree {a0['degree']}, {len(a0['cps'])} critical points, eta_inf = {a0['eta_inf'][0][:20] if a0['eta_inf'] else None}"
+        rows.append((L, t, target, before, after, a_med, same, note))
+        print(rows[-1][:3], before and before["time"], [a["time"] for a in after], same, flush=True)
+    lines = [
+        "",
+        f"## Longer horizons, FLINT root isolation and caches (issue 13 part 4) — {datetime.date.today().isoformat()}",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+        f"Command: `python benchmarks/bench_derive.py --longer-horizons --before-rev {args.before_rev}"
+        f"{' --all-before' if args.all_before else ''}` (before = {rev}, after = {head} + working tree); "
+        f"derive exact on the seeded linear teacher (d = 5, m = 8, exact binary floats), one fresh subprocess per run "
+        f"(imports excluded, caches cold), timeout {args.timeout} s.",
+        "",
+        "| case | before (s) | after: median (s) | after: runs (s) | target (s) | before vs after | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for L, t, target, before, after, a_med, same, note in rows:
+        b = f"{before['time']:.2f}" if before else "not run"
+        am = f"{a_med:.2f}" if a_med is not None else f"> {args.timeout} (timed out)"
+        runs = ", ".join(f"{a['time']:.2f}" for a in after)
+        lines.append(f"| derive L={L} t={t} | {b} | {am} | {runs} | {target:g} | {same} | {note} |")
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "a", encoding="utf-8") as fh:
+        fh.write(text)
+    print(text)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS-derive.md"))
     ap.add_argument("--skip-rings", action="store_true")
+    ap.add_argument("--longer-horizons", action="store_true", help="append the issue-13 section (see above)")
+    ap.add_argument("--before-rev", default="HEAD", help="git revision for the 'before' runs")
+    ap.add_argument("--before-timeout", type=int, default=1, help="0: no 'before' run at all")
+    ap.add_argument("--all-before", action="store_true", help="also run 'before' for L=4 t=4 and L=3 t=5")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per derive subprocess")
     args = ap.parse_args(argv)
+    if args.longer_horizons:
+        return longer_horizons(args)
 
     from polyloss.data import linear_teacher
     from polyloss.derive import closed_form, derive
