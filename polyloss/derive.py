@@ -20,6 +20,7 @@ Heavy imports (sympy, numpy) happen inside functions; the engine itself never se
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -1775,13 +1776,15 @@ def derive(depth, steps, data=None, param="mup", window=None, *, exact: bool = T
     val, hit = _lru_get(_derive_cache, key, _DERIVE_CACHE_SIZE,
                         lambda: _derive_uncached(depth, steps, data, param, window, **kw))
     _cache_stats["derive_hit" if hit else "derive_miss"] += 1
-    return val
+    # the one mutable field: each caller gets its own copy, so editing it cannot change later results
+    return val if val.data_info is None else dataclasses.replace(val, data_info=dict(val.data_info))
 
 
 derive.__doc__ = (_derive_uncached.__doc__ or "") + """
     Derivations on data are kept in a bounded in-process LRU keyed by (L, t, param, recipe, data
     digest, window, digits, exact, rationalize, finite, backend, input_dim); a repeated call returns
-    the same frozen :class:`Derivation`. :func:`clear_caches` empties it.
+    an equal frozen :class:`Derivation` (with its own copy of ``data_info``). :func:`clear_caches`
+    empties it.
 """
 
 

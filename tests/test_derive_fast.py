@@ -177,3 +177,15 @@ def test_f_rows_flint_equals_fraction_path(monkeypatch):
         monkeypatch.undo()
         assert fast == slow
         assert all(type(v) is Fraction for r in fast for v in r)
+
+
+def test_a_cache_hit_cannot_be_changed_through_its_data_info():
+    from polyloss.data import linear_teacher
+    from polyloss.derive import clear_caches, derive
+
+    clear_caches()
+    ds = linear_teacher(d=3, m=5, seed=7)
+    first = derive(2, 1, ds)
+    first.data_info["m"] = -1  # a caller editing its result
+    again = derive(2, 1, ds)
+    assert again.data_info["m"] == 5 and again.loss_coefficients == first.loss_coefficients
