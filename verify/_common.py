@@ -48,6 +48,26 @@ def basin_fit(run_, seed: int):
     return lim, minima, g, share, fit_rate(dist, 0.0, seed=seed)
 
 
+def sp_scaling(groups: dict, margin: float, seed: int):
+    """An η_n ∝ n^-1 claim (C3, C11) judged by the rule of ``polyloss report``
+    (:func:`polyloss.analysis.scaling_verdict`): (verdict, one-line summary, numbers)."""
+    from polyloss.analysis import scaling_verdict
+
+    widths = sorted(groups)
+    sv = scaling_verdict(groups, -1.0, margin=margin, seed=seed)
+    fit, corrected = sv.fit, sv.corrected
+    upper = list(fit.widths)
+    n_eta = {n: float(groups[n].mean() * n) for n in widths}
+    extra = "; ".join(f"with a {k} correction n^{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for k, f in corrected.items())
+    means = {n: float(groups[n].mean()) for n in widths}
+    ses = {n: float(groups[n].std(ddof=1) / np.sqrt(groups[n].size)) if groups[n].size > 1 else None for n in widths}
+    summary = (f"η_n ∝ n^{fit.slope:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] on n = {upper[0]}..{upper[-1]} "
+               f"(prediction n^-1: {sv.words}; {extra}); n·η_n = " + ", ".join(f"{v_:.3g}" for v_ in n_eta.values()))
+    numbers = {"scaling_upper": rate_numbers(fit), **{f"scaling_corrected_{k}": rate_numbers(f) for k, f in corrected.items()},
+               "predicted_exponent": -1.0, "margin": margin, "n_times_eta": n_eta, "eta_mean": means, "eta_se": ses}
+    return sv.verdict, summary, numbers
+
+
 def sp_scaling_figure(v, title: str, caption: str):
     """The figure of an η_n ∝ n^-1 claim (C3, C11): seed means of η_n with s.e. vs width, the fitted slope
     on the larger half of the widths and the predicted slope −1."""

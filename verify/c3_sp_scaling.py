@@ -1,10 +1,8 @@
 """C3 — SP: η_n ∝ n^-1, so the learning rate does not transfer."""
 
-import numpy as np
-
-from polyloss.analysis import SCALING_MARGIN, scaling_rule, scaling_verdict
+from polyloss.analysis import SCALING_MARGIN, scaling_rule
 from polyloss.checks import Claim
-from polyloss.claims._common import eta_groups, rate_numbers, verdict
+from polyloss.claims._common import eta_groups, sp_scaling, verdict
 
 MARGIN = SCALING_MARGIN
 
@@ -27,22 +25,8 @@ CLAIM = Claim(
 def run(ctx):
     s = ctx.scale
     run_ = ctx.sample("C3-sp", depth=s.depth, widths=s.widths, samples=s.seeds, steps=1, param="sp")
-    groups = eta_groups(run_)
-    widths = sorted(groups)
-    sv = scaling_verdict(groups, -1.0, margin=MARGIN, seed=ctx.seed)
-    fit, corrected = sv.fit, sv.corrected
-    upper = list(fit.widths)
-    n_eta = {n: float(groups[n].mean() * n) for n in widths}
-    extra = "; ".join(f"with a {k} correction n^{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for k, f in corrected.items())
-    means = {n: float(groups[n].mean()) for n in widths}
-    ses = {n: float(groups[n].std(ddof=1) / np.sqrt(groups[n].size)) if groups[n].size > 1 else None for n in widths}
-    return verdict(CLAIM, ctx, sv.verdict, f"η_n ∝ n^{fit.slope:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] on n = "
-                   f"{upper[0]}..{upper[-1]} (prediction n^-1: {sv.words}; {extra}); n·η_n = "
-                   + ", ".join(f"{v_:.3g}" for v_ in n_eta.values()),
-                   {"scaling_upper": rate_numbers(fit), **{f"scaling_corrected_{k}": rate_numbers(f) for k, f in corrected.items()},
-                    "predicted_exponent": -1.0, "margin": MARGIN, "n_times_eta": n_eta, "eta_mean": means,
-                    "eta_se": ses}, s.widths, s.seeds)
-
+    v, summary, numbers = sp_scaling(eta_groups(run_), MARGIN, ctx.seed)
+    return verdict(CLAIM, ctx, v, summary, numbers, s.widths, s.seeds)
 
 def figures(v):
     from polyloss.claims._common import sp_scaling_figure
