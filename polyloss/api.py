@@ -208,7 +208,8 @@ def _is_exact_pair(data) -> bool:
 
 def sweep(out_dir, *, data, recipe=None, **kwargs):
     """Learning-rate sweeps by actual training (:func:`polyloss.sweep.run_sweep`); ``data`` in any
-    accepted form, ``param`` in any accepted form, ``recipe`` as in the module docstring."""
+    accepted form, ``param`` in any accepted form, ``recipe`` as in the module docstring, ``executor``
+    as in :func:`sample` (records identical whichever trains them)."""
     from polyloss.sweep import run_sweep
 
     return run_sweep(_path("out", out_dir), data=as_dataset(data), recipe=as_recipe(recipe), **kwargs)

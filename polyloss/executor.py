@@ -28,7 +28,8 @@ import uuid
 
 from polyloss.errors import PolylossError, SpecError, invalid
 
-__all__ = ["SerialExecutor", "DaskExecutor", "resolve_executor", "check_executor", "MissingExtra", "INSTALL_HINT", "BLAS_ENV"]
+__all__ = ["SerialExecutor", "DaskExecutor", "resolve_executor", "check_executor", "batches", "MissingExtra", "INSTALL_HINT",
+           "BLAS_ENV"]
 
 INSTALL_HINT = 'pip install "polyloss[distributed]"'
 #: One BLAS thread per worker process: workers must not oversubscribe the cores.
@@ -129,6 +130,26 @@ class DaskExecutor:
 
 def _identity(x):
     return x
+
+
+def batches(units, seconds, target: float, workers: int = 1):
+    """Consecutive ``units`` grouped into tasks of at least ``target`` estimated seconds each (0: one
+    unit per task), but no fewer tasks than ``workers`` where there are that many units; returns
+    (tasks as tuples, estimated seconds per task). ``seconds``: the estimate per unit."""
+    if target > 0 and workers > 1:
+        target = min(target, sum(seconds) / workers)
+    tasks, costs, cur, acc = [], [], [], 0.0
+    for unit, sec in zip(units, seconds):
+        cur.append(unit)
+        acc += sec
+        if acc >= target:
+            tasks.append(tuple(cur))
+            costs.append(acc)
+            cur, acc = [], 0.0
+    if cur:
+        tasks.append(tuple(cur))
+        costs.append(acc)
+    return tasks, costs
 
 
 def local_workers(spec) -> int | None:

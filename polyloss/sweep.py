@@ -99,6 +99,7 @@ from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, load_run_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.errors import RunError, SpecError, invalid
+from polyloss.executor import batches, check_executor, resolve_executor
 from polyloss.recipe import PLAIN
 from polyloss.spec import NetworkSpec, Parametrization, parse_widths
 from polyloss.weights import Weights, child_seed, sample_weights
@@ -743,6 +744,64 @@ def summarise(run: SweepRun, step: int | None = None) -> list[dict]:
     return [{"width": n, **run.optimum(n, step).to_dict()} for n in run.widths]
 
 
+@dataclass(frozen=True)
+class _SweepJob:
+    """What every record of a sweep needs besides its (width, sample): sent once to each worker."""
+
+    depth: int
+    param: Parametrization
+    seed: int
+    data: Dataset
+    grid: np.ndarray
+    steps: int
+    activation: str
+    optimizer: str
+    adam_eps: float
+    adam_exponent: object
+    dtype: str
+    memory_mb: float
+    method: str
+    backend: str
+    recipe: object
+    methods: dict  # the method recorded per width
+
+
+def _sweep_batch(job: _SweepJob, units) -> list[dict]:
+    """The records of ``units`` ((width, sample) pairs), in order: one executor task."""
+    xp = get_xp(job.backend)
+    out = []
+    for n, s in units:
+        t0 = time.perf_counter()
+        weights = sample_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp)
+        losses = sweep_network(weights, job.data, job.param, job.grid, job.steps, activation=job.activation,
+                               optimizer=job.optimizer, adam_eps=job.adam_eps, adam_exponent=job.adam_exponent,
+                               dtype=job.dtype, memory_mb=job.memory_mb, method=job.method, xp=xp, recipe=job.recipe)
+        final = losses[:, -1]
+        best = int(np.argmin(final)) if np.isfinite(final).any() else None
+        out.append({
+            "width": n,
+            "sample": s,
+            "seed": {"entropy": job.seed, "spawn_key": [n, s]},
+            "losses": _inf_to_null(losses),
+            "eta_best": None if best is None else float(job.grid[best]),
+            "loss_best": None if best is None else float(final[best]),
+            "diverged": int(np.sum(np.isinf(final))),
+            "method": job.methods[n],
+            "seconds": round(time.perf_counter() - t0, 4),
+        })
+    return out
+
+
+#: Seconds per record beyond the cost model, and per unit of :func:`_cost` × steps × depth, measured on
+#: the 2-core reference machine (dense ~1e-10, low rank ~2.5e-10 at L = 3): only used to size tasks.
+SECONDS_PER_RECORD = 0.005
+SECONDS_PER_COST = 2e-10
+
+
+def _seconds(cost: float, steps: int, depth: int) -> float:
+    return SECONDS_PER_RECORD + SECONDS_PER_COST * cost * steps * depth
+
+
 def load_sweep(path) -> SweepRun:
     """Load a run directory written by :func:`run_sweep`."""
     path = os.fspath(path)
@@ -790,6 +849,7 @@ def run_sweep(
     resume: bool = False,
     progress: bool = True,
     recipe=None,
+    executor=None,
 ) -> SweepRun:
     """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
 
@@ -807,6 +867,9 @@ def run_sweep(
       backend: 'numpy' or 'cupy'; resume: continue (and possibly extend) an existing run.
       recipe: the training recipe (a Recipe, its ``to_dict()`` dict or None for plain GD; recorded
         in run.json, GD only, see :func:`sweep_network`).
+      executor: where the networks are trained (:func:`polyloss.executor.resolve_executor`): None or
+        'serial' (here, in order), a number of local Dask workers or 'auto', a scheduler address, or a
+        ``distributed.Client``. Records are identical whichever runs them; this process alone writes.
     Returns:
       the :class:`SweepRun` of ``out_dir`` (all records, including earlier ones).
     """
@@ -815,6 +878,7 @@ def run_sweep(
 
     if not isinstance(data, Dataset):
         raise invalid("data", type(data).__name__, "a polyloss.data.Dataset")
+    check_executor(executor)
     out_dir = check_out_dir("out", out_dir)
     NetworkSpec(depth, 1, data.d)  # validates depth
     widths = parse_widths(widths)
@@ -844,7 +908,7 @@ def run_sweep(
         kappa = adam_exponent_for(param, adam_exponent)
         adam = {"betas": list(ADAM_BETAS), "eps": adam_eps, "exponent": str(kappa)}
         adam_exponent = kappa
-    xp = get_xp(backend)
+    get_xp(backend)  # an unavailable backend is refused before the run directory exists
     out_dir = os.fspath(out_dir)
     config = {
         "schema": SCHEMA,
@@ -868,35 +932,29 @@ def run_sweep(
         "m": data.m,
         "input_dim": data.d,
     }
-    with run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"),
-                     required=RECORD_FIELDS, defaults=_DEFAULTS) as (config, old, writer):
+    # the executor first: an unreachable scheduler is refused before the run directory exists
+    session = run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"), required=RECORD_FIELDS,
+                          defaults=_DEFAULTS)
+    with resolve_executor(executor) as ex, session as (config, old, writer):
         # every width of the merged config gets the merged seed count: run.json claims no record it lacks
         done = {(r["width"], r["sample"]) for r in old}
         todo = [(n, s) for n in config["widths"] for s in range(config["seeds"]) if (n, s) not in done]
         desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
-        bar = Progress(len(todo), desc=desc, enabled=progress,
-                       costs=[_cost(_record_method(method, optimizer, n, data.m, steps, plain), n, data.m, steps, len(grid))
-                              for n, _ in todo])
-        for n, s in todo:
-            t0 = time.perf_counter()
-            weights = sample_weights(NetworkSpec(depth, n, data.d), param, child_seed(seed, n, s), xp=xp)
-            losses = sweep_network(weights, data, param, grid, steps, activation=activation, optimizer=optimizer,
-                                   adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
-                                   memory_mb=memory_mb, method=method, xp=xp, recipe=recipe)
-            final = losses[:, -1]
-            best = int(np.argmin(final)) if np.isfinite(final).any() else None
-            rec = {
-                "width": n,
-                "sample": s,
-                "seed": {"entropy": seed, "spawn_key": [n, s]},
-                "losses": _inf_to_null(losses),
-                "eta_best": None if best is None else float(grid[best]),
-                "loss_best": None if best is None else float(final[best]),
-                "diverged": int(np.sum(np.isinf(final))),
-                "method": _record_method(method, optimizer, n, data.m, steps, plain),
-                "seconds": round(time.perf_counter() - t0, 4),
-            }
-            writer.write(rec)
-            bar.update()
+        methods = {n: _record_method(method, optimizer, n, data.m, steps, plain) for n in config["widths"]}
+        costs = [_cost(methods[n], n, data.m, steps, len(grid)) for n, _ in todo]
+        bar = Progress(len(todo), desc=desc, enabled=progress, costs=costs)
+        job = _SweepJob(depth=depth, param=param, seed=seed, data=data, grid=grid, steps=steps, activation=activation,
+                        optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
+                        memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods)
+        tasks, task_costs = batches(todo, [_seconds(c, steps, depth) for c in costs], ex.batch_seconds, ex.workers)
+        # results arrive in any order; only this process writes, each (width, sample) once
+        for recs in ex.map_unordered(_sweep_batch, tasks, costs=task_costs, label="sweep", shared=job):
+            for rec in recs:
+                key = (rec["width"], rec["sample"])
+                if key in done:  # a task that ran twice (a killed worker's): written already
+                    continue
+                done.add(key)
+                writer.write(rec)
+                bar.update()
     bar.close()
     return load_sweep(out_dir)

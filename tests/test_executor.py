@@ -1,4 +1,4 @@
-"""Executors (issue 13): `sample` on Dask workers writes the records the serial loop writes.
+"""Executors (issue 13): `sample` and `sweep` on Dask workers write the records the serial loop writes.
 
 One LocalCluster (2 worker processes, loopback) serves the module; the tests compare records with
 a serial run field for field (apart from ``seconds``), whatever the completion order, after a
@@ -22,7 +22,9 @@ from polyloss.cli import main
 from polyloss.data import linear_teacher
 from polyloss.errors import SpecError
 from polyloss.executor import INSTALL_HINT, MissingExtra, local_cluster, resolve_executor
-from polyloss.sampling import _batches, load_run
+from polyloss.executor import batches as _batches
+from polyloss.sampling import load_run
+from polyloss.sweep import load_sweep
 
 distributed = pytest.importorskip("distributed", reason='the test extra installs it: pip install ".[test]"')
 
@@ -184,3 +186,75 @@ def test_missing_extra_is_one_line(tmp_path, capsys, monkeypatch):
         _sample(tmp_path / "r", 2)
     assert not (tmp_path / "r").exists()
     assert len(_sample(tmp_path / "serial", "serial", widths=(8,), samples=1).records) == 1  # serial needs no Dask
+
+
+def _sweep(out, executor=None, resume=False, **kw):
+    opts = dict(depth=2, widths=[8, 16, 32], etas="lin:0.05:2:12", seeds=3, steps=3, seed=3)
+    opts.update(kw)
+    return api.sweep(out, data=DATA, progress=False, resume=resume, executor=executor, **opts)
+
+
+@pytest.mark.parametrize("opts", [
+    {},  # linear GD, low rank where it applies
+    {"method": "dense", "activation": "relu"},
+    {"optimizer": "adam", "activation": "relu"},
+    {"recipe": {"trained": "input,hidden,readout", "weight_decay": "0.1", "wd_mode": "independent", "momentum": "0.5"}},
+], ids=["linear-gd", "relu-dense", "relu-adam", "recipe"])
+def test_sweep_on_workers_writes_the_serial_records(client, tmp_path, opts):
+    serial = _sweep(tmp_path / "serial", **opts)
+    dask = _sweep(tmp_path / "dask", client, **opts)
+    assert _strip(dask) == _strip(serial)  # losses compared exactly (JSON floats)
+    keys = _raw_keys(tmp_path / "dask")
+    assert len(keys) == len(set(keys)) == 9
+    with open(tmp_path / "serial" / "run.json") as a, open(tmp_path / "dask" / "run.json") as b:
+        assert json.load(a) == json.load(b)
+
+
+def test_sweep_killed_worker_and_resumed_driver(client, tmp_path, monkeypatch):
+    """A worker SIGKILLed mid-run, then the driver interrupted and resumed with workers: the serial records, once each."""
+    opts = dict(widths=[64, 128], seeds=12, etas="lin:0.05:2:40", steps=4, method="dense")
+    serial = _sweep(tmp_path / "serial", **opts)
+    write, count, killed = rundir.RecordWriter.write, [], []
+
+    def write_kill_interrupt(self, rec):
+        write(self, rec)
+        count.append(1)
+        if not killed:
+            busy = [a for a, keys in client.processing().items() if keys]
+            if busy:
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        if len(count) == 12:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir.RecordWriter, "write", write_kill_interrupt)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(out, client, **opts)
+    monkeypatch.setattr(rundir.RecordWriter, "write", write)
+    assert killed, "no worker was busy while records arrived"
+    assert len(_raw_keys(out)) == 12
+    client.wait_for_workers(2, timeout=60)
+    resumed = _sweep(out, client, resume=True, **opts)
+    assert _strip(resumed) == _strip(serial)
+    keys = _raw_keys(out)
+    assert len(keys) == len(set(keys)) == 24
+
+
+def test_sweep_cli_workers(tmp_path):
+    args = ["sweep", "--depth", "1", "--widths", "8,16", "--etas", "lin:0.1:1:5", "--seeds", "2", "--steps", "2",
+            "--d", "6", "--m", "20", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "serial")]) == 0
+    assert main(args + ["--out", str(tmp_path / "dask"), "--workers", "1"]) == 0
+    assert _strip(load_sweep(tmp_path / "dask")) == _strip(load_sweep(tmp_path / "serial"))
+
+
+@pytest.mark.parametrize("extra", [["--workers", "0"], ["--scheduler", "tcp://"]])
+def test_sweep_bad_executor_options(tmp_path, capsys, extra):
+    args = ["sweep", "--depth", "1", "--widths", "8", "--etas", "lin:0.1:1:5", "--steps", "2", "--d", "6", "--m", "20",
+            "--out", str(tmp_path / "r")]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("`workers`='0' is invalid" in err or "`scheduler`='tcp://' is invalid" in err)
+    assert not (tmp_path / "r").exists()

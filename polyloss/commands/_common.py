@@ -172,3 +172,50 @@ def _flag_message(msg: str) -> str:
             if msg.startswith(prefix):
                 return f"`{flag}" + msg[len(field_) + 1:]
     return msg
+
+
+EXECUTOR_HELP = """  --workers N|auto computes on N local Dask worker processes (auto: one per core), --scheduler
+  tcp://host:8786 on an existing Dask cluster (dask scheduler / dask worker, or dask-jobqueue on
+  SLURM); the records are those of a serial run and only this process writes them (--resume as
+  usual). Needs the distributed extra: pip install "polyloss[distributed]"."""
+
+
+def add_executor_options(p) -> None:
+    """--workers N|auto and --scheduler ADDRESS (mutually exclusive); read back by :func:`executor_from_args`."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                       help="compute on N local Dask worker processes (auto = all cores); needs polyloss[distributed]")
+    where.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
+                       help="compute on an existing Dask cluster, e.g. tcp://host:8786 (dask scheduler / dask worker, "
+                            "dask-jobqueue); needs polyloss[distributed]")
+
+
+def executor_from_args(args):
+    """The executor spec of --workers/--scheduler (None: serial); refuses a missing extra in one line."""
+    from polyloss.executor import check_executor
+
+    spec = args.workers if args.scheduler is None else args.scheduler
+    check_executor(spec)
+    return spec
+
+
+def _workers(text: str):
+    """argparse type of --workers: 'auto' or an integer >= 1."""
+    from polyloss.executor import local_workers
+
+    s = text.strip()
+    if s == "auto":
+        return s
+    if local_workers(s) is None:
+        raise argparse.ArgumentTypeError(f"`workers`={text!r} is invalid: must be an integer >= 1 or 'auto'")
+    return int(s)
+
+
+def _scheduler(text: str) -> str:
+    """argparse type of --scheduler: a Dask scheduler address (tcp:// assumed when no protocol is given)."""
+    s = text.strip()
+    rest = s.split("://", 1)[-1]
+    if not rest or any(c.isspace() for c in s):
+        raise argparse.ArgumentTypeError(f"`scheduler`={text!r} is invalid: must be a Dask scheduler address such as "
+                                         "tcp://host:8786")
+    return s if "://" in s else "tcp://" + s

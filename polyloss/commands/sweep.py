@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyloss.commands._common import (add_backend, add_data_options, add_param, add_recipe_options, positive_float,
-                                       positive_int)
+from polyloss.commands._common import (EXECUTOR_HELP, add_backend, add_data_options, add_executor_options, add_param,
+                                       add_recipe_options, positive_float, positive_int)
 
 EPILOG = """example:
   polyloss sweep --depth 3 --widths 64,256,1024 --etas lin:0.05:3:60 --seeds 4 --steps 2 \\
@@ -39,6 +39,8 @@ EPILOG = """example:
 
   polyloss sweep --depth 2 --widths 32,64 --etas lin:0.05:2:20 --steps 2 --d 10 --m 50 \\
       --train input,hidden,readout --weight-decay 0.1 --wd-mode independent --momentum 0.9 --out results/sweep-recipe
+
+{executor}
   Limits: {limits}.
 """
 
@@ -47,7 +49,7 @@ def register(sub) -> None:
     from polyloss._budget import LIMITS_HELP
 
     p = sub.add_parser("sweep", help="learning-rate sweeps by actual training (linear/relu, gd/adam)",
-                       description=__doc__, epilog=EPILOG.replace("{limits}", LIMITS_HELP), formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, epilog=EPILOG.replace("{limits}", LIMITS_HELP).replace("{executor}", EXECUTOR_HELP), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depth", required=True, type=positive_int("depth"), help="number L >= 1 of hidden n x n layers")
     p.add_argument("--widths", required=True, metavar="N1,N2,...", help="comma-separated widths, e.g. 64,128,256")
     p.add_argument("--etas", required=True, metavar="SPEC",
@@ -73,6 +75,7 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping finished (width, seed) pairs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_backend(p)
+    add_executor_options(p)
     add_recipe_options(p)
     p.set_defaults(func=run)
 
@@ -88,12 +91,13 @@ def run(args) -> int:
     from polyloss.sweep import run_sweep, summarise
 
     from polyloss._budget import check_sweep
-    from polyloss.commands._common import out_dir, recipe_from_args
+    from polyloss.commands._common import executor_from_args, out_dir, recipe_from_args
     from polyloss.errors import SpecError
     from polyloss.spec import EXPONENT_VALID, check_exponent, parse_widths
     from polyloss.sweep import parse_etas
 
     out_dir(args)
+    executor = executor_from_args(args)  # the extra is installed
     recipe = recipe_from_args(args, args.steps)
     kappa = None
     if args.adam_exponent is not None:
@@ -110,7 +114,7 @@ def run(args) -> int:
                      steps=args.steps, activation=args.activation, optimizer=args.optimizer, param=args.param,
                      data=data, data_description=desc, seed=args.seed, adam_eps=args.adam_eps,
                      adam_exponent=kappa, dtype=args.dtype, memory_mb=args.memory_mb, method=args.method, backend=args.backend,
-                     resume=args.resume, progress=not args.quiet, recipe=recipe)
+                     resume=args.resume, progress=not args.quiet, recipe=recipe, executor=executor)
     cfg, etas = run_.config, run_.etas
     print(f"run {args.out}: L={cfg['depth']} T={cfg['steps']} {cfg['activation']}/{cfg['optimizer']} "
           f"param={cfg['param']['name']} m={data.m} d={data.d}; {etas.size} etas in [{etas[0]:.6g}, {etas[-1]:.6g}]"
