@@ -248,7 +248,8 @@ def report(run_dirs, out_dir, *, derivation="auto", level: float = 0.05, n_coeff
 
 def verify(ids="all", mode: str = "quick", out_dir=None, *, resume: bool = False, progress: bool = True,
            overrides: dict | None = None, seed: int = 0, **options):
-    """Every claim as a check with a verdict (:func:`polyloss.checks.run_claims`)."""
+    """Every claim as a check with a verdict (:func:`polyloss.checks.run_claims`); ``executor=`` (as in
+    :func:`sample`) computes the claims' networks and sweeps on Dask workers, with identical verdicts."""
     from polyloss.checks import run_claims
 
     if out_dir is None:

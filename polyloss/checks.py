@@ -110,14 +110,37 @@ class Context:
 
     ``overrides`` maps a parametrization name to the one actually used (e.g. ``{"mup": "sp"}``
     runs the μP claims with the SP readout — a deliberately broken setup the verifier must reject).
+    ``executor``: where the per-network work of :meth:`sample`, :meth:`sweep` and :meth:`networks`
+    runs — None (serial, here) or an executor made by :func:`polyloss.executor.resolve_executor`
+    (the caller closes it). Records are identical either way.
     """
 
-    def __init__(self, mode: str, work_dir: str, *, seed: int = 0, progress: bool = True, overrides: dict | None = None):
+    def __init__(self, mode: str, work_dir: str, *, seed: int = 0, progress: bool = True, overrides: dict | None = None,
+                 executor=None):
+        from polyloss.executor import SerialExecutor
+
         if mode not in SCALES:
             raise invalid("mode", mode, "'quick' or 'full'")
         self.mode, self.scale, self.work_dir, self.seed = mode, SCALES[mode], work_dir, seed
         self.progress = progress
         self.overrides = dict(overrides or {})
+        self.executor = SerialExecutor() if executor is None else executor
+
+    def __getstate__(self):
+        # a claim's per-network function may close over the context; it travels to workers without
+        # the executor (a Dask client cannot be pickled, and workers compute serially)
+        return {k: v for k, v in self.__dict__.items() if k != "executor"}
+
+    def __setstate__(self, state):
+        from polyloss.executor import SerialExecutor
+
+        self.__dict__.update(state)
+        self.executor = SerialExecutor()
+
+    @property
+    def _executor_spec(self):
+        """What run_sample/run_sweep take: None for serial, else the Dask client (left open)."""
+        return getattr(self.executor, "client", None)
 
     def param(self, name: str):
         from polyloss.spec import Parametrization
@@ -154,7 +177,7 @@ class Context:
         return run_sample(path, depth=depth, sampling=SamplingSpec(tuple(widths), samples, self.seed),
                           training=TrainingSpec(steps, degree), param=self.param(param), data=data,
                           data_description=desc, window=window, resume=True, progress=self.progress,
-                          recipe=recipe)
+                          recipe=recipe, executor=self._executor_spec)
 
     def sweep(self, name: str, *, depth: int, widths, seeds: int, steps: int, etas: str, activation: str,
               optimizer: str, param: str, teacher: str = "linear"):
@@ -165,12 +188,15 @@ class Context:
         path = self._run_path(name, param)
         return run_sweep(path, depth=depth, widths=list(widths), etas=parse_etas(etas), seeds=seeds, steps=steps,
                          activation=activation, optimizer=optimizer, param=self.param(param), data=data,
-                         data_description=desc, seed=self.seed, resume=True, progress=self.progress)
+                         data_description=desc, seed=self.seed, resume=True, progress=self.progress,
+                         executor=self._executor_spec)
 
     def networks(self, name: str, *, param: str, widths, samples: int, config: dict, compute, desc: str = "") -> dict:
         """A resumable per-network computation under ``work_dir/runs/name`` for what ``sample`` does
         not record: ``compute(n, s) -> dict`` runs for each (width, sample) not yet on disk and is
         appended at once (a kill loses no finished network). ``config`` (JSON) must match on resume.
+        On Dask workers (``executor``), ``compute`` is pickled (cloudpickle: closures travel by value)
+        and the results arrive in any order; this process alone writes them.
         Returns {width: [record for samples 0..samples-1]}."""
         from polyloss._progress import Progress
         from polyloss._rundir import run_session
@@ -185,13 +211,22 @@ class Context:
             todo = [(n, s) for n in cfg["widths"] for s in range(cfg["samples"]) if (n, s) not in have]
             bar = Progress(len(todo), desc=desc or name, enabled=self.progress, costs=[float(n) for n, _ in todo])
             try:
-                for n, s in todo:
-                    have[(n, s)] = rec = {"width": n, "sample": s, **compute(n, s)}
+                for n, s, out in self.executor.map_unordered(_network, todo, costs=[float(n) for n, _ in todo],
+                                                             label="networks", shared=compute):
+                    if (n, s) in have:  # a task that ran twice (a killed worker's): written already
+                        continue
+                    have[(n, s)] = rec = {"width": n, "sample": s, **out}
                     writer.write(rec)
                     bar.update()
             finally:
                 bar.close()
         return {n: [have[(n, s)] for s in range(samples)] for n in widths}
+
+
+def _network(compute, unit):
+    """One (width, sample) of :meth:`Context.networks`: an executor task."""
+    n, s = unit
+    return n, s, compute(n, s)
 
 
 def recipe_digest(recipe) -> str:
@@ -265,11 +300,17 @@ def versions() -> dict:
 
 
 def run_claims(ids, mode: str, out_dir, *, resume: bool = False, progress: bool = True, overrides: dict | None = None,
-               seed: int = 0, write_report: bool = True, log=None) -> list:
-    """Run claim suites ``ids`` and return their verdicts (see the module docstring)."""
+               seed: int = 0, write_report: bool = True, log=None, executor=None) -> list:
+    """Run claim suites ``ids`` and return their verdicts (see the module docstring).
+
+    ``executor``: where the claims' networks and sweeps are computed (as for ``sample``: None or
+    'serial', a number of local Dask workers or 'auto', a scheduler address, a ``distributed.Client``);
+    one cluster serves every claim. Verdicts are identical whichever computes them."""
     from polyloss._rundir import RunLock
+    from polyloss.executor import check_executor, resolve_executor
 
     ids = parse_claims(ids)
+    check_executor(executor)
     from polyloss._paths import check_out_dir
 
     out_dir = check_out_dir("out", out_dir, exc=RunError)
@@ -279,7 +320,8 @@ def run_claims(ids, mode: str, out_dir, *, resume: bool = False, progress: bool 
     try:
         identity = _open_identity(out_dir, vdir, {"mode": mode, "seed": seed, "overrides": dict(overrides or {})}, resume)
         os.makedirs(vdir, exist_ok=True)
-        verdicts = _run_suites(ids, vdir, identity, progress, log)
+        with resolve_executor(executor) as ex:
+            verdicts = _run_suites(ids, vdir, identity, progress, log, ex)
     finally:
         lock.release()
     if write_report:
@@ -339,9 +381,10 @@ def _read_verdict(path: str) -> dict:
     return doc
 
 
-def _run_suites(ids, vdir: str, identity: dict, progress: bool, log) -> list:
+def _run_suites(ids, vdir: str, identity: dict, progress: bool, log, executor=None) -> list:
     mode, overrides = identity["mode"], identity["overrides"]
-    ctx = Context(mode, os.path.dirname(vdir), seed=identity["seed"], progress=progress, overrides=overrides)
+    ctx = Context(mode, os.path.dirname(vdir), seed=identity["seed"], progress=progress, overrides=overrides,
+                  executor=executor)
     suites = claim_ids()
     verdicts = []
     for cid in ids:

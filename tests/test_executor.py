@@ -258,3 +258,53 @@ def test_sweep_bad_executor_options(tmp_path, capsys, extra):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and ("`workers`='0' is invalid" in err or "`scheduler`='tcp://' is invalid" in err)
     assert not (tmp_path / "r").exists()
+
+
+def _verdict(path) -> dict:
+    with open(path) as fh:
+        doc = json.load(fh)
+    doc.pop("runtime_s")
+    return doc
+
+
+def test_verify_on_workers_gives_the_serial_verdicts(client, tmp_path):
+    """C1 (its own per-network loop, a closure pickled to the workers) and C3 (a sample run): same verdict files."""
+    from polyloss.checks import run_claims
+
+    for out, ex in (("serial", None), ("dask", client)):
+        run_claims(["C1", "C3"], "quick", str(tmp_path / out), progress=False, write_report=False, executor=ex)
+    for cid in ("C1", "C3"):
+        assert _verdict(tmp_path / "dask" / "verdicts" / f"{cid}.json") == _verdict(tmp_path / "serial" / "verdicts" / f"{cid}.json")
+    for run in ("C1-t1", "C3-sp"):
+        keys = _raw_keys(tmp_path / "dask" / "runs" / run)
+        assert len(keys) == len(set(keys)) and sorted(keys) == sorted(_raw_keys(tmp_path / "serial" / "runs" / run))
+
+
+def test_context_sweep_and_networks_on_workers(client, tmp_path):
+    from polyloss.checks import Context
+
+    offset = 0.5  # a closure over a local and the context: travels by value
+
+    def compute(n, s):
+        return {"v": n + s + offset + ctx.seed}
+
+    out = {}
+    for name, ex in (("serial", None), ("dask", resolve_executor(client))):
+        ctx = Context("quick", str(tmp_path / name), progress=False, executor=ex)
+        recs = ctx.networks("N", param="mup", widths=(8, 16), samples=3, config={}, compute=compute)
+        sw = ctx.sweep("S", depth=1, widths=(8, 16), seeds=2, steps=2, etas="lin:0.1:1:6", activation="relu",
+                       optimizer="gd", param="mup")
+        out[name] = (recs, _strip(sw))
+    assert out["dask"] == out["serial"]
+    assert out["dask"][0][16][2] == {"width": 16, "sample": 2, "v": 18.5}
+
+
+def test_verify_cli_executor_errors(tmp_path, capsys, monkeypatch):
+    assert main(["verify", "--claims", "C1", "--out", str(tmp_path / "v"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "`workers`='0' is invalid" in err
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert main(["verify", "--claims", "C1", "--out", str(tmp_path / "v"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and INSTALL_HINT in err
+    assert not (tmp_path / "v").exists()

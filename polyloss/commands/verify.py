@@ -9,11 +9,15 @@ EPILOG = """example:
   polyloss verify --quick --out results/verify          # all claims, CI scale (~1 min on 2 cores)
   polyloss verify --full --claims C2,C6 --out results/verify-full --resume
   polyloss verify --claims C2 --override mup=sp --out results/broken    # must FAIL
+  polyloss verify --quick --claims C1,C3 --workers 2 --out results/verify-2w   # on 2 local Dask workers
 
   Writes OUT/verify.html (open it), verify.md, verify.json and verdicts/<claim>.json as each claim
   finishes; the sample/sweep runs behind them live in OUT/runs and resume after a kill.
   Verdicts: pass / fail / inconclusive, or observation for the paper's open question (C7).
   A directory belongs to one --quick/--full, --seed and --override: --resume with others is refused.
+  --workers N|auto / --scheduler ADDRESS compute the claims' networks and sweeps on Dask workers
+  (one cluster for every claim; pip install "polyloss[distributed]"); verdicts are those of a serial
+  run, and the run directories resume as usual (with or without workers).
 
 exit status:
   0  every claim passed, was inconclusive, or is an observation
@@ -38,16 +42,21 @@ def register(sub) -> None:
                    help="run the claims with parametrization NAME replaced by PARAM, e.g. mup=sp (muP with the SP "
                         "readout: a broken setup that C2 must fail); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    from polyloss.commands._common import add_executor_options
+
+    add_executor_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from polyloss.checks import parse_claims, run_claims
+    from polyloss.commands._common import executor_from_args
     from polyloss.errors import SpecError
 
     if args.seed < 0:
         raise SpecError(f"`seed`={args.seed} is invalid: must be an integer >= 0")
     ids = parse_claims(args.claims)
+    executor = executor_from_args(args)  # the extra is installed
     overrides = {}
     for item in args.override:
         name, sep, value = item.partition("=")
@@ -59,7 +68,7 @@ def run(args) -> int:
         overrides[name] = value
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     verdicts = run_claims(ids, args.mode, args.out, resume=args.resume, progress=not args.quiet, seed=args.seed, log=log,
-                          overrides=overrides)
+                          overrides=overrides, executor=executor)
     from polyloss.checks import broken_setup_banner, verdict_recipe
 
     banner = broken_setup_banner(verdicts)
