@@ -49,6 +49,7 @@ from polyloss.fock import (
     limit_degree_loss,
     run_program,
 )
+from polyloss.fock import _fraction_coprime  # a Fraction from coprime p, q > 0 (no gcd)
 from polyloss.power import PowerCounting, RecipePowerCounting, power_counting, recipe_power_counting
 from polyloss.power import sp_rescaled_mean_coefficients  # noqa: F401  (re-exported)
 from polyloss.spec import Parametrization
@@ -590,11 +591,16 @@ def _kernel_traces(data, count: int, rationalize=None) -> list[Fraction]:
     return out
 
 
-def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
-    """Loss coefficients (Fractions or floats) and the value vector of f via the Krylov evaluator."""
+def _numeric_limit_raw(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
+    """The ring and the raw :class:`ProgramResult` (ring elements: fmpq_poly with FLINT)."""
     R = default_ring(dm.mus, backend=backend) if exact else FloatRing(dm.mus)
     sc = limit_scalars(recipe, steps, R, dm.d)
-    res = run_program(KrylovEvaluator(R), depth, steps, scalars=sc)
+    return R, run_program(KrylovEvaluator(R), depth, steps, scalars=sc)
+
+
+def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
+    """Loss coefficients (Fractions or floats) and the value vector of f via the Krylov evaluator."""
+    R, res = _numeric_limit_raw(depth, steps, dm, exact, backend, recipe)
     loss = R.eta_coefficients(res.loss)
     f = {b: R.eta_coefficients(v) for b, v in res.f.items()}
     return loss, f
@@ -694,11 +700,13 @@ class _SignOracle:
     """Certified sign of an integer polynomial at rationals: arb ball arithmetic (python-flint) when
     its ball excludes 0, else exact evaluation."""
 
-    def __init__(self, ints: Sequence[int], digits: int):
+    def __init__(self, ints: Sequence[int], digits: int, P=None):
         self.ints = list(ints)
         # the monomial form cancels catastrophically (THEORY §6): allow ~2 bits per degree
         self.prec = int(3.33 * digits) + 96 + 2 * len(self.ints)
-        self.P = _flint_mod().fmpz_poly(self.ints) if HAS_FLINT else None
+        if P is None and HAS_FLINT:
+            P = _flint_mod().fmpz_poly(self.ints)
+        self.P = P if HAS_FLINT else None  # P: the same polynomial as an fmpz_poly (built once by the caller)
 
     def sign(self, q: Fraction) -> int:
         if self.P is not None:
@@ -776,11 +784,13 @@ def _flint_mod():
     return flint
 
 
-def _refine(ints: Sequence[int], lo: Fraction, hi: Fraction, tol: Fraction, digits: int):
+def _refine(ints: Sequence[int], lo: Fraction, hi: Fraction, tol: Fraction, digits: int, oracle=None):
     """Shrink the isolating interval (lo, hi) of the square-free integer polynomial ``ints`` to width
     ≤ tol. Newton proposes a point; certified signs at ``x ± tol/4`` prove it brackets the root
-    (the interval isolates it); exact bisection is the fallback."""
-    oracle = _SignOracle(ints, digits)
+    (the interval isolates it); exact bisection is the fallback. ``oracle``: a :class:`_SignOracle`
+    of ``ints`` at ``digits`` (reused across roots)."""
+    if oracle is None:
+        oracle = _SignOracle(ints, digits)
     # the open interval (lo, hi) holds exactly one root; an endpoint may be another (rational)
     # root, in which case the sign just inside is that of ±S' there (S is square-free)
     s_lo, s_hi = oracle.sign(lo), oracle.sign(hi)
@@ -824,15 +834,17 @@ def _refine(ints: Sequence[int], lo: Fraction, hi: Fraction, tol: Fraction, digi
     return lo, hi
 
 
-def _eval_approx(ints: Sequence[int], den: int, q: Fraction, digits: int) -> tuple[Fraction, str]:
+def _eval_approx(ints: Sequence[int], den: int, q: Fraction, digits: int, P=None) -> tuple[Fraction, str]:
     """``Σ ints[k] q^k / den`` to ``digits`` significant digits (arb with adaptive precision, or
-    exact integer evaluation); returns (a dyadic/rational approximation, the decimal string)."""
+    exact integer evaluation); returns (a dyadic/rational approximation, the decimal string).
+    ``P``: ``ints`` as an fmpz_poly, when the caller has it."""
     if HAS_FLINT:
         fl = _flint_mod()
         old = fl.ctx.prec
         try:
             prec = int(3.33 * digits) + 96 + 2 * len(ints)
-            P = fl.fmpz_poly(list(ints))
+            if P is None:
+                P = fl.fmpz_poly(list(ints))
             x = fl.fmpq(q.numerator, q.denominator)
             for _ in range(6):
                 fl.ctx.prec = prec
@@ -1087,17 +1099,24 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
     evaluation (bisection as fallback), and classified by the sign of the derivative to the right of
     the root (odd multiplicity) — never from roots of a float polynomial.
     """
-    from sympy import Poly, QQ, Symbol
-
     digits = _check_int("digits", digits, 1, 10_000)
-    c = [Fraction(v) for v in coeffs]
+    return _critical_points([Fraction(v) for v in coeffs], digits)
+
+
+def _critical_points(c: list, digits: int, Pq=None) -> tuple[CriticalPoint, ...]:
+    """:func:`critical_points` of the Fractions ``c``; ``Pq``: the same polynomial as a FLINT
+    fmpq_poly when the caller has it (skips the conversion of ~100k-bit rationals)."""
+    if not HAS_FLINT:  # sympy only on the path without FLINT (its import alone is ~0.3 s)
+        from sympy import Poly, QQ, Symbol
+
     while c and c[-1] == 0:
         c.pop()
     if len(c) <= 2:
         return ()
     if HAS_FLINT:  # fmpq_poly keeps numerator/denominator with the denominator = lcm: the same integers
         fl = _flint_mod()
-        Pq = fl.fmpq_poly([fl.fmpq(v.numerator, v.denominator) for v in c])
+        if Pq is None:
+            Pq = fl.fmpq_poly([fl.fmpq(v.numerator, v.denominator) for v in c])
         c_den, c_ints = int(Pq.denom()), [int(v) for v in Pq.numer().coeffs()]
         ints = [int(v) for v in Pq.derivative().numer().coeffs()]
     else:
@@ -1125,6 +1144,10 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
         S = P.sqf_part() if P.degree() > 1 else P
         s_ints = [int(v) for v in reversed(S.all_coeffs())]
         S_deg = S.degree()
+    # one sign oracle per polynomial (building the fmpz_poly of ~100k-bit integers is not free)
+    S_or = _SignOracle(s_ints, digits, Sz if HAS_FLINT else None)
+    P_or = _SignOracle(ints, 10, Pz if HAS_FLINT else None)
+    C_z = fl.fmpz_poly(c_ints) if HAS_FLINT else None
     out = []
     for (lo, hi), mult in _isolate(ints):
         if hi <= 0:
@@ -1133,11 +1156,11 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
             lo = hi = Fraction(-s_ints[0], s_ints[1])
         if lo != hi:
             tol = Fraction(1, 10 ** (digits + 3)) * max(Fraction(1), abs(hi))
-            lo, hi = _refine(s_ints, lo, hi, tol, digits)
+            lo, hi = _refine(s_ints, lo, hi, tol, digits, S_or)
             # a simple rational inside the certified interval that is an exact root?
             for bound in (10**3, 10 ** max(3, digits // 2)):
                 cand = ((lo + hi) / 2).limit_denominator(bound)
-                if lo <= cand <= hi and _SignOracle(s_ints, digits).sign(cand) == 0:
+                if lo <= cand <= hi and S_or.sign(cand) == 0:
                     lo = hi = cand
                     break
         exact_root = lo == hi
@@ -1158,13 +1181,13 @@ def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[Cri
                         Q = Q.diff(x)
                     s = Q.eval(QQ(lo.numerator, lo.denominator))
             else:
-                s = _SignOracle(ints, 10).sign(hi)
+                s = P_or.sign(hi)
             kind = "min" if s > 0 else "max"
         if exact_root:
             loss_mid = _eval_exact(c, mid, c_den, c_ints)
             loss_str = _decimal(loss_mid, digits)
         else:
-            loss_mid, loss_str = _eval_approx(c_ints, c_den, mid, digits)
+            loss_mid, loss_str = _eval_approx(c_ints, c_den, mid, digits, C_z)
         out.append(
             CriticalPoint(
                 eta=_decimal(mid, digits),
@@ -1560,21 +1583,17 @@ def _pick_minima(cps):
     return glob, first, mins
 
 
-def _fraction_coprime(p: int, q: int) -> Fraction:
-    """A Fraction from a numerator/denominator pair already in lowest terms (q > 0)."""
-    try:
-        return Fraction(p, q, _normalize=False)
-    except TypeError:  # Python ≥ 3.12
-        return Fraction._from_coprime_ints(p, q)
 
 
-def _f_rows(fvals, dm, m, zero, exact):
-    """``f_∞(x_i) = Σ_b F_b(η) (K̄^b y)_i`` as rows of η-coefficients (exact: FLINT fmpq_poly)."""
+def _f_rows(fvals, dm, m, zero, exact, polys=None):
+    """``f_∞(x_i) = Σ_b F_b(η) (K̄^b y)_i`` as rows of η-coefficients (exact: FLINT fmpq_poly;
+    ``polys``: the same F_b as fmpq_poly when the engine already has them)."""
     width = max((len(v) for v in fvals.values()), default=0)
     if exact and HAS_FLINT and width:
         fl = _flint_mod()
-        polys = {b: fl.fmpq_poly([fl.fmpq(Fraction(c).numerator, Fraction(c).denominator) for c in cs])
-                 for b, cs in fvals.items()}
+        if polys is None:
+            polys = {b: fl.fmpq_poly([fl.fmpq(Fraction(c).numerator, Fraction(c).denominator) for c in cs])
+                     for b, cs in fvals.items()}
         rows = []
         for i in range(m):
             acc = fl.fmpq_poly([])
@@ -1720,12 +1739,17 @@ def _derive_uncached(
     dm = data_moments(data, steps, exact=exact, rationalize=rationalize)
     if dm.mus[1] == 0 or dm.mus[2] == 0:
         raise DataError("K y = 0 (mu1 = 0): the limit loss does not depend on eta; use data with K y != 0")
-    loss, fvals = _numeric_limit(depth, steps, dm, exact, backend, recipe)
+    R, res = _numeric_limit_raw(depth, steps, dm, exact, backend, recipe)
+    loss = R.eta_coefficients(res.loss)
+    fvals = {b: R.eta_coefficients(v) for b, v in res.f.items()}
+    # FLINT ring: hand the fmpq_poly themselves on (the same rationals; no Fraction round trips)
+    fl_polys = exact and HAS_FLINT and all(isinstance(v, _flint_mod().fmpq_poly) for v in [res.loss, *res.f.values()])
     deg = len(loss) - 1
     m = dm.m
     zero = Fraction(0) if exact else 0.0
-    f_rows = _f_rows(fvals, dm, m, zero, exact)
-    cps = critical_points([Fraction(c) for c in loss], digits)
+    f_rows = _f_rows(fvals, dm, m, zero, exact, polys=dict(res.f) if fl_polys else None)
+    c_frac = [Fraction(c) for c in loss]
+    cps = _critical_points(c_frac, digits, res.loss if fl_polys else None)
     glob, first, mins = _pick_minima(cps)
     if win is None:  # 4·η_∞^{(1)}: k = L, or L + 1 + d over the active layers of a recipe (polyloss.poly.default_window)
         k = depth
@@ -1734,8 +1758,12 @@ def _derive_uncached(
                     for layer, g in rpc.gradient.items() if g == "active")
         win = 4 * Fraction(dm.mus[1]) / (k * Fraction(dm.mus[2]))
     in_win = [cp for cp in mins if cp._eta_mid <= win]
-    c_frac = [Fraction(c) for c in loss]
-    loss_at_edge = _eval_exact(c_frac, win)
+    if fl_polys:
+        fl = _flint_mod()
+        v = res.loss(fl.fmpq(win.numerator, win.denominator))
+        loss_at_edge = _fraction_coprime(int(v.p), int(v.q))
+    else:
+        loss_at_edge = _eval_exact(c_frac, win)
     wmin, at_boundary = None, False
     if in_win:
         wmin = min(in_win, key=lambda cp: cp._loss_mid)

@@ -130,6 +130,15 @@ class ScalarRing:
         raise NotImplementedError
 
 
+def _fraction_coprime(p: int, q: int) -> Fraction:
+    """A Fraction from a numerator/denominator already in lowest terms with q > 0 (no gcd: the gcd of
+    two ~100k-bit integers is most of the conversion time of a long-horizon loss)."""
+    try:
+        return Fraction(p, q, _normalize=False)
+    except TypeError:  # Python >= 3.12
+        return Fraction._from_coprime_ints(p, q)
+
+
 def _to_fraction(q) -> Fraction:
     if isinstance(q, Fraction):
         return q
@@ -137,6 +146,8 @@ def _to_fraction(q) -> Fraction:
         return Fraction(q)
     if isinstance(q, float):
         return Fraction(q)  # exact binary value
+    if _flint is not None and isinstance(q, _flint.fmpq):  # canonical: coprime, q > 0
+        return _fraction_coprime(int(q.p), int(q.q))
     # fmpq / mpq / PythonMPQ: numerator/denominator attributes (p/q for flint)
     num = getattr(q, "numerator", None)
     den = getattr(q, "denominator", None)
