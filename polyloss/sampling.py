@@ -30,6 +30,14 @@ that T with the same seed. :func:`load_run` refuses a rule run unless called wit
 ``horizons=True`` (readers written for one T — compare, report — would misread it);
 :func:`polyloss.horizon.split_by_steps` cuts it into fixed-T runs.
 
+Optimizer (``optimizer``): 'gd' (default; run.json and records exactly as above, no optimizer key)
+or 'adam' — the exact loss after one Adam step (:mod:`polyloss.adam`; ``steps`` must be 1, plain
+recipe). An Adam run's run.json carries ``"optimizer": {name, steps, eps, exponent, betas, hidden_lr}``
+(a resume key; absent means GD), its full degree is 2L, its default window is 4 η_∞ of the μP Adam
+limit, and each record adds ``"optimizer": "adam"`` and ``"adam"`` (route, ``eps_ratio_max``,
+``eps_ratio_median``, ``eps_coefficient_change``). Its lazy networks use *ambient* coordinates (a sign
+vector needs the entries; memory O(n·(m + k))) and need ε = 0 (ε > 0 needs the dense n×n update).
+
 Samplers (``sampler``): 'dense' draws every n×n matrix; 'lazy' samples the hidden layers by Gaussian
 conditioning on the few vectors the program touches (:mod:`polyloss.lazy`: exact in distribution,
 cost independent of n); 'auto' is lazy for n ≥ ``lazy_min_width`` (2048), dense below. Dense and
@@ -195,6 +203,7 @@ class _SampleJob:
     n_grid: int
     fixed: bool
     degrees: dict
+    adam: dict | None = None  # {"eps", "adam_exponent"} for optimizer 'adam'
 
 
 def _sample_batch(job: _SampleJob, units) -> list[dict]:
@@ -203,6 +212,9 @@ def _sample_batch(job: _SampleJob, units) -> list[dict]:
     out = []
     for n, s, T in units:
         t0 = time.perf_counter()
+        if job.adam is not None:
+            out.append(_adam_record(job, n, s, xp, t0))
+            continue
         weights, used = draw_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp,
                                      sampler=job.sampler, steps=T)
         rec = {"width": n, "sample": s, "seed": {"entropy": job.seed, "spawn_key": [n, s]}, "sampler": used}
@@ -213,6 +225,29 @@ def _sample_batch(job: _SampleJob, units) -> list[dict]:
         rec["seconds"] = round(time.perf_counter() - t0, 4)
         out.append(rec)
     return out
+
+
+def _adam_record(job: _SampleJob, n: int, s: int, xp, t0: float) -> dict:
+    """One record of an Adam run: the first-Adam-step polynomial of network (n, s) and its minima."""
+    from polyloss.adam import adam_first_step
+    from polyloss.lazy import sample_lazy_weights
+    from polyloss.weights import sample_weights
+
+    net = NetworkSpec(job.depth, n, job.data.d)
+    used = resolve_sampler(job.sampler, n)
+    seq = child_seed(job.seed, n, s)
+    weights = (sample_weights(net, job.param, seq, xp=xp) if used == "dense"
+               else sample_lazy_weights(net, job.param, seq, xp=xp, coords="ambient"))
+    st = adam_first_step(weights, job.data, job.param, eps=job.adam["eps"], adam_exponent=job.adam["adam_exponent"])
+    mn = st.minimise(job.window, n_grid=job.n_grid)
+    rec = {"width": n, "sample": s, "seed": {"entropy": job.seed, "spawn_key": [n, s]}, "sampler": used,
+           "optimizer": "adam", "loss_coefficients": st.loss[: job.degrees[1] + 1].tolist(), "accurate_coefficients": None}
+    rec.update(mn.to_dict())
+    rec["curve_loss"] = list(mn.grid_loss)
+    d = st.to_dict()
+    rec["adam"] = {k: d[k] for k in ("route", "eps", "eps_ratio_max", "eps_ratio_median", "eps_coefficient_change")}
+    rec["seconds"] = round(time.perf_counter() - t0, 4)
+    return rec
 
 
 #: Seconds per record beyond the cost model (engine set-up, minimiser) and per unit of :func:`_cost`
@@ -262,6 +297,9 @@ def run_sample(
     sampler: str = "auto",
     recipe=None,
     executor=None,
+    optimizer: str = "gd",
+    adam_eps: float | None = None,
+    adam_exponent=None,
 ) -> SampleRun:
     """Sample networks and append one record per (width, sample) to ``out_dir/records.jsonl``.
 
@@ -271,8 +309,11 @@ def run_sample(
     ``executor``: where records are computed (:func:`polyloss.executor.resolve_executor`): None or
     'serial' (here, in order), a number of local Dask workers or 'auto', a scheduler address, or a
     ``distributed.Client``. Records are identical whichever runs them; this process alone writes.
+    ``optimizer``: 'gd' or 'adam' (the first Adam step; ``adam_eps`` default 1e-8, 0 = sign descent;
+    ``adam_exponent``: the hidden Adam rate η n^-κ, default by ``param`` as in ``sweep``).
     """
     check_executor(executor)
+    adam = _check_adam(optimizer, adam_eps, adam_exponent, training, recipe, param, sampler, sampling.widths)
     NetworkSpec(depth, 1, data.d)  # validates depth
     resolve_sampler(sampler, 1)  # validates sampler
     recipe = as_recipe(recipe)
@@ -285,8 +326,14 @@ def run_sample(
         LossEngine(Weights(np.zeros((1, data.d)), tuple(np.zeros((1, 1)) for _ in range(depth)), np.zeros(1)), data, param,
                    recipe=recipe)
     degree = DEFAULT_SAMPLE_DEGREE if training.degree is None else training.degree
-    if rule.is_fixed:  # a rule run keeps the requested degree as the cap; each width takes min(cap, its full degree)
+    if adam is not None:
+        degree = min(degree, 2 * depth)
+    elif rule.is_fixed:  # a rule run keeps the requested degree as the cap; each width takes min(cap, its full degree)
         degree = min(degree, recipe_loss_degree(depth, rule.fixed, recipe))
+    if adam is not None and window is None:
+        from polyloss.adam import default_adam_window
+
+        window = default_adam_window(data, depth)
     window = default_window(data, depth, recipe, param) if window is None else _check_window(window)
     out_dir = os.fspath(out_dir)
     config = {
@@ -313,12 +360,16 @@ def run_sample(
     }
     if not rule.is_fixed:
         config["steps_rule"] = rule.spec
+    if adam is not None:
+        from polyloss.adam import adam_config
+
+        config["optimizer"] = adam_config(param, adam["eps"], adam["adam_exponent"])
     if resume:
         _check_resumed_rule(out_dir, rule)
-    match = _MATCH_KEYS if rule.is_fixed else _RULE_MATCH_KEYS
+    match = (_MATCH_KEYS if rule.is_fixed else _RULE_MATCH_KEYS) + ("optimizer",)
     # the executor first: an unreachable scheduler is refused before the run directory exists
     session = run_session(out_dir, config, match, resume, grow_keys=("widths", "samples"), required=RECORD_FIELDS,
-                          defaults=dict(_DEFAULTS, steps_rule=None))
+                          defaults=dict(_DEFAULTS, steps_rule=None, optimizer=None))
     with resolve_executor(executor) as ex, session as (config, old, writer):
         # every width of the merged config gets the merged sample count: run.json claims no record it lacks
         done = {(r["width"], r["sample"]) for r in old}
@@ -328,7 +379,8 @@ def run_sample(
                        costs=[_cost(n, sampler, data.m) * horizon[n] for n, _ in todo])
         job = _SampleJob(depth=depth, param=param, seed=sampling.seed, data=data, sampler=sampler, recipe=recipe,
                          backend=backend, window=window, n_grid=n_grid, fixed=rule.is_fixed,
-                         degrees={T: degree if rule.is_fixed else degree_for(config, T) for T in set(horizon.values())})
+                         degrees={T: degree if rule.is_fixed else degree_for(config, T) for T in set(horizon.values())},
+                         adam=adam)
         units = [(n, s, horizon[n]) for n, s in todo]
         batches, costs = _batches(units, [_seconds(n, sampler, data.m, T) for n, _, T in units], ex.batch_seconds,
                                   ex.workers)
@@ -343,6 +395,33 @@ def run_sample(
                 bar.update()
     bar.close()
     return load_run(out_dir, horizons=True)
+
+
+def _check_adam(optimizer, eps, exponent, training, recipe, param, sampler, widths):
+    """None for GD; for Adam {eps, adam_exponent}, refusing (one line) what the first-step engine cannot do."""
+    from polyloss.errors import SpecError, invalid
+
+    if optimizer not in ("gd", "adam"):
+        raise invalid("optimizer", optimizer, "'gd' or 'adam'")
+    if optimizer == "gd":
+        if eps is not None or exponent is not None:
+            raise SpecError("`adam_eps`/`adam_exponent` are invalid with optimizer 'gd': give optimizer='adam'")
+        return None
+    from polyloss.adam import DEFAULT_ADAM_EPS, adam_exponent_checked, check_adam_eps, check_adam_steps
+
+    rule = training.rule
+    check_adam_steps(rule.fixed if rule.is_fixed else rule.spec)
+    eps = DEFAULT_ADAM_EPS if eps is None else check_adam_eps(eps)
+    rec = as_recipe(recipe)
+    if not rec.is_plain_for(param):
+        raise SpecError(f"`recipe` ({rec.describe()}) is invalid with optimizer 'adam': the first Adam step is "
+                        "implemented for the plain recipe (hidden layers only)")
+    if eps > 0:
+        lazy = [n for n in widths if resolve_sampler(sampler, n) == "lazy"]
+        if lazy:
+            raise invalid("adam_eps", eps, f"0 when widths are sampled lazily (here {lazy[:3]}, sampler {sampler!r}): "
+                                           "eps > 0 needs the dense n x n update; use --sampler dense or --adam-eps 0")
+    return {"eps": eps, "adam_exponent": adam_exponent_checked(param, exponent)}
 
 
 def _check_resumed_rule(out_dir: str, rule: StepsRule) -> None:

@@ -20,6 +20,8 @@ EPILOG = """examples:
   polyloss derive --depth 2 --steps 1 --train input,hidden,readout --input-dim 10   # its closed form
   polyloss derive --depth 2 --steps 2 --train input,hidden,readout --weight-decay 0.1   # l2 decay x input
       # rate n: no limit in eta; prints the power counting (eta_n ~ n^-1) instead
+  polyloss derive --optimizer adam --depth 3 --steps 1  # one Adam step (eps -> 0), muP: closed form
+  polyloss derive --optimizer adam --depth 3 --steps 1 --data data.npz   # its coefficients and eta_inf
 
   Data (NPZ with X (m x d) and y (m,), or CSV) are converted exactly (each float's binary value);
   --rationalize TOL rounds each value to a decimal grid (error <= TOL); --float evaluates in
@@ -56,6 +58,9 @@ def register(sub) -> None:
                    help="text/latex: stop printing coefficients after this many terms (json has all)")
     p.add_argument("--output", metavar="FILE", default=None, help="write here instead of stdout")
     add_recipe_options(p)
+    from polyloss.commands.poly import add_optimizer_options
+
+    add_optimizer_options(p)
     p.add_argument("--input-dim", type=positive_int("input-dim"), default=None, metavar="D",
                    help="input dimension d for a closed form (no --data) whose recipe trains the input layer: "
                         "its muP update scales with d, so the limit depends on it")
@@ -90,6 +95,11 @@ def run(args) -> int:
         check_out_file("output", args.output)
     from polyloss.commands._common import recipe_from_args
 
+    from polyloss.commands.poly import optimizer_from_args
+
+    adam = optimizer_from_args(args, args.steps)
+    if adam is not None:
+        return _run_adam(args, adam)
     recipe = recipe_from_args(args, args.steps)
     # derive gives the exact limit of a recipe that has one, else its power counting (polyloss.power)
     recipe = None if recipe.is_plain_for(args.param) else recipe
@@ -122,6 +132,42 @@ def run(args) -> int:
         text = d.to_latex(max_terms=args.max_terms)
     else:
         text = d.to_text(max_terms=args.max_terms)
+    if args.output is not None:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _run_adam(args, adam) -> int:
+    """The muP limit of the loss after one Adam step with eps -> 0 (polyloss.adam.adam_limit)."""
+    from polyloss.adam import adam_limit
+
+    if adam["eps"] != 0 and args.adam_eps is not None:
+        raise invalid("adam-eps", args.adam_eps, "0 (or omitted) with derive: the limit is taken with eps -> 0 "
+                                                 "(a fixed eps > 0 dominates the O(1/n) muP gradients as n grows)")
+    if adam["adam_exponent"] != 1:
+        raise invalid("adam-exponent", args.adam_exponent, "1 (or omitted) with derive: the limit is muP's hidden "
+                                                           "Adam rate eta/n")
+    for flag, bad in (("window", args.window is not None), ("finite", args.finite), ("rationalize", args.rationalize),
+                      ("float", args.float_eval), ("input-dim", args.input_dim is not None),
+                      ("format", args.format == "latex")):
+        if bad:
+            raise SpecError(f"`--{flag}` is invalid with --optimizer adam (the Adam limit has text or json output, "
+                            "exact moments and mpmath numbers)")
+    data = None
+    if args.data is not None:
+        from polyloss.data import load_data
+
+        data = load_data(args.data)
+    lim = adam_limit(args.depth, data, param=args.param, dps=max(30, args.digits + 10))
+    if args.format == "json":
+        import json
+
+        text = json.dumps(lim.to_json(digits=args.digits), indent=1) + "\n"
+    else:
+        text = lim.to_text(digits=args.digits)
     if args.output is not None:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)

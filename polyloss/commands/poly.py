@@ -22,6 +22,11 @@ EPILOG = """example:
 
   polyloss poly --data data.npz --weights net.npz --steps 3 --eval 0.5,1,2   # stable loss at given etas
 
+  polyloss poly --data data.npz --weights net.npz --steps 1 --optimizer adam --adam-eps 0
+      # the loss after one Adam step (eps = 0: sign descent), an exact polynomial of degree 2L;
+      # hidden Adam rate eta*n^-K (K: muP 1, sp 0, ntp 1/2, or --adam-exponent), steps must be 1.
+      # Default window 4*eta_inf of the muP Adam limit (polyloss derive --optimizer adam).
+
   Coefficients: every printed coefficient comes with a certified error bound (float64 running error
   analysis; for networks small enough, a recomputation in arb ball arithmetic), and the output says
   how many leading coefficients are accurate to 1e-6 relative. Summing them at eta is still
@@ -52,7 +57,49 @@ def register(sub) -> None:
                    help="also print the stable loss at these etas > 0: a comma list, lin:A:B:K or log:A:B:K")
     p.add_argument("--json", action="store_true", help="print the polyloss.poly/3 JSON document")
     add_recipe_options(p)
+    add_optimizer_options(p)
     p.set_defaults(func=run, _param_default=p.get_default("param"))
+
+
+def _eps(text: str) -> float:
+    from polyloss.commands._common import positive_float
+
+    return positive_float("adam-eps", allow_zero=True)(text)
+
+
+def add_optimizer_options(p) -> None:
+    """--optimizer gd|adam, --adam-eps, --adam-exponent (shared by poly, sample and derive)."""
+    g = p.add_argument_group("optimizer (adam: the exact first Adam step, --steps 1 only)")
+    g.add_argument("--optimizer", choices=("gd", "adam"), default="gd",
+                   help="gd (default), or adam: one bias-corrected Adam step from zero state, update "
+                        "lr*g/(|g|+eps) (sweep's Adam; eps = 0 is sign descent)")
+    g.add_argument("--adam-eps", type=_eps, default=None, metavar="EPS",
+                   help="Adam epsilon >= 0 (default 1e-8, as sweep; 0 = sign descent)")
+    g.add_argument("--adam-exponent", default=None, metavar="K",
+                   help="hidden Adam rate eta*n^-K (default by --param: mup 1, sp 0, ntp 1/2; required for A,G)")
+
+
+def optimizer_from_args(args, steps) -> dict | None:
+    """None for GD; for Adam {eps, adam_exponent}, with one-line errors for what adam cannot do."""
+    from polyloss.errors import SpecError, invalid
+
+    if args.optimizer == "gd":
+        for flag, value in (("adam-eps", args.adam_eps), ("adam-exponent", args.adam_exponent)):
+            if value is not None:
+                raise SpecError(f"`--{flag}`={value!r} is invalid with --optimizer gd: give --optimizer adam")
+        return None
+    from polyloss.adam import DEFAULT_ADAM_EPS, adam_exponent_checked
+
+    if steps != 1:
+        raise invalid("steps", steps, "1 with --optimizer adam (only the first Adam step is an exact polynomial)")
+    from polyloss.commands._common import recipe_from_args
+
+    recipe = recipe_from_args(args, 1)
+    if not recipe.is_plain_for(args.param):
+        raise SpecError(f"the training recipe ({recipe.describe()}) is invalid with --optimizer adam: the first Adam "
+                        "step is implemented for the plain recipe (hidden layers only)")
+    exponent = adam_exponent_checked(args.param, args.adam_exponent)
+    return {"eps": DEFAULT_ADAM_EPS if args.adam_eps is None else args.adam_eps, "adam_exponent": exponent}
 
 
 def _fmt(v) -> str:
@@ -66,6 +113,7 @@ def run(args) -> int:
     from polyloss.weights import load_weights
     from polyloss.commands._common import recipe_from_args
 
+    adam = optimizer_from_args(args, args.steps)
     recipe = recipe_from_args(args, args.steps)
     evals = None if args.eval is None else check_eval_etas(args.eval)
     data = load_data(args.data)
@@ -75,6 +123,8 @@ def run(args) -> int:
 
         print(f"warning: --param alpha={args.param.alpha} does not match the given V (|V|^2/n suggests alpha ~ "
               f"{observed_alpha(weights.V):.2f}); alpha is not used with given weights (only gamma is)", file=sys.stderr)
+    if adam is not None:
+        return _run_adam(args, weights, data, evals, adam)
     res = exact_polynomial(weights, data, args.param, args.steps, args.degree, args.window,
                            certify=args.certify, eval_etas=evals, recipe=recipe)
     if args.json:
@@ -115,4 +165,39 @@ def run(args) -> int:
         print(f"  local minimum: eta = {lm.eta:.15g}, loss = {lm.loss:.12g}{' (edge)' if lm.at_edge else ''}")
     for e, v in res.evaluations:
         print(f"loss at eta = {e:.15g}: " + (f"{v:.15g}" if v is not None else "GD diverges (overflow)"))
+    return 0
+
+
+def _run_adam(args, weights, data, evals, adam) -> int:
+    from polyloss._jsonsafe import dump
+    from polyloss.adam import adam_polynomial
+
+    if args.degree is not None or args.certify != "auto":
+        from polyloss.errors import SpecError
+
+        raise SpecError("`--degree` and `--certify` are invalid with --optimizer adam (its polynomial has degree 2L, "
+                        "computed completely in float64)")
+    res = adam_polynomial(weights, data, args.param, eps=adam["eps"], adam_exponent=adam["adam_exponent"],
+                          window=args.window, eval_etas=evals)
+    doc = res.to_json()
+    if args.json:
+        dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    st, mn = res.step, res.minimisation
+    print(f"network: L={st.depth} n={st.width} d={data.d}; data m={data.m}; param {args.param.name}; one Adam step")
+    print(f"optimizer: adam, eps = {st.eps:g}, hidden rate eta*n^-{st.exponent} (= eta*{st.multiplier:.6g}); "
+          f"{st.route} route")
+    if st.eps > 0:
+        print(f"eps vs |gradient entries|: max eps/|g_ij| = {st.eps_ratio_max:.3g}, median {st.eps_ratio_median:.3g}; "
+              f"max relative change of a coefficient vs eps = 0: {st.eps_coefficient_change:.3g}")
+    print(f"loss polynomial, degree {st.degree} (complete):")
+    for k, c in enumerate(st.loss):
+        print(f"  c_{k:<3d} = {c: .12e}")
+    edge = "  (at the window's edge)" if mn.at_edge else ""
+    print(f"eta_opt in (0, {mn.window:.6g}] = {mn.eta_opt:.15g}, loss {mn.loss_opt:.12g}{edge}")
+    for lm in mn.local_minima:
+        print(f"  local minimum: eta = {lm.eta:.15g}, loss = {lm.loss:.12g}{' (edge)' if lm.at_edge else ''}")
+    for e, v in res.evaluations:
+        print(f"loss at eta = {e:.15g}: {v:.15g}")
     return 0

@@ -38,6 +38,13 @@ EPILOG = """example:
   dask-jobqueue on SLURM); the records are those of a serial run and only this process writes them
   (--resume as usual). Needs the distributed extra: pip install "polyloss[distributed]".
 
+  polyloss sample --depth 3 --widths 256,1024,4096 --samples 4 --steps 1 --d 10 --m 50 \\
+      --optimizer adam --adam-eps 0 --out results/adam-L3
+
+  --optimizer adam: the exact loss after one Adam step (steps 1, plain recipe; eps = 0 is sign
+  descent); run.json records the optimizer, the default window is 4*eta_inf of the muP Adam limit
+  (polyloss derive --optimizer adam), lazy widths need --adam-eps 0 (ambient coordinates).
+
   the training recipe flags (--train, --lr-exponents, --weight-decay, --wd-mode, --schedule,
   --momentum, --nesterov) are recorded in run.json (`recipe`); --resume refuses a changed recipe.
   Limits: {limits}.
@@ -86,6 +93,9 @@ def register(sub) -> None:
                        help="compute on an existing Dask cluster, e.g. tcp://host:8786 (dask scheduler / dask worker, "
                             "dask-jobqueue); needs polyloss[distributed]")
     add_recipe_options(p)
+    from polyloss.commands.poly import add_optimizer_options
+
+    add_optimizer_options(p)
     p.set_defaults(func=run)
 
 
@@ -127,20 +137,31 @@ def run(args) -> int:
     sampling = SamplingSpec(args.widths, args.samples, args.seed)
     rule = args.steps
     training = TrainingSpec(rule.fixed if rule.is_fixed else rule, args.degree)
+    from polyloss.commands.poly import optimizer_from_args
+
+    adam = optimizer_from_args(args, rule.fixed if rule.is_fixed else rule.spec)
     recipe = recipe_from_args(args, rule.fixed if rule.is_fixed else None)
     check_horizons(rule, sampling.widths, recipe)  # a T for every width, the schedule at every T
     if args.data is None:  # refuse absurd work before drawing the data
         check_sample(args.depth, sampling.widths, sampling.samples, training.steps, training.degree, args.m, args.d,
                      args.sampler, trained=recipe.trained_matrices(args.depth))
     data, desc = resolve_data(args, data_seed(args.seed))
-    run_ = api_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
-                      data=data, data_description=desc, window=args.window, backend=args.backend,
-                      resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe,
-                      executor=args.workers if args.scheduler is None else args.scheduler)
+    kwargs = dict(depth=args.depth, sampling=sampling, training=training, param=args.param,
+                  data=data, data_description=desc, window=args.window, backend=args.backend,
+                  resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe,
+                  executor=args.workers if args.scheduler is None else args.scheduler)
+    if adam is None:
+        run_ = api_sample(args.out, **kwargs)
+    else:  # polyloss.api.sample does not take the optimizer (yet): the run itself is polyloss.sampling's
+        from polyloss.sampling import run_sample
+
+        run_ = run_sample(args.out, optimizer="adam", adam_eps=adam["eps"], adam_exponent=adam["adam_exponent"],
+                          **kwargs)
     rows = summarise(run_)
     print(f"run {args.out}: L={args.depth} T={rule.spec} param={args.param.name} m={data.m} d={data.d}; "
           f"window (0, {run_.config['window']:.6g}]")
-    print(f"recipe: {recipe.describe()}")
+    print(f"recipe: {recipe.describe()}" if adam is None else
+          f"optimizer: adam, one step (hidden layers), eps = {adam['eps']:g}, hidden rate eta*n^-{adam['adam_exponent']}")
     k = max((len(r["coeff_mean"]) for r in rows), default=0)  # a growing horizon: widths may keep fewer
     steps_col = "" if rule.is_fixed else f"{'T':>3} "
     head = f"{'width':>7} {steps_col}{'count':>5} " + " ".join(f"{'c_' + str(i) + ' (mean ± s.e.)':>27}" for i in range(k))
