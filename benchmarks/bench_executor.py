@@ -1,7 +1,7 @@
-"""Benchmark of ``sample`` on Dask workers (issue 13) against the serial loop; ratios from one run.
+"""Benchmark of ``sample`` and ``sweep`` on Dask workers (issue 13) against the serial loop; ratios from one run.
 
-Per workload (μP, plain GD, synthetic linear data, seed 0), the whole ``api.sample`` call into a fresh
-run directory, three ways, alternating within each repeat:
+Per workload (μP, plain GD, synthetic linear data, seed 0), the whole ``api.sample`` (or ``api.sweep``)
+call into a fresh run directory, three ways, alternating within each repeat:
 
 * serial   — ``executor=None``: the loop in this process (BLAS pinned to one thread here too);
 * dask-1   — ``executor=Client`` of a ``LocalCluster`` with 1 worker process: the per-record overhead of
@@ -12,7 +12,7 @@ The clusters are started once, before timing (as ``--workers N`` does once per r
 (LocalCluster + Client, then close) is timed separately and added for the ``--workers 2`` column.
 Medians over ``--repeats``. Records are checked identical to serial (apart from ``seconds``).
 
-Usage: python benchmarks/bench_executor.py [--workloads small,medium] [--repeats 3] [--out FILE.md]
+Usage: python benchmarks/bench_executor.py [--workloads small,medium,sweep-small,sweep-medium] [--repeats 3] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -41,13 +41,31 @@ WORKLOADS = {
     "small": (2, 2, (16, 32, 64), 64, 10, 50),        # 192 cheap records (~20 ms each): batching matters
     "medium": (3, 2, (64, 128, 256, 512), 16, 20, 200),  # 64 records, 20–170 ms each
 }
+# name -> (depth, steps, widths, seeds, d, m, etas, activation): sweeps (μP, GD)
+SWEEPS = {
+    "sweep-small": (2, 3, (16, 32, 64), 96, 10, 50, "lin:0.05:3:30", "linear"),  # 288 cheap records (~5–20 ms)
+    "sweep-medium": (3, 5, (64, 128, 256), 8, 20, 100, "lin:0.05:3:30", "relu"),  # 24 records, dense ReLU training
+}
 
 
 def run(workload, executor, out):
+    if workload in SWEEPS:
+        depth, steps, widths, seeds, d, m, etas, act = SWEEPS[workload]
+        data = synthetic("linear", d=d, m=m, seed=data_seed(0))
+        return api.sweep(out, depth=depth, widths=list(widths), etas=etas, seeds=seeds, steps=steps, activation=act,
+                         data=data, progress=False, executor=executor)
     depth, steps, widths, samples, d, m = WORKLOADS[workload]
     data = synthetic("linear", d=d, m=m, seed=data_seed(0))
     return api.sample(out, depth=depth, sampling={"widths": list(widths), "samples": samples, "seed": 0},
                       training=steps, data=data, progress=False, executor=executor)
+
+
+def describe(w) -> str:
+    if w in SWEEPS:
+        depth, steps, widths, seeds, d, m, etas, act = SWEEPS[w]
+        return f"sweep {w}: L={depth} t={steps} {act} widths {','.join(map(str, widths))} × {seeds}, {etas}, d={d} m={m}"
+    depth, steps, widths, samples, d, m = WORKLOADS[w]
+    return f"sample {w}: L={depth} t={steps} widths {','.join(map(str, widths))} × {samples}, d={d} m={m}"
 
 
 def strip(run_) -> list:
@@ -56,7 +74,7 @@ def strip(run_) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workloads", default="small,medium")
+    ap.add_argument("--workloads", default="small,medium,sweep-small,sweep-medium")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", default="1", help="BLAS threads in this process (workers: always 1)")
     ap.add_argument("--out", default=None)
@@ -93,14 +111,13 @@ def main() -> None:
             print(w, n_rec, {k: round(v, 3) for k, v in med.items()}, flush=True)
 
     lines = [f"## Executor benchmark ({time.strftime('%Y-%m-%d')}, {machine()}, numpy {np.__version__}; "
-             f"`sample` serial vs Dask LocalCluster workers, medians of {args.repeats}; "
+             f"`sample`/`sweep` serial vs Dask LocalCluster workers, medians of {args.repeats}; "
              f"1-min load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after)", "",
              "| workload | records | serial s | dask 1 worker s | overhead per record | dask 2 workers s | speed-up "
              f"| `--workers 2` incl. start-up ({t_start:.1f} s) |",
              "|---|---|---|---|---|---|---|---|"]
     for w, n_rec, med, _ in rows:
-        depth, steps, widths, samples, d, m = WORKLOADS[w]
-        desc = f"{w}: L={depth} t={steps} widths {','.join(map(str, widths))} × {samples}, d={d} m={m}"
+        desc = describe(w)
         over = (med["dask-1"] - med["serial"]) / n_rec
         lines.append(f"| {desc} | {n_rec} | {med['serial']:.2f} | {med['dask-1']:.2f} | "
                      f"{1e3 * over:+.1f} ms ({100 * (med['dask-1'] / med['serial'] - 1):+.1f}%) | {med['dask-2']:.2f} | "

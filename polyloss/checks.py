@@ -194,8 +194,8 @@ class Context:
     def networks(self, name: str, *, param: str, widths, samples: int, config: dict, compute, desc: str = "") -> dict:
         """A resumable per-network computation under ``work_dir/runs/name`` for what ``sample`` does
         not record: ``compute(n, s) -> dict`` runs for each (width, sample) not yet on disk and is
-        appended at once (a kill loses no finished network). ``config`` (JSON) must match on resume.
-        On Dask workers (``executor``), ``compute`` is pickled (cloudpickle: closures travel by value)
+        appended at once (a kill loses no finished network), with its compute time (``seconds``, as
+        in sample/sweep records). ``config`` (JSON) must match on resume. On Dask workers (``executor``), ``compute`` is pickled (cloudpickle: closures travel by value)
         and the results arrive in any order; this process alone writes them.
         Returns {width: [record for samples 0..samples-1]}."""
         from polyloss._progress import Progress
@@ -211,11 +211,11 @@ class Context:
             todo = [(n, s) for n in cfg["widths"] for s in range(cfg["samples"]) if (n, s) not in have]
             bar = Progress(len(todo), desc=desc or name, enabled=self.progress, costs=[float(n) for n, _ in todo])
             try:
-                for n, s, out in self.executor.map_unordered(_network, todo, costs=[float(n) for n, _ in todo],
+                for n, s, out, seconds in self.executor.map_unordered(_network, todo, costs=[float(n) for n, _ in todo],
                                                              label="networks", shared=compute):
                     if (n, s) in have:  # a task that ran twice (a killed worker's): written already
                         continue
-                    have[(n, s)] = rec = {"width": n, "sample": s, **out}
+                    have[(n, s)] = rec = {"width": n, "sample": s, **out, "seconds": seconds}
                     writer.write(rec)
                     bar.update()
             finally:
@@ -224,9 +224,11 @@ class Context:
 
 
 def _network(compute, unit):
-    """One (width, sample) of :meth:`Context.networks`: an executor task."""
+    """One (width, sample) of :meth:`Context.networks` and its compute time: an executor task."""
     n, s = unit
-    return n, s, compute(n, s)
+    t0 = time.perf_counter()
+    out = compute(n, s)
+    return n, s, out, round(time.perf_counter() - t0, 4)
 
 
 def recipe_digest(recipe) -> str:

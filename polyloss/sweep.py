@@ -766,30 +766,52 @@ class _SweepJob:
     methods: dict  # the method recorded per width
 
 
-def _sweep_batch(job: _SweepJob, units) -> list[dict]:
-    """The records of ``units`` ((width, sample) pairs), in order: one executor task."""
+def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
+    """Train ``units`` ((width, sample, lo, hi): the learning rates ``grid[lo:hi]`` of one network), in
+    order: one executor task. Returns (width, sample, lo, losses, seconds) per unit. Each η trains
+    independently of the others, so pieces of a grid give the rows of the whole grid bit for bit."""
     xp = get_xp(job.backend)
     out = []
-    for n, s in units:
+    for n, s, lo, hi in units:
         t0 = time.perf_counter()
         weights = sample_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp)
-        losses = sweep_network(weights, job.data, job.param, job.grid, job.steps, activation=job.activation,
+        losses = sweep_network(weights, job.data, job.param, job.grid[lo:hi], job.steps, activation=job.activation,
                                optimizer=job.optimizer, adam_eps=job.adam_eps, adam_exponent=job.adam_exponent,
                                dtype=job.dtype, memory_mb=job.memory_mb, method=job.method, xp=xp, recipe=job.recipe)
-        final = losses[:, -1]
-        best = int(np.argmin(final)) if np.isfinite(final).any() else None
-        out.append({
-            "width": n,
-            "sample": s,
-            "seed": {"entropy": job.seed, "spawn_key": [n, s]},
-            "losses": _inf_to_null(losses),
-            "eta_best": None if best is None else float(job.grid[best]),
-            "loss_best": None if best is None else float(final[best]),
-            "diverged": int(np.sum(np.isinf(final))),
-            "method": job.methods[n],
-            "seconds": round(time.perf_counter() - t0, 4),
-        })
+        out.append((n, s, lo, losses, time.perf_counter() - t0))
     return out
+
+
+def _sweep_record(job: _SweepJob, n: int, s: int, losses: np.ndarray, seconds: float) -> dict:
+    final = losses[:, -1]
+    best = int(np.argmin(final)) if np.isfinite(final).any() else None
+    return {
+        "width": n,
+        "sample": s,
+        "seed": {"entropy": job.seed, "spawn_key": [n, s]},
+        "losses": _inf_to_null(losses),
+        "eta_best": None if best is None else float(job.grid[best]),
+        "loss_best": None if best is None else float(final[best]),
+        "diverged": int(np.sum(np.isinf(final))),
+        "method": job.methods[n],
+        "seconds": round(seconds, 4),
+    }
+
+
+def _eta_pieces(todo, seconds, n_eta: int, target: float, workers: int):
+    """Split each network's grid into pieces so that a few expensive networks still spread over the
+    workers: a record estimated above max(target, total / (4 workers)) seconds is cut into that many
+    pieces (at most one η each). Serial (target 0 or one worker): one piece per network, the whole grid.
+    Returns the units (width, sample, lo, hi) and their estimated seconds."""
+    units, secs = [], []
+    piece = max(target, sum(seconds) / (4 * workers)) if target > 0 and workers > 1 else math.inf
+    for (n, s), sec in zip(todo, seconds):
+        k = 1 if not math.isfinite(piece) else max(1, min(n_eta, math.ceil(sec / piece)))
+        bounds = np.linspace(0, n_eta, k + 1).round().astype(int)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            units.append((n, s, int(lo), int(hi)))
+            secs.append(sec * (hi - lo) / n_eta)
+    return units, secs
 
 
 #: Seconds per record beyond the cost model, and per unit of :func:`_cost` × steps × depth, measured on
@@ -946,15 +968,24 @@ def run_sweep(
         job = _SweepJob(depth=depth, param=param, seed=seed, data=data, grid=grid, steps=steps, activation=activation,
                         optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
                         memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods)
-        tasks, task_costs = batches(todo, [_seconds(c, steps, depth) for c in costs], ex.batch_seconds, ex.workers)
-        # results arrive in any order; only this process writes, each (width, sample) once
-        for recs in ex.map_unordered(_sweep_batch, tasks, costs=task_costs, label="sweep", shared=job):
-            for rec in recs:
-                key = (rec["width"], rec["sample"])
-                if key in done:  # a task that ran twice (a killed worker's): written already
+        units, unit_seconds = _eta_pieces(todo, [_seconds(c, steps, depth) for c in costs], len(grid), ex.batch_seconds,
+                                          ex.workers)
+        tasks, task_costs = batches(units, unit_seconds, ex.batch_seconds, ex.workers)
+        # pieces arrive in any order; a record is written when its last piece is in; only this process
+        # writes, each (width, sample) once
+        parts = {}
+        for pieces in ex.map_unordered(_sweep_batch, tasks, costs=task_costs, label="sweep", shared=job):
+            for n, s, lo, losses, sec in pieces:
+                if (n, s) in done:  # a task that ran twice (a killed worker's): written already
                     continue
-                done.add(key)
-                writer.write(rec)
+                got = parts.setdefault((n, s), {})
+                got[lo] = (losses, sec)
+                if sum(len(v[0]) for v in got.values()) < len(grid):
+                    continue
+                del parts[(n, s)]
+                rows = [got[k] for k in sorted(got)]
+                done.add((n, s))
+                writer.write(_sweep_record(job, n, s, np.vstack([r[0] for r in rows]), sum(r[1] for r in rows)))
                 bar.update()
     bar.close()
     return load_sweep(out_dir)

@@ -294,6 +294,7 @@ def test_context_sweep_and_networks_on_workers(client, tmp_path):
         recs = ctx.networks("N", param="mup", widths=(8, 16), samples=3, config={}, compute=compute)
         sw = ctx.sweep("S", depth=1, widths=(8, 16), seeds=2, steps=2, etas="lin:0.1:1:6", activation="relu",
                        optimizer="gd", param="mup")
+        recs = {n: [{k: v for k, v in r.items() if k != "seconds"} for r in rs] for n, rs in recs.items()}
         out[name] = (recs, _strip(sw))
     assert out["dask"] == out["serial"]
     assert out["dask"][0][16][2] == {"width": 16, "sample": 2, "v": 18.5}
@@ -308,3 +309,35 @@ def test_verify_cli_executor_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and INSTALL_HINT in err
     assert not (tmp_path / "v").exists()
+
+
+def test_eta_pieces():
+    from polyloss.sweep import _eta_pieces
+
+    todo, secs = [(8, 0), (8, 1), (512, 0)], [0.1, 0.1, 8.0]
+    units, est = _eta_pieces(todo, secs, 30, 0.5, 2)  # piece = max(0.5, 8.2 / 8) = 1.025 s: 8 pieces of the big one
+    assert units[:2] == [(8, 0, 0, 30), (8, 1, 0, 30)]
+    big = [u for u in units if u[0] == 512]
+    assert len(big) == 8 and big[0][2] == 0 and big[-1][3] == 30
+    assert all(a[3] == b[2] for a, b in zip(big, big[1:]))  # contiguous, covering the grid once
+    assert sum(est) == pytest.approx(sum(secs))
+    assert _eta_pieces(todo, secs, 30, 0.0, 1)[0] == [(8, 0, 0, 30), (8, 1, 0, 30), (512, 0, 0, 30)]  # serial: whole grids
+    assert len(_eta_pieces([(512, 0)], [100.0], 3, 0.5, 64)[0]) == 3  # at most one eta per piece
+
+
+def test_sweep_split_grids_give_the_serial_records(client, tmp_path, monkeypatch):
+    """Grids cut into pieces on different workers and reassembled: the serial records, bit for bit."""
+    import polyloss.executor as executor
+    import polyloss.sweep as sweep
+
+    seen = []
+    pieces = sweep._eta_pieces
+    monkeypatch.setattr(sweep, "_eta_pieces", lambda *a: seen.append(pieces(*a)) or seen[-1])
+    monkeypatch.setattr(executor.DaskExecutor, "batch_seconds", 1e-4)  # tiny pieces: every grid is cut
+    opts = dict(widths=[16, 64], seeds=2, etas="lin:0.05:3:25", steps=3, activation="relu", optimizer="adam")
+    serial = _sweep(tmp_path / "serial", **opts)
+    dask = _sweep(tmp_path / "dask", client, **opts)
+    assert len(seen[-1][0]) > 8  # more pieces than networks
+    assert _strip(dask) == _strip(serial)
+    keys = _raw_keys(tmp_path / "dask")
+    assert len(keys) == len(set(keys)) == 4
