@@ -123,6 +123,103 @@ def test_flint_isolation_matches_sympy(ints):
         assert a[1] <= b[0] and not (a[0] == a[1] == b[0] == b[1])
 
 
+def _squarefree_positive_part(ints):
+    """Square-free part of ``ints`` without the factor η (the input of the Descartes bisections)."""
+    from flint import fmpz_poly
+
+    _, facs = fmpz_poly(list(ints)).factor_squarefree()
+    S = fmpz_poly([1])
+    for f, _e in facs:
+        S *= f
+    cs = [int(v) for v in S.coeffs()]
+    while cs and cs[0] == 0:
+        cs = cs[1:]
+    return cs
+
+
+def _hard_polys():
+    """Clusters, huge coefficients, many positive roots, dyadic and rational roots on bisection points."""
+    import random
+
+    from flint import fmpz_poly
+
+    rng = random.Random(23)
+    out = []
+    # a cluster of 4 roots within 1e-30 of 3/7, next to complex roots close to the real axis
+    P = fmpz_poly([1])
+    for k in range(4):
+        P *= fmpz_poly([-(3 * 10**30 + 7 * k), 7 * 10**30])
+    P *= fmpz_poly([10**20 * 9 + 1, -2 * 3 * 10**20, 10**20])  # roots 3 ± 1e-10 i
+    out.append(P)
+    # huge coefficients: a 3000-bit rational root, a 3000-bit pair ±i√B, 30 random positive rational
+    # roots and a random cubic
+    P = fmpz_poly([-(rng.getrandbits(3000) | 1), rng.getrandbits(3000) | 1]) * fmpz_poly([rng.getrandbits(3000), 0, 1])
+    for _ in range(30):
+        P *= fmpz_poly([-rng.randint(1, 10**6), rng.randint(1, 10**4)])
+    out.append(P * fmpz_poly([rng.randint(1, 99), rng.randint(-99, 99), 0, rng.randint(1, 99)]))
+    # roots exactly at the bisection points (dyadics: 1, 2, 1/2, 3/4, 5/8) and at 0 (removed)
+    P = fmpz_poly([0, 1])
+    for p, q in [(1, 1), (2, 1), (1, 2), (3, 4), (5, 8), (1, 3)]:
+        P *= fmpz_poly([-p, q])
+    out.append(P)
+    # a Wilkinson-like polynomial (20 roots 1..20) and a Mignotte-like one (two roots ~2^-20 apart)
+    P = fmpz_poly([1])
+    for k in range(1, 21):
+        P *= fmpz_poly([-k, 1])
+    out.append(P)
+    out.append(fmpz_poly([0] * 12 + [1]) - 2 * fmpz_poly([-1, 2**20]) ** 2)  # x^12 - 2(2^20 x - 1)^2
+    # dense random, 60..120 coefficients of 200 bits
+    for _ in range(3):
+        out.append(fmpz_poly([rng.getrandbits(200) - 2**199 for _ in range(rng.randint(60, 120))]))
+    return [[int(v) for v in P.coeffs()] for P in out]
+
+
+@pytest.mark.parametrize("ints", _hard_polys() + _random_polys(count=24, seed=3))
+def test_arb_descartes_equals_ball_descartes_and_sympy_count(ints, monkeypatch):
+    """Two certified bisections with different arithmetic (arb balls with escalation; fixed-point
+    integer balls) visit the same nodes, so their intervals must be identical; their count of roots
+    in (0, ∞) must equal sympy's (Vincent–Akritas–Strzeboński, an independent algorithm)."""
+    from sympy import Poly, Symbol
+
+    S = _squarefree_positive_part(ints)
+    if len(S) <= 1:
+        return
+    ref = D._descartes_isolate(S)
+    for prec0 in (None, 8):  # 8 bits: escalations, down to exact counts, on every hard node
+        got = D._descartes_isolate_arb(S, prec0=prec0)
+        assert got == ref
+    n_sympy = len(Poly(list(reversed(S)), Symbol("x"), domain="ZZ").intervals(inf=0))
+    assert len(ref) == n_sympy
+    # each open interval changes the sign of S (one simple root); a point interval is a root
+    from flint import fmpq, fmpz_poly
+
+    Sz = fmpz_poly(S)
+    for lo, hi in ref:
+        if lo == hi:
+            assert Sz(fmpq(lo.numerator, lo.denominator)) == 0
+        else:
+            a, b = Sz(fmpq(lo.numerator, lo.denominator)), Sz(fmpq(hi.numerator, hi.denominator))
+            assert a * b <= 0
+
+
+def test_arb_descartes_escalates_to_exact_counts():
+    """At 2 bits every node is undetermined at first: the escalation path (and the final exact count)
+    must still give the reference intervals; the counter records the recomputed nodes."""
+    S = _squarefree_positive_part(_hard_polys()[0])
+    before = D._iso_stats["exact_nodes"]
+    assert D._descartes_isolate_arb(S, prec0=2) == D._descartes_isolate(S)
+    assert D._iso_stats["exact_nodes"] > before
+
+
+def test_derive_identical_with_arb_and_ball_descartes(monkeypatch):
+    ds = linear_teacher(d=4, m=6, noise=0.1, seed=3)
+    a = D.derive(3, 3, data=ds, digits=25).to_json()
+    D.clear_caches()
+    monkeypatch.setattr(D, "_DESCARTES", "ball")
+    b = D.derive(3, 3, data=ds, digits=25).to_json()
+    assert a == b  # intervals included: the same bisection nodes
+
+
 def test_critical_points_identical_for_both_isolations(monkeypatch):
     import random
 
@@ -144,6 +241,7 @@ def test_isolation_falls_back_to_sympy_when_flint_fails(monkeypatch):
     coeffs = [Fraction(1), Fraction(-3), Fraction(1, 2), Fraction(1, 7), Fraction(-1, 50)]
     ref = D.critical_points(coeffs, 20)
     monkeypatch.setattr(D, "_descartes_isolate", boom)
+    monkeypatch.setattr(D, "_descartes_isolate_arb", boom)
     before = dict(D._iso_stats)
     got = D.critical_points(coeffs, 20)
     assert D._iso_stats["fallback"] == before["fallback"] + 1
