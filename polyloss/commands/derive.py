@@ -147,6 +147,10 @@ def _run_adam(args, adam) -> int:
     if adam["eps"] != 0 and args.adam_eps is not None:
         raise invalid("adam-eps", args.adam_eps, "0 (or omitted) with derive: the limit is taken with eps -> 0 "
                                                  "(a fixed eps > 0 dominates the O(1/n) muP gradients as n grows)")
+    p = args.param
+    if (p.alpha, p.gamma) != (2, 0):
+        raise invalid("param", p.name, "mup (the first-Adam-step limit is derived for muP: V ~ N(0, 1/n^2), "
+                                       "hidden Adam rate eta/n)")
     if adam["adam_exponent"] != 1:
         raise invalid("adam-exponent", args.adam_exponent, "1 (or omitted) with derive: the limit is muP's hidden "
                                                            "Adam rate eta/n")
