@@ -26,6 +26,11 @@ searched), ``requested_window`` (the window asked for when it had to be shrunk b
 diverges inside it, else ``null``), ``eval`` (list of {eta, loss, diverged}: the stable loss at the
 requested learning rates; ``loss`` ``null`` where GD overflows).
 
+An Adam document (``polyloss poly --optimizer adam``, :func:`polyloss.adam.adam_polynomial`) has the
+same schema with an ``optimizer`` block ({name: "adam", steps: 1, eps, exponent, betas, hidden_lr}),
+``eps_diagnostics`` and ``loss_at_init``, no ``recipe`` and no certified error bounds; a GD document has
+no ``optimizer`` key (absent = GD) and is unchanged.
+
 Changes from ``polyloss.poly/2``: the ``recipe`` block (``full_degree`` is the recipe's degree,
 :func:`polyloss.recipe.recipe_loss_degree`).
 

@@ -237,7 +237,7 @@ def _adam_record(job: _SampleJob, n: int, s: int, xp, t0: float) -> dict:
     used = resolve_sampler(job.sampler, n)
     seq = child_seed(job.seed, n, s)
     weights = (sample_weights(net, job.param, seq, xp=xp) if used == "dense"
-               else sample_lazy_weights(net, job.param, seq, xp=xp, coords="ambient"))
+               else sample_lazy_weights(net, job.param, seq, xp=np, coords="ambient"))  # the adam engine is host-side
     st = adam_first_step(weights, job.data, job.param, eps=job.adam["eps"], adam_exponent=job.adam["adam_exponent"])
     mn = st.minimise(job.window, n_grid=job.n_grid)
     rec = {"width": n, "sample": s, "seed": {"entropy": job.seed, "spawn_key": [n, s]}, "sampler": used,

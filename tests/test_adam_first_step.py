@@ -325,3 +325,15 @@ def test_sample_adam_run_records(files, capsys):
     assert "optimizer" not in json.loads((tmp / "gd" / "run.json").read_text())
     assert main(gd + [str(tmp / "gd"), "--resume", "--optimizer", "adam", "--adam-eps", "0"]) == 2
     assert "optimizer" in capsys.readouterr().err
+
+
+def test_sample_adam_lazy_widths(tmp_path, capsys):
+    """Lazy widths (auto: n >= 2048) run with eps = 0 in ambient coordinates; eps > 0 there is refused up front."""
+    base = ["sample", "--depth", "2", "--widths", "2048", "--samples", "1", "--steps", "1", "--d", "3", "--m", "6",
+            "--optimizer", "adam", "--quiet", "--out"]
+    assert main(base + [str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "adam_eps" in err and not (tmp_path / "bad").exists()
+    assert main(base + [str(tmp_path / "ok"), "--adam-eps", "0"]) == 0
+    rec = json.loads((tmp_path / "ok" / "records.jsonl").read_text().splitlines()[0])
+    assert rec["sampler"] == "lazy" and rec["adam"]["route"] == "rank1" and len(rec["loss_coefficients"]) == 5
