@@ -39,6 +39,16 @@ W_ℓ, V), per-layer rates ``η ρ_s λ_ℓ``, schedule, weight decay (l2/decoup
 buffer per trained matrix (:func:`_train_recipe`); with φ = ReLU the gradients carry φ' as above.
 The plain recipe runs the trainers below unchanged (bit for bit).
 
+Minibatches (``batch`` B < m): step k's gradient is that of the rows ``batch_schedule(...)[k]``
+with 1/B in place of 1/m — consecutive slices of seeded random permutations of the m rows, a new
+one each epoch, drawn from ``SeedSequence(seed, spawn_key=(0, sample))``: the same data order at
+every width and every η, another per sample. The recorded loss is always the full-data loss.
+
+Init gain (``init_gain``): W_0 and the hidden layers drawn with standard deviation gain/√fan_in
+(the networks of ``polyloss sample`` times the gain; V unchanged): '1' (default), 'he' (√2),
+'torch' (1/√3, PyTorch's nn.Linear default) or a number. For ReLU and GD a gain g is only a
+rescaling: it equals gain 1 at η·g^{2L} on y/g^{L+1}, with losses times g^{2(L+1)} (tested).
+
 Vectorisation: all learning rates of one network are trained together along a leading η axis,
 chunked so that one chunk fits ``memory_mb``. Step 0 is the same network for every η, so its
 forward/backward pass is done once and broadcast. Learning rates that diverge are dropped from the
@@ -116,6 +126,10 @@ __all__ = [
     "parse_etas",
     "adam_exponent_for",
     "sweep_network",
+    "batch_schedule",
+    "parse_init_gain",
+    "with_init_gain",
+    "INIT_GAINS",
     "SweepOptimum",
     "sweep_optimum",
     "SweepRun",
@@ -136,9 +150,9 @@ DEFAULT_MEMORY_MB = 1024.0
 ADAM_EXPONENTS = {"mup": Fraction(1), "sp": Fraction(0), "ntp": Fraction(1, 2)}
 RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend",
-               "recipe")
+               "recipe", "batch", "init_gain")
 #: Keys a run.json may lack (written before they existed), with the value that absence means.
-_DEFAULTS = {"recipe": PLAIN.to_dict()}
+_DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1"}
 #: At most this many learning rates in one grid.
 MAX_ETAS = 100_000
 _ETAS_VALID = ("'lin:START:STOP:COUNT' (0 <= START < STOP), 'log:START:STOP:COUNT' (0 < START < STOP), 2 <= COUNT <= "
@@ -302,7 +316,12 @@ def _prune(xp, ok, alive, arrays):
     return alive[keep_h], keep, [[cut(a) for a in group] for group in arrays]
 
 
-def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out):
+def _rows(arrays, ib):
+    """The rows ``ib`` (the minibatch) of each (..., m, n) array."""
+    return [a[..., ib, :] for a in arrays]
+
+
+def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out, idx=None):
     """GD on the η batch without per-η weight matrices (every GD update is rank <= m).
 
     ``W_ℓ^{(k)} = W_ℓ − Σ_{s<k} P_sᵀ Q_s`` with ``P_s = δ_ℓ^{(s)}`` (m × n) and ``Q_s = λη φ(h_{ℓ−1}^{(s)})``,
@@ -343,7 +362,9 @@ def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out):
             P, Q = PQ[:Lh], PQ[Lh:]
             if alive.size == 0:
                 return
-        delta = (r / m)[:, :, None] * V
+        if idx is not None:  # the gradient of this step's minibatch
+            r, pre, acts = r[:, idx[k]], _rows(pre, idx[k]), _rows(acts, idx[k])
+        delta = (r / r.shape[1])[:, :, None] * V
         if relu:
             delta = delta * (pre[-1] > 0)
         for l in range(Lh, 0, -1):
@@ -357,10 +378,11 @@ def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out):
             Q[l - 1].append(newQ)
 
 
-def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out):
+def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=None):
     """Train one chunk of learning rates; write losses (E, steps+1) into the host array ``out``.
 
-    ``lr`` (E,) holds the effective hidden learning rates (η × width multiplier) on ``xp``.
+    ``lr`` (E,) holds the effective hidden learning rates (η × width multiplier) on ``xp``;
+    ``idx``: None (full batch) or the minibatch rows of each step (steps × B, on ``xp``).
     """
     E = int(lr.shape[0])
     m = X.shape[0]
@@ -396,8 +418,10 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out):
             if adam:
                 mom = [a[keep] for a in mom]
                 vel = [a[keep] for a in vel]
+        if idx is not None:  # the gradient of this step's minibatch
+            r, pre, acts = r[:, idx[k]], _rows(pre, idx[k]), _rows(acts, idx[k])
         # backward, updating W_ℓ right after its gradient (delta_{ℓ-1} uses the old W_ℓ)
-        delta = (r / m)[:, :, None] * V
+        delta = (r / r.shape[1])[:, :, None] * V
         if relu:
             delta = delta * (pre[-1] > 0)
         if adam:
@@ -435,7 +459,7 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out):
             vel = [xp.broadcast_to(a, hidden[0].shape).copy() for a in vel]
 
 
-def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out):
+def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx=None):
     """GD on the η batch under a training recipe (:mod:`polyloss.recipe`), dense per-η weights.
 
     ``etas`` (E,) are the base learning rates on ``xp``; ``lam`` the per-layer multipliers
@@ -475,8 +499,11 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out)
         out[:, k] = np.broadcast_to(loss, (E,))
         if k == steps:
             return
-        # gradients at the weights of step k (all layers from the same weights)
-        rm = r / m
+        # gradients at the weights of step k (all layers from the same weights), on the minibatch if any
+        Xg = X
+        if idx is not None:
+            r, pre, acts, Xg = r[:, idx[k]], _rows(pre, idx[k]), _rows(acts, idx[k]), X[idx[k]]
+        rm = r / r.shape[1]
         grads = {}
         if "readout" in trained:
             grads["readout"] = (acts[-1].transpose(0, 2, 1) @ rm[:, :, None])[:, :, 0]
@@ -491,7 +518,7 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out)
                 if relu:
                     delta = delta * (pre[l - 1] > 0)
         if "input" in trained:
-            grads["input"] = delta.transpose(0, 2, 1) @ X
+            grads["input"] = delta.transpose(0, 2, 1) @ Xg
         rho = float(recipe.rho(k, steps))
         step_all = etas * rho  # η ρ_s
         new = {}
@@ -517,6 +544,46 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out)
         del grads, new
 
 
+#: Init gains by name: weight standard deviation gain/√fan_in for W_0 and the hidden layers.
+INIT_GAINS = {"1": 1.0, "he": math.sqrt(2.0), "torch": 1.0 / math.sqrt(3.0)}
+_GAIN_VALID = "'1', 'he' (√2, Kaiming for ReLU), 'torch' (1/√3, PyTorch's default nn.Linear init) or a number > 0"
+#: The spawn-key width of the data-order stream: no network has width 0, so it never meets a network's seed.
+BATCH_STREAM = 0
+
+
+def parse_init_gain(value) -> tuple[str, float]:
+    """(name, gain) for ``value``: a name of :data:`INIT_GAINS` or a finite number > 0."""
+    if isinstance(value, str) and value.strip().lower() in INIT_GAINS:
+        name = value.strip().lower()
+        return name, INIT_GAINS[name]
+    try:
+        g = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        g = float("nan")
+    if not (math.isfinite(g) and g > 0):
+        raise invalid("init_gain", value, _GAIN_VALID)
+    return ("1" if g == 1.0 else repr(g)), g
+
+
+def with_init_gain(weights: Weights, gain: float) -> Weights:
+    """``weights`` with W_0 and the hidden layers multiplied by ``gain`` (V, the readout, unchanged)."""
+    if gain == 1.0:
+        return weights
+    return Weights(weights.W0 * gain, tuple(W * gain for W in weights.hidden), weights.V)
+
+
+def batch_schedule(m: int, batch: int, steps: int, seed: int, sample: int) -> np.ndarray:
+    """The minibatch rows of steps 0..steps-1 (shape steps × batch) for sample ``sample``.
+
+    Consecutive slices of a stream of random permutations of range(m) (a new permutation each
+    epoch; a batch may straddle two epochs), drawn from ``SeedSequence(seed, spawn_key=(0, sample))``:
+    the same data order at every width and every η, a different one per sample."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(BATCH_STREAM, sample)))
+    need = steps * batch
+    stream = np.concatenate([rng.permutation(m) for _ in range(-(-need // m))])
+    return stream[:need].reshape(steps, batch)
+
+
 def sweep_network(
     weights: Weights,
     data: Dataset,
@@ -533,6 +600,7 @@ def sweep_network(
     method: str = "auto",
     xp=np,
     recipe=None,
+    batches=None,
 ) -> np.ndarray:
     """Train one network at every η of ``etas``; return the losses, shape (len(etas), steps + 1), numpy float64.
 
@@ -544,6 +612,9 @@ def sweep_network(
     ``recipe``: the training recipe (a :class:`~polyloss.recipe.Recipe`, its ``to_dict()`` dict or
     None for plain GD). A plain recipe (``is_plain_for(param)``) runs the code above unchanged; any
     other is GD only, trained densely (``method`` 'auto' or 'dense') by :func:`_train_recipe`.
+
+    ``batches``: None (full batch) or the rows of each step's minibatch, an integer array of shape
+    (>= steps, B) (:func:`batch_schedule`); the loss is always recorded on the full data.
     """
     from polyloss.poly import as_recipe
 
@@ -561,6 +632,14 @@ def sweep_network(
     if weights.input_dim != data.d:
         raise invalid("data", f"d={data.d}", f"data with d = {weights.input_dim} columns to match W0")
     n, L, m = weights.width, weights.depth, data.m
+    idx = None
+    if batches is not None:
+        rows = np.asarray(batches)
+        if rows.ndim != 2 or rows.shape[0] < steps or rows.dtype.kind not in "iu" or rows.size == 0 \
+                or rows.min() < 0 or rows.max() >= m:
+            raise invalid("batches", f"an array of shape {rows.shape}",
+                          f"an integer array of shape (>= {steps}, B) with rows in [0, {m})")
+        idx = [xp.asarray(r) for r in rows[:steps]]
     adam = optimizer == "adam"
     plain = _plain(recipe, param, optimizer, method, steps)
     method = choose_method(method, optimizer, n, m, steps) if plain else "dense"
@@ -581,11 +660,11 @@ def sweep_network(
         for i in range(0, etas.size, chunk):
             sl = slice(i, min(i + chunk, etas.size))
             if not plain:
-                _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl])
+                _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl], idx)
             elif method == "lowrank":
-                _train_lowrank(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, out[sl])
+                _train_lowrank(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, out[sl], idx)
             else:
-                _train_chunk(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, adam, adam_eps, out[sl])
+                _train_chunk(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, adam, adam_eps, out[sl], idx)
     out[~np.isfinite(out)] = np.inf
     # once diverged, stays diverged
     return np.where(np.cumsum(np.isinf(out), axis=1) > 0, np.inf, out)
@@ -764,6 +843,8 @@ class _SweepJob:
     backend: str
     recipe: object
     methods: dict  # the method recorded per width
+    batch: int | None = None
+    gain: float = 1.0
 
 
 def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
@@ -775,9 +856,11 @@ def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
     for n, s, lo, hi in units:
         t0 = time.perf_counter()
         weights = sample_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp)
-        losses = sweep_network(weights, job.data, job.param, job.grid[lo:hi], job.steps, activation=job.activation,
-                               optimizer=job.optimizer, adam_eps=job.adam_eps, adam_exponent=job.adam_exponent,
-                               dtype=job.dtype, memory_mb=job.memory_mb, method=job.method, xp=xp, recipe=job.recipe)
+        rows = None if job.batch is None else batch_schedule(job.data.m, job.batch, job.steps, job.seed, s)
+        losses = sweep_network(with_init_gain(weights, job.gain), job.data, job.param, job.grid[lo:hi], job.steps,
+                               activation=job.activation, optimizer=job.optimizer, adam_eps=job.adam_eps,
+                               adam_exponent=job.adam_exponent, dtype=job.dtype, memory_mb=job.memory_mb,
+                               method=job.method, xp=xp, recipe=job.recipe, batches=rows)
         out.append((n, s, lo, losses, time.perf_counter() - t0))
     return out
 
@@ -872,6 +955,8 @@ def run_sweep(
     progress: bool = True,
     recipe=None,
     executor=None,
+    batch: int | None = None,
+    init_gain="1",
 ) -> SweepRun:
     """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
 
@@ -889,6 +974,10 @@ def run_sweep(
       backend: 'numpy' or 'cupy'; resume: continue (and possibly extend) an existing run.
       recipe: the training recipe (a Recipe, its ``to_dict()`` dict or None for plain GD; recorded
         in run.json, GD only, see :func:`sweep_network`).
+      batch: minibatch size B (1 <= B <= m; None or m: full batch): step k uses the rows
+        :func:`batch_schedule` gives sample s (the same at every width and η); losses on all data.
+      init_gain: W_0 and hidden weights drawn with standard deviation gain/√fan_in: '1' (polyloss's
+        networks, those of ``sample``), 'he' (√2), 'torch' (1/√3) or a number > 0.
       executor: where the networks are trained (:func:`polyloss.executor.resolve_executor`): None or
         'serial' (here, in order), a number of local Dask workers or 'auto', a scheduler address, or a
         ``distributed.Client``. Records are identical whichever runs them; this process alone writes.
@@ -918,6 +1007,13 @@ def run_sweep(
     memory_mb = _check_positive("memory_mb", memory_mb)
     choose_method(method, optimizer, 1, 1, 1)  # validates method
     method = method.lower()
+    if batch is not None:
+        batch = _check_count("batch", batch, 1)
+        if batch > data.m:
+            raise invalid("batch", batch, f"an integer in [1, m = {data.m}] (or None: full batch)")
+        if batch == data.m:
+            batch = None  # one batch of all rows is full-batch GD
+    gain_name, gain = parse_init_gain(init_gain)
     if not isinstance(resume, bool):
         raise invalid("resume", resume, "True or False")
     from polyloss.poly import as_recipe
@@ -953,6 +1049,8 @@ def run_sweep(
         "seeds": seeds,
         "m": data.m,
         "input_dim": data.d,
+        "batch": batch,
+        "init_gain": gain_name,
     }
     # the executor first: an unreachable scheduler is refused before the run directory exists
     session = run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"), required=RECORD_FIELDS,
@@ -967,7 +1065,8 @@ def run_sweep(
         bar = Progress(len(todo), desc=desc, enabled=progress, costs=costs)
         job = _SweepJob(depth=depth, param=param, seed=seed, data=data, grid=grid, steps=steps, activation=activation,
                         optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
-                        memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods)
+                        memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods,
+                        batch=batch, gain=gain)
         units, unit_seconds = _eta_pieces(todo, [_seconds(c, steps, depth) for c in costs], len(grid), ex.batch_seconds,
                                           ex.workers)
         tasks, task_costs = batches(units, unit_seconds, ex.batch_seconds, ex.workers)

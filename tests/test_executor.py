@@ -199,7 +199,8 @@ def _sweep(out, executor=None, resume=False, **kw):
     {"method": "dense", "activation": "relu"},
     {"optimizer": "adam", "activation": "relu"},
     {"recipe": {"trained": "input,hidden,readout", "weight_decay": "0.1", "wd_mode": "independent", "momentum": "0.5"}},
-], ids=["linear-gd", "relu-dense", "relu-adam", "recipe"])
+    {"batch": 7, "activation": "relu", "init_gain": "he"},
+], ids=["linear-gd", "relu-dense", "relu-adam", "recipe", "minibatch-he"])
 def test_sweep_on_workers_writes_the_serial_records(client, tmp_path, opts):
     serial = _sweep(tmp_path / "serial", **opts)
     dask = _sweep(tmp_path / "dask", client, **opts)

@@ -40,6 +40,10 @@ EPILOG = """example:
   polyloss sweep --depth 2 --widths 32,64 --etas lin:0.05:2:20 --steps 2 --d 10 --m 50 \\
       --train input,hidden,readout --weight-decay 0.1 --wd-mode independent --momentum 0.9 --out results/sweep-recipe
 
+  polyloss sweep --depth 2 --widths 32,128 --etas log:0.1:30:20 --seeds 2 --steps 20 --batch 10 \\
+      --activation relu --init-gain he --d 10 --m 50 --out results/sweep-minibatch
+  (minibatch SGD, B = 10 of m = 50 rows per step, He-initialised ReLU network)
+
 {executor}
   Limits: {limits}.
 """
@@ -65,6 +69,12 @@ def register(sub) -> None:
     add_data_options(p)
     p.add_argument("--seed", type=positive_int("seed", 0, 2**63 - 1), default=0, help="root seed (default 0)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="training precision (default float64)")
+    p.add_argument("--batch", type=positive_int("batch"), default=None, metavar="B",
+                   help="minibatch size B <= m (default: full batch); step k uses rows of seeded per-epoch "
+                        "permutations (the same at every width and eta); the loss is recorded on all data")
+    p.add_argument("--init-gain", default="1", metavar="GAIN",
+                   help="W_0 and hidden weights with std GAIN/sqrt(fan_in): 1 (default; the networks of `sample`), "
+                        "he (sqrt 2), torch (1/sqrt 3, PyTorch's nn.Linear default) or a number > 0")
     p.add_argument("--memory-mb", type=positive_float("memory-mb"), default=1024.0,
                    help="memory budget (MiB) for one chunk of learning rates trained together (default 1024; at most "
                         "half the available memory)")
@@ -114,11 +124,14 @@ def run(args) -> int:
                      steps=args.steps, activation=args.activation, optimizer=args.optimizer, param=args.param,
                      data=data, data_description=desc, seed=args.seed, adam_eps=args.adam_eps,
                      adam_exponent=kappa, dtype=args.dtype, memory_mb=args.memory_mb, method=args.method, backend=args.backend,
-                     resume=args.resume, progress=not args.quiet, recipe=recipe, executor=executor)
+                     resume=args.resume, progress=not args.quiet, recipe=recipe, executor=executor, batch=args.batch,
+                     init_gain=args.init_gain)
     cfg, etas = run_.config, run_.etas
     print(f"run {args.out}: L={cfg['depth']} T={cfg['steps']} {cfg['activation']}/{cfg['optimizer']} "
           f"param={cfg['param']['name']} m={data.m} d={data.d}; {etas.size} etas in [{etas[0]:.6g}, {etas[-1]:.6g}]"
           + (f"; adam eps={cfg['adam']['eps']:g} lr=eta*n^-{cfg['adam']['exponent']}" if cfg["adam"] else "")
+          + (f"; minibatch {cfg['batch']}" if cfg.get("batch") else "")
+          + (f"; init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else "")
           + f"; recipe: {recipe.describe()}")
     print(f"{'width':>7} {'seeds':>5} {'eta* (seed-mean loss)':>22} {'loss at eta*':>13} {'spacing':>10} "
           f"{'seed argmins (mean ± s.e.)':>27} {'edge':>4} {'diverged':>8}")
