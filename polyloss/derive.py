@@ -591,8 +591,46 @@ def _kernel_traces(data, count: int, rationalize=None) -> list[Fraction]:
     return out
 
 
+_SMALL_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47)
+
+
+def _moment_scale(mus: Sequence[Fraction]) -> int:
+    """An integer D with ``μ_j·D^{j+1}`` an integer for every j: ``D = Π_p p^{max_j ⌈v_p(den_j)/(j+1)⌉}``
+    over small primes p, times the lcm of what the small primes leave of the denominators."""
+    dens = [Fraction(v).denominator for v in mus]
+    D = 1
+    for p in _SMALL_PRIMES:
+        e_max = 0
+        for j, den in enumerate(dens):
+            e = 0
+            while den % p == 0:
+                den //= p
+                e += 1
+            dens[j] = den
+            e_max = max(e_max, -(-e // (j + 1)))
+        D *= p**e_max
+    return D * math.lcm(*dens)
+
+
 def _numeric_limit_raw(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
-    """The ring and the raw :class:`ProgramResult` (ring elements: fmpq_poly with FLINT)."""
+    """The ring and the raw :class:`ProgramResult` (ring elements: fmpq_poly with FLINT).
+
+    Plain GD on FLINT runs on the integer moments ``μ̃_j = μ_j·D^{j+1}`` (:func:`_moment_scale`): by the
+    scaling symmetry of THEORY §5 (a term ``η^k Π μ_j^{e_j}`` of the loss has ``k = Σ(j+1)e_j − 1``, of
+    ``F_b`` ``k = Σ(j+1)e_j + b``) the results are ``𝓛(η) = 𝓛̃(η/D)/D`` and ``F_b(η) = D^b F̃_b(η/D)``,
+    the same rationals, while the engine multiplies integer polynomials (coefficient k of ~k·log2 D bits
+    instead of a common denominator of ~deg·log2 D bits, and no gcds): L = 4, t = 4 engine ~1.5x faster."""
+    if exact and recipe is None and HAS_FLINT and backend in ("auto", "flint"):
+        fl = _flint_mod()
+        mus = [Fraction(v) for v in dm.mus]
+        D = _moment_scale(mus)
+        if D > 1:
+            R = default_ring([v * D ** (j + 1) for j, v in enumerate(mus)], backend=backend)
+            res = run_program(KrylovEvaluator(R), depth, steps)
+            back = fl.fmpq_poly([0, fl.fmpq(1, D)])  # η ↦ η/D
+            loss = res.loss(back) * fl.fmpq(1, D)
+            f = {b: v(back) * D**b for b, v in res.f.items()}
+            return default_ring(dm.mus, backend=backend), dataclasses.replace(res, loss=loss, f=f, losses=(loss,))
     R = default_ring(dm.mus, backend=backend) if exact else FloatRing(dm.mus)
     sc = limit_scalars(recipe, steps, R, dm.d)
     return R, run_program(KrylovEvaluator(R), depth, steps, scalars=sc)

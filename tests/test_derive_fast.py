@@ -287,3 +287,26 @@ def test_a_cache_hit_cannot_be_changed_through_its_data_info():
     first.data_info["m"] = -1  # a caller editing its result
     again = derive(2, 1, ds)
     assert again.data_info["m"] == 5 and again.loss_coefficients == first.loss_coefficients
+
+
+def test_moment_scale_makes_scaled_moments_integers():
+    mus = [Fraction(3, 8), Fraction(5, 2**7 * 25), Fraction(1, 2**11 * 101), Fraction(7, 3**5 * 101**2)]
+    D_ = D._moment_scale(mus)
+    assert all((v * D_ ** (j + 1)).denominator == 1 for j, v in enumerate(mus))
+    assert D._moment_scale([Fraction(1), Fraction(2)]) == 1
+
+
+@pytest.mark.parametrize("L,t", [(1, 3), (2, 3), (3, 3)])
+def test_scaled_integer_moments_give_the_same_limit(L, t):
+    """The integer-moment route (η ↦ η/D afterwards) against the ring on the original rationals."""
+    from polyloss.fock import KrylovEvaluator, default_ring, run_program
+
+    X = [[Fraction(k * 7 + i, 101 + i) for i in range(3)] for k in range(4)]
+    y = [Fraction(k - 2, 13 + k) + Fraction(1, 3) for k in range(4)]
+    for data in ((X, y), linear_teacher(d=3, m=4, noise=0.1, seed=1)):
+        dm = D.data_moments(data, t)
+        assert D._moment_scale(dm.mus) > 1
+        _, res = D._numeric_limit_raw(L, t, dm, True)
+        ref = run_program(KrylovEvaluator(default_ring(dm.mus)), L, t)
+        assert res.loss == ref.loss
+        assert res.f == ref.f
