@@ -49,6 +49,13 @@ Init gain (``init_gain``): W_0 and the hidden layers drawn with standard deviati
 'torch' (1/√3, PyTorch's nn.Linear default) or a number. For ReLU and GD a gain g is only a
 rescaling: it equals gain 1 at η·g^{2L} on y/g^{L+1}, with losses times g^{2(L+1)} (tested).
 
+Alignment diagnostics (``alignment=True``; Kosson et al. 2025): for every trained layer with
+weights W, input X (the layer's input on all m rows) and update ΔW = W_{s+1} − W_s (decay
+included), at steps s = 0, 1, 3, 7, … and the last (:func:`alignment_steps`): the relative update
+‖ΔW‖/‖W‖, the relative representation change ‖XΔWᵀ‖/‖XWᵀ‖ and the alignments
+α_W = ‖XWᵀ‖/(‖W‖‖X‖) and α_ΔW = ‖XΔWᵀ‖/(‖ΔW‖‖X‖) (Frobenius norms). μP assumes α_ΔW = Θ(1) and
+α_W = Θ(n^{-1/2}) (a random W does not align with its input, a gradient update does).
+
 Vectorisation: all learning rates of one network are trained together along a leading η axis,
 chunked so that one chunk fits ``memory_mb``. Step 0 is the same network for every η, so its
 forward/backward pass is done once and broadcast. Learning rates that diverge are dropped from the
@@ -150,9 +157,9 @@ DEFAULT_MEMORY_MB = 1024.0
 ADAM_EXPONENTS = {"mup": Fraction(1), "sp": Fraction(0), "ntp": Fraction(1, 2)}
 RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend",
-               "recipe", "batch", "init_gain")
+               "recipe", "batch", "init_gain", "alignment")
 #: Keys a run.json may lack (written before they existed), with the value that absence means.
-_DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1"}
+_DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1", "alignment": False}
 #: At most this many learning rates in one grid.
 MAX_ETAS = 100_000
 _ETAS_VALID = ("'lin:START:STOP:COUNT' (0 <= START < STOP), 'log:START:STOP:COUNT' (0 < START < STOP), 2 <= COUNT <= "
@@ -321,6 +328,34 @@ def _rows(arrays, ib):
     return [a[..., ib, :] for a in arrays]
 
 
+ALIGNMENT_METRICS = ("rel_update", "rel_repr", "align_w", "align_dw")
+
+
+def alignment_steps(steps: int) -> list[int]:
+    """The steps whose update the alignment diagnostics record: 0, 1, 3, 7, … (2^j − 1) and the last."""
+    out, j = [], 1
+    while j - 1 < steps:
+        out.append(j - 1)
+        j *= 2
+    return sorted(set(out) | {steps - 1})
+
+
+def _fro(xp, a):
+    """Frobenius norm over the last two axes (one per η)."""
+    return xp.sqrt(xp.sum(a * a, axis=(-2, -1)))
+
+
+def _alignment(xp, Xin, W, dW, E: int) -> np.ndarray:
+    """(E, 4): ‖ΔW‖/‖W‖, ‖ΔW X‖/‖W X‖, α_W = ‖W X‖/(‖W‖‖X‖), α_ΔW = ‖ΔW X‖/(‖ΔW‖‖X‖) (Frobenius; X the
+    layer's input on all data, rows = samples). ``W`` (E or 1, out, in), ``dW`` (E, out, in), ``Xin``
+    (E or 1, m, in) or (m, in)."""
+    nX = _fro(xp, Xin)
+    nW, ndW = _fro(xp, W), _fro(xp, dW)
+    nXW, nXdW = _fro(xp, Xin @ W.transpose(0, 2, 1)), _fro(xp, Xin @ dW.transpose(0, 2, 1))
+    vals = [ndW / nW, nXdW / nXW, nXW / (nW * nX), nXdW / (ndW * nX)]
+    return np.stack([np.broadcast_to(to_host(v).astype(np.float64).reshape(-1), (E,)) for v in vals], axis=1)
+
+
 def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out, idx=None):
     """GD on the η batch without per-η weight matrices (every GD update is rank <= m).
 
@@ -378,13 +413,16 @@ def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out, idx=None):
             Q[l - 1].append(newQ)
 
 
-def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=None):
+def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=None, diag=None):
     """Train one chunk of learning rates; write losses (E, steps+1) into the host array ``out``.
 
     ``lr`` (E,) holds the effective hidden learning rates (η × width multiplier) on ``xp``;
     ``idx``: None (full batch) or the minibatch rows of each step (steps × B, on ``xp``).
+    ``diag``: None, or a host array (E, L, len(alignment_steps), 4) filled with the alignment
+    diagnostics of each hidden layer's update at :func:`alignment_steps` (NaN where diverged).
     """
     E = int(lr.shape[0])
+    logged = {k: j for j, k in enumerate(alignment_steps(steps))} if diag is not None else {}
     m = X.shape[0]
     b1, b2 = ADAM_BETAS
     alive = np.arange(E)
@@ -418,6 +456,7 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=
             if adam:
                 mom = [a[keep] for a in mom]
                 vel = [a[keep] for a in vel]
+        inputs = acts  # every layer's input on all data, for the diagnostics
         if idx is not None:  # the gradient of this step's minibatch
             r, pre, acts = r[:, idx[k]], _rows(pre, idx[k]), _rows(acts, idx[k])
         # backward, updating W_ℓ right after its gradient (delta_{ℓ-1} uses the old W_ℓ)
@@ -449,6 +488,8 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=
                 upd = lr3 * upd
             else:
                 upd = lr3 * g
+            if k in logged:  # ΔW = −upd, before W_ℓ changes
+                diag[alive, l - 1, logged[k]] = _alignment(xp, inputs[l - 1], hidden[l - 1], upd, alive.size)
             if k > 0:  # in place on our own batched copy
                 hidden[l - 1] -= upd
             else:  # never write into the caller's weights; broadcasts to the η axis
@@ -459,7 +500,7 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=
             vel = [xp.broadcast_to(a, hidden[0].shape).copy() for a in vel]
 
 
-def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx=None):
+def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx=None, diag=None):
     """GD on the η batch under a training recipe (:mod:`polyloss.recipe`), dense per-η weights.
 
     ``etas`` (E,) are the base learning rates on ``xp``; ``lam`` the per-layer multipliers
@@ -469,9 +510,12 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
     ``v ← βv + g`` (``v = g`` at s = 0) gives the direction ``v`` or ``g + βv`` (Nesterov), the
     step is ``ηρ_sλ_ℓ · direction``, and ``decoupled``/``independent`` first scale W by
     ``1 − ηρ_sω`` / ``1 − ω``. Untrained layers stay shared (leading axis 1) and are never decayed.
-    Losses (E, steps+1) go into the host array ``out`` (+inf where not finite).
+    Losses (E, steps+1) go into the host array ``out`` (+inf where not finite). ``diag``: None or a
+    host array (E, trained layers in the order input, hidden…, readout, len(alignment_steps), 4) for
+    the alignment diagnostics of each trained layer's whole change W_{s+1} − W_s (decay included).
     """
     E = int(etas.shape[0])
+    logged = {k: j for j, k in enumerate(alignment_steps(steps))} if diag is not None else {}
     m = X.shape[0]
     trained = recipe.trained
     omega, beta, mode = float(recipe.weight_decay), float(recipe.momentum), recipe.wd_mode
@@ -500,7 +544,7 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
         if k == steps:
             return
         # gradients at the weights of step k (all layers from the same weights), on the minibatch if any
-        Xg = X
+        Xg, inputs = X, {"input": X, "readout": acts[-1], **{("hidden", l): acts[l] for l in range(Lh)}}
         if idx is not None:
             r, pre, acts, Xg = r[:, idx[k]], _rows(pre, idx[k]), _rows(acts, idx[k]), X[idx[k]]
         rm = r / r.shape[1]
@@ -540,6 +584,13 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
             elif mode == "independent" and omega != 0:
                 W = W * (1 - omega)
             new[key] = W - direction * sc
+        if k in logged:
+            with np.errstate(all="ignore"):
+                for i, (key, _) in enumerate(keys):
+                    W, dW = params[key], new[key] - params[key]
+                    if W.ndim == 2:  # the readout vector as a 1 × n matrix
+                        W, dW = W[:, None, :], dW[:, None, :]
+                    diag[:, i, logged[k]] = _alignment(xp, inputs[key], W, dW, E)
         params.update(new)
         del grads, new
 
@@ -601,7 +652,8 @@ def sweep_network(
     xp=np,
     recipe=None,
     batches=None,
-) -> np.ndarray:
+    alignment: bool = False,
+):
     """Train one network at every η of ``etas``; return the losses, shape (len(etas), steps + 1), numpy float64.
 
     Row i is the loss at steps 0..steps with learning rate ``etas[i]`` (in the given order);
@@ -615,6 +667,11 @@ def sweep_network(
 
     ``batches``: None (full batch) or the rows of each step's minibatch, an integer array of shape
     (>= steps, B) (:func:`batch_schedule`); the loss is always recorded on the full data.
+
+    ``alignment``: also return the alignment diagnostics of every trained layer's update at the
+    steps :func:`alignment_steps` — ``(losses, diag)`` with ``diag`` of shape (len(etas), layers
+    (:func:`alignment_layers`), steps logged, 4) holding :data:`ALIGNMENT_METRICS` (NaN after
+    divergence); trains densely (``method`` 'lowrank' is refused).
     """
     from polyloss.poly import as_recipe
 
@@ -642,7 +699,11 @@ def sweep_network(
         idx = [xp.asarray(r) for r in rows[:steps]]
     adam = optimizer == "adam"
     plain = _plain(recipe, param, optimizer, method, steps)
-    method = choose_method(method, optimizer, n, m, steps) if plain else "dense"
+    if not isinstance(alignment, bool):
+        raise invalid("alignment", alignment, "True or False")
+    if alignment and plain and isinstance(method, str) and method.lower() == "lowrank":
+        raise invalid("method", method, "'auto' or 'dense' with the alignment diagnostics (they need each update)")
+    method = choose_method(method, optimizer, n, m, steps) if plain and not alignment else "dense"
     mult = float(n) ** (-float(adam_exponent_for(param, adam_exponent))) if adam else param.lr_multiplier(n)
     dt = getattr(xp, dtype)
     cast = lambda a: xp.asarray(a, dtype=dt)  # noqa: E731
@@ -656,18 +717,38 @@ def sweep_network(
     if not plain:
         chunk = _chunk_size(n, m, L + 2, steps, "dense", recipe.momentum != 0, np.dtype(dtype).itemsize, memory_mb)
         lam = recipe.lr_multipliers(n, param)
+    diag = np.full((etas.size, len(alignment_layers(L, recipe, param)), len(alignment_steps(steps)),
+                    len(ALIGNMENT_METRICS)), np.nan) if alignment else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for i in range(0, etas.size, chunk):
             sl = slice(i, min(i + chunk, etas.size))
+            dsl = None if diag is None else diag[sl]
             if not plain:
-                _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl], idx)
+                _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl], idx, dsl)
             elif method == "lowrank":
                 _train_lowrank(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, out[sl], idx)
             else:
-                _train_chunk(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, adam, adam_eps, out[sl], idx)
+                _train_chunk(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, adam, adam_eps, out[sl], idx, dsl)
     out[~np.isfinite(out)] = np.inf
     # once diverged, stays diverged
-    return np.where(np.cumsum(np.isinf(out), axis=1) > 0, np.inf, out)
+    losses = np.where(np.cumsum(np.isinf(out), axis=1) > 0, np.inf, out)
+    if diag is None:
+        return losses
+    # an update taken from diverged weights (loss +inf at or before its step) says nothing: NaN
+    for j, k in enumerate(alignment_steps(steps)):
+        diag[~np.isfinite(losses[:, k + 1]), :, j] = np.nan
+    diag[~np.isfinite(diag)] = np.nan
+    return losses, diag
+
+
+def alignment_layers(depth: int, recipe=None, param="mup") -> list[str]:
+    """Names of the layers the alignment diagnostics cover: the trained ones, W0 (input), W1..WL, V."""
+    from polyloss.poly import as_recipe
+
+    recipe = as_recipe(recipe)
+    trained = ("hidden",) if recipe.is_plain_for(Parametrization.parse(param)) else recipe.trained
+    return ((["W0"] if "input" in trained else []) + ([f"W{l}" for l in range(1, depth + 1)] if "hidden" in trained else [])
+            + (["V"] if "readout" in trained else []))
 
 
 def _plain(recipe, param, optimizer: str, method: str, steps: int) -> bool:
@@ -845,6 +926,7 @@ class _SweepJob:
     methods: dict  # the method recorded per width
     batch: int | None = None
     gain: float = 1.0
+    alignment: bool = False
 
 
 def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
@@ -860,12 +942,15 @@ def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
         losses = sweep_network(with_init_gain(weights, job.gain), job.data, job.param, job.grid[lo:hi], job.steps,
                                activation=job.activation, optimizer=job.optimizer, adam_eps=job.adam_eps,
                                adam_exponent=job.adam_exponent, dtype=job.dtype, memory_mb=job.memory_mb,
-                               method=job.method, xp=xp, recipe=job.recipe, batches=rows)
+                               method=job.method, xp=xp, recipe=job.recipe, batches=rows, alignment=job.alignment)
         out.append((n, s, lo, losses, time.perf_counter() - t0))
     return out
 
 
-def _sweep_record(job: _SweepJob, n: int, s: int, losses: np.ndarray, seconds: float) -> dict:
+def _sweep_record(job: _SweepJob, n: int, s: int, losses, seconds: float) -> dict:
+    diag = None
+    if job.alignment:
+        losses, diag = np.vstack([p[0] for p in losses]), np.concatenate([p[1] for p in losses])
     final = losses[:, -1]
     best = int(np.argmin(final)) if np.isfinite(final).any() else None
     return {
@@ -877,8 +962,15 @@ def _sweep_record(job: _SweepJob, n: int, s: int, losses: np.ndarray, seconds: f
         "loss_best": None if best is None else float(final[best]),
         "diverged": int(np.sum(np.isinf(final))),
         "method": job.methods[n],
+        **({} if diag is None else {"alignment": _alignment_json(diag)}),
         "seconds": round(seconds, 4),
     }
+
+
+def _alignment_json(diag: np.ndarray) -> dict:
+    """{metric: values[eta][layer][logged step]} with null for NaN (strict JSON)."""
+    return {name: [[[None if not math.isfinite(v) else v for v in row] for row in per_eta]
+                   for per_eta in diag[..., i].tolist()] for i, name in enumerate(ALIGNMENT_METRICS)}
 
 
 def _eta_pieces(todo, seconds, n_eta: int, target: float, workers: int):
@@ -957,6 +1049,7 @@ def run_sweep(
     executor=None,
     batch: int | None = None,
     init_gain="1",
+    alignment: bool = False,
 ) -> SweepRun:
     """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
 
@@ -978,6 +1071,9 @@ def run_sweep(
         :func:`batch_schedule` gives sample s (the same at every width and η); losses on all data.
       init_gain: W_0 and hidden weights drawn with standard deviation gain/√fan_in: '1' (polyloss's
         networks, those of ``sample``), 'he' (√2), 'torch' (1/√3) or a number > 0.
+      alignment: record per trained layer the alignment diagnostics of the updates at
+        :func:`alignment_steps` (record field ``alignment``: {metric: [eta][layer][step]}; run.json
+        ``alignment_steps``/``alignment_layers``); trains densely.
       executor: where the networks are trained (:func:`polyloss.executor.resolve_executor`): None or
         'serial' (here, in order), a number of local Dask workers or 'auto', a scheduler address, or a
         ``distributed.Client``. Records are identical whichever runs them; this process alone writes.
@@ -1014,6 +1110,10 @@ def run_sweep(
         if batch == data.m:
             batch = None  # one batch of all rows is full-batch GD
     gain_name, gain = parse_init_gain(init_gain)
+    if not isinstance(alignment, bool):
+        raise invalid("alignment", alignment, "True or False")
+    if alignment and method == "lowrank":
+        raise invalid("method", method, "'auto' or 'dense' with the alignment diagnostics (they need each update)")
     if not isinstance(resume, bool):
         raise invalid("resume", resume, "True or False")
     from polyloss.poly import as_recipe
@@ -1051,7 +1151,12 @@ def run_sweep(
         "input_dim": data.d,
         "batch": batch,
         "init_gain": gain_name,
+        "alignment": alignment,
     }
+    if alignment:
+        config["alignment_steps"] = alignment_steps(steps)
+        config["alignment_layers"] = alignment_layers(depth, recipe, param)
+        config["alignment_metrics"] = list(ALIGNMENT_METRICS)
     # the executor first: an unreachable scheduler is refused before the run directory exists
     session = run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths", "seeds"), required=RECORD_FIELDS,
                           defaults=_DEFAULTS)
@@ -1060,13 +1165,13 @@ def run_sweep(
         done = {(r["width"], r["sample"]) for r in old}
         todo = [(n, s) for n in config["widths"] for s in range(config["seeds"]) if (n, s) not in done]
         desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
-        methods = {n: _record_method(method, optimizer, n, data.m, steps, plain) for n in config["widths"]}
+        methods = {n: _record_method(method, optimizer, n, data.m, steps, plain and not alignment) for n in config["widths"]}
         costs = [_cost(methods[n], n, data.m, steps, len(grid)) for n, _ in todo]
         bar = Progress(len(todo), desc=desc, enabled=progress, costs=costs)
         job = _SweepJob(depth=depth, param=param, seed=seed, data=data, grid=grid, steps=steps, activation=activation,
                         optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
                         memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods,
-                        batch=batch, gain=gain)
+                        batch=batch, gain=gain, alignment=alignment)
         units, unit_seconds = _eta_pieces(todo, [_seconds(c, steps, depth) for c in costs], len(grid), ex.batch_seconds,
                                           ex.workers)
         tasks, task_costs = batches(units, unit_seconds, ex.batch_seconds, ex.workers)
@@ -1079,12 +1184,13 @@ def run_sweep(
                     continue
                 got = parts.setdefault((n, s), {})
                 got[lo] = (losses, sec)
-                if sum(len(v[0]) for v in got.values()) < len(grid):
+                if sum(len(v[0][0] if alignment else v[0]) for v in got.values()) < len(grid):
                     continue
                 del parts[(n, s)]
                 rows = [got[k] for k in sorted(got)]
                 done.add((n, s))
-                writer.write(_sweep_record(job, n, s, np.vstack([r[0] for r in rows]), sum(r[1] for r in rows)))
+                losses = [r[0] for r in rows] if alignment else np.vstack([r[0] for r in rows])
+                writer.write(_sweep_record(job, n, s, losses, sum(r[1] for r in rows)))
                 bar.update()
     bar.close()
     return load_sweep(out_dir)

@@ -200,7 +200,8 @@ def _sweep(out, executor=None, resume=False, **kw):
     {"optimizer": "adam", "activation": "relu"},
     {"recipe": {"trained": "input,hidden,readout", "weight_decay": "0.1", "wd_mode": "independent", "momentum": "0.5"}},
     {"batch": 7, "activation": "relu", "init_gain": "he"},
-], ids=["linear-gd", "relu-dense", "relu-adam", "recipe", "minibatch-he"])
+    {"alignment": True, "optimizer": "adam"},
+], ids=["linear-gd", "relu-dense", "relu-adam", "recipe", "minibatch-he", "alignment"])
 def test_sweep_on_workers_writes_the_serial_records(client, tmp_path, opts):
     serial = _sweep(tmp_path / "serial", **opts)
     dask = _sweep(tmp_path / "dask", client, **opts)
@@ -335,7 +336,8 @@ def test_sweep_split_grids_give_the_serial_records(client, tmp_path, monkeypatch
     pieces = sweep._eta_pieces
     monkeypatch.setattr(sweep, "_eta_pieces", lambda *a: seen.append(pieces(*a)) or seen[-1])
     monkeypatch.setattr(executor.DaskExecutor, "batch_seconds", 1e-4)  # tiny pieces: every grid is cut
-    opts = dict(widths=[16, 64], seeds=2, etas="lin:0.05:3:25", steps=3, activation="relu", optimizer="adam")
+    opts = dict(widths=[16, 64], seeds=2, etas="lin:0.05:3:25", steps=3, activation="relu", optimizer="adam",
+                alignment=True)
     serial = _sweep(tmp_path / "serial", **opts)
     dask = _sweep(tmp_path / "dask", client, **opts)
     assert len(seen[-1][0]) > 8  # more pieces than networks

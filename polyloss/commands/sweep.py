@@ -72,6 +72,10 @@ def register(sub) -> None:
     p.add_argument("--batch", type=positive_int("batch"), default=None, metavar="B",
                    help="minibatch size B <= m (default: full batch); step k uses rows of seeded per-epoch "
                         "permutations (the same at every width and eta); the loss is recorded on all data")
+    p.add_argument("--alignment", action="store_true",
+                   help="record per trained layer, at steps 0, 1, 3, 7, ... and the last, the relative update "
+                        "|dW|/|W|, representation change |dW X|/|W X| and alignments |W X|/(|W||X|), "
+                        "|dW X|/(|dW||X|) (Kosson et al.); trains densely")
     p.add_argument("--init-gain", default="1", metavar="GAIN",
                    help="W_0 and hidden weights with std GAIN/sqrt(fan_in): 1 (default; the networks of `sample`), "
                         "he (sqrt 2), torch (1/sqrt 3, PyTorch's nn.Linear default) or a number > 0")
@@ -125,7 +129,7 @@ def run(args) -> int:
                      data=data, data_description=desc, seed=args.seed, adam_eps=args.adam_eps,
                      adam_exponent=kappa, dtype=args.dtype, memory_mb=args.memory_mb, method=args.method, backend=args.backend,
                      resume=args.resume, progress=not args.quiet, recipe=recipe, executor=executor, batch=args.batch,
-                     init_gain=args.init_gain)
+                     init_gain=args.init_gain, alignment=args.alignment)
     cfg, etas = run_.config, run_.etas
     print(f"run {args.out}: L={cfg['depth']} T={cfg['steps']} {cfg['activation']}/{cfg['optimizer']} "
           f"param={cfg['param']['name']} m={data.m} d={data.d}; {etas.size} etas in [{etas[0]:.6g}, {etas[-1]:.6g}]"
