@@ -271,3 +271,29 @@ def optimum_vs_width(ax, groups: dict, title: str, *, ylabel: str = "optimal lea
     ax.legend(fontsize=7)
     drawn["axes"] = describe(ax)
     return drawn
+
+
+def alignment_vs_step(axes, steps, curves: dict, layer: str, title: str) -> dict:
+    """Alignment diagnostics vs step, one line per width: ``curves = {width: {metric: values per step}}``
+    with the four metrics of :data:`polyloss.sweep.ALIGNMENT_METRICS`, one panel each, log–log axes
+    (step + 1 on x). Reference slopes are not drawn: the panels compare widths at each step."""
+    words = {"rel_update": "relative update |ΔW|/|W|", "rel_repr": "representation change |ΔW X|/|W X|",
+             "align_w": "weight alignment α_W = |W X|/(|W||X|)", "align_dw": "update alignment α_ΔW = |ΔW X|/(|ΔW||X|)"}
+    x = np.asarray(steps, float) + 1
+    drawn = {}
+    for ax, metric in zip(axes, words):
+        for color, n in zip(_colors(len(curves)), sorted(curves)):
+            v = np.asarray(curves[n][metric], float)
+            ax.plot(x, v, "o-", ms=3, color=color, label=f"n = {n}")
+            drawn.setdefault(metric, {})[int(n)] = [None if not np.isfinite(a) else float(a) for a in v]
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step s + 1 (log scale)")
+        ax.set_ylabel(words[metric] + " (log scale)", fontsize=8)
+        ax.set_title(f"{metric}, layer {layer}", fontsize=9)
+        ax.legend(fontsize=7, title="width")
+        drawn.setdefault("axes", []).append(describe(ax))
+    axes[0].figure.suptitle(title, fontsize=10)
+    axes[0].figure.tight_layout()
+    drawn["title"] = title
+    return drawn

@@ -30,12 +30,15 @@ def predicted_losses(run, width: int, data) -> np.ndarray:
     from polyloss.weights import child_seed, sample_weights
 
     from polyloss.compare import run_recipe
+    from polyloss.sweep import parse_init_gain, with_init_gain
 
     cfg, param = run.config, _param(run.config)
     recipe = run_recipe(cfg)
+    gain = parse_init_gain(cfg.get("init_gain", "1"))[1]
     out = []
     for rec in run.by_width()[width]:
         w = sample_weights(NetworkSpec(cfg["depth"], width, data.d), param, child_seed(cfg["seed"], width, rec["sample"]))
+        w = with_init_gain(w, gain)
         with np.errstate(over="ignore", invalid="ignore"):
             out.append(LossEngine(w, data, param, recipe=recipe).loss_at(run.etas, cfg["steps"]))
     return np.array(out)
@@ -58,7 +61,9 @@ def sweep_section(doc, path, numbers: dict) -> None:
         doc.p("*No finished records.*")
         return
     data, note = None, ""
-    if cfg["activation"] == "linear" and cfg["optimizer"] == "gd":
+    if cfg.get("batch"):
+        note = f" (minibatch SGD, B = {cfg['batch']}: no polynomial prediction)"
+    elif cfg["activation"] == "linear" and cfg["optimizer"] == "gd":
         try:
             data = run_dataset(cfg)
         except PolylossError as exc:
@@ -99,3 +104,26 @@ def sweep_section(doc, path, numbers: dict) -> None:
     data_drawn = plots.sweep_overlay(ax, run.etas, measured, predicted, f"Trained loss vs learning rate, {label}", optima=optima)
     doc.fig(f"fig_e_sweep_{len(doc.figdata)}", fig, f"(e) trained loss (markers) vs polynomial prediction (lines) around the "
             f"grid optima, {label}", data_drawn)
+    if cfg.get("alignment"):
+        _alignment_figure(doc, run, label, optima)
+
+
+def _alignment_figure(doc, run, label: str, optima: dict) -> None:
+    """Per width, the seed median of each alignment metric at that width's grid optimum η*, vs step, for
+    the middle trained layer (all layers are in the records)."""
+    cfg = run.config
+    layers, steps = cfg["alignment_layers"], cfg["alignment_steps"]
+    li = len(layers) // 2
+    curves = {}
+    for n, eta in optima.items():
+        i = int(np.argmin(np.abs(run.etas - eta)))
+        recs = run.by_width()[n]
+        curves[n] = {m: np.nanmedian(np.array([[np.nan if v is None else v for v in r["alignment"][m][i][li]] for r in recs],
+                                              dtype=float), axis=0) if recs else [] for m in cfg["alignment_metrics"]}
+    if not curves:
+        return
+    fig, axes = plots.new_figure(ncols=4, width=4.2)
+    with np.errstate(all="ignore"):
+        drawn = plots.alignment_vs_step(axes, steps, curves, layers[li], f"Alignment at η*, {label}")
+    doc.fig(f"fig_e_alignment_{len(doc.figdata)}", fig, f"alignment diagnostics of layer {layers[li]} vs step at each width's "
+            f"grid optimum η* (seed median; μP assumes α_ΔW = Θ(1), α_W = Θ(n^-1/2)), {label}", drawn)

@@ -111,3 +111,28 @@ def test_run_records_and_options(tmp_path):
     with pytest.raises(SpecError, match="`method`='lowrank'"):
         api.sweep(tmp_path / "x", depth=1, widths=[8], etas="lin:0.1:1:4", seeds=1, steps=2, data=DATA,
                   alignment=True, method="lowrank", progress=False)
+
+
+def test_report_figures_and_predictions(tmp_path):
+    """A minibatch run gets no polynomial prediction; a gain-√2 linear GD run gets the polynomial of its own
+    (scaled) networks, which matches training; an alignment run gets its figure, axes described."""
+    import json
+
+    from polyloss.cli import main
+
+    common = ["sweep", "--depth", "2", "--widths", "16,32", "--etas", "lin:0.1:1.5:6", "--seeds", "2", "--steps", "3",
+              "--d", "5", "--m", "16", "--quiet"]
+    assert main(common + ["--batch", "4", "--alignment", "--out", str(tmp_path / "mb")]) == 0
+    assert main(common + ["--init-gain", "he", "--out", str(tmp_path / "he")]) == 0
+    assert main(["report", str(tmp_path / "mb"), str(tmp_path / "he"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "minibatch SGD, B = 4: no polynomial prediction" in md
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    sweeps = doc["numbers"]["sweeps"] if "numbers" in doc else doc["sweeps"]
+    he = next(v for k, v in sweeps.items() if "[he]" in k)
+    assert all(r["max_rel_diff_trained_vs_polynomial"] < 1e-9 for r in he["per_width"])
+    figs = doc.get("figures") or doc.get("figdata") or {}
+    name = next(k for k in figs if k.startswith("fig_e_alignment"))
+    axes = figs[name]["axes"]
+    assert [a["xlabel"] for a in axes] == ["step s + 1 (log scale)"] * 4
+    assert all(a["legend"] == ["n = 16", "n = 32"] for a in axes)
