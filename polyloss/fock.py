@@ -420,6 +420,9 @@ class KrylovEvaluator:
         self.max_mu = -1
         self._track = track_mu
         self._prune = not track_mu
+        # numeric exact μ (constants): fold μ into one factor before the polynomial products
+        # (exact, so the same rationals; float rings keep their summation order)
+        self._fold = ring.exact and not ring.symbolic and self._prune
 
     def _mu(self, j):
         if j > self.max_mu:
@@ -462,6 +465,8 @@ class KrylovEvaluator:
     def inner_batched(self, u: dict, H: dict) -> dict:
         """⟨u, h(x_j)⟩ for all j, as a value vector ``{b: c}``."""
         uw = _by_word(u)
+        if self._fold:
+            return self._inner_batched_folded(uw, H)
         mu_b: dict = {}  # (b, n) -> accumulated coefficient of μ_n K̄^b y
         out: dict = {}
         R = self.R
@@ -484,10 +489,48 @@ class KrylovEvaluator:
             out[b] = out.get(b, R.zero) + s * self._mu(n)
         return {b: s for b, s in out.items() if s or not self._prune}
 
+    def _inner_batched_folded(self, uw: dict, H: dict) -> dict:
+        """:meth:`inner_batched` for numeric μ: ``Σ_{w,a} (Σ_i c_{w,i} μ_{i+a+1}) h_{w,a,b}`` — one
+        polynomial product per entry of H instead of one per (entry, matching u-entry) pair."""
+        out: dict = {}
+        R = self.R
+        folded: dict = {}  # (w, a) -> Σ_i c_{w,i} μ_{i+a+1}
+        for (w, a, b), h in H.items():
+            lst = uw.get(w)
+            if not lst:
+                continue
+            if a >= 0:
+                g = folded.get((w, a))
+                if g is None:
+                    g = R.zero
+                    for i, c in lst:
+                        if i >= 0:
+                            g = g + c * self._mu(i + a + 1)
+                    folded[(w, a)] = g
+                if g:
+                    out[b] = out.get(b, R.zero) + g * h
+            else:
+                for i, c in lst:
+                    if a == -1:
+                        if i < 0:
+                            out[b] = out.get(b, R.zero) + c * h
+                    elif i >= 0:  # identity slot: ⟨K̄^i y/m (coeff. form), x_j⟩_B = (K̄^{i+1} y)_j
+                        out[i + 1] = out.get(i + 1, R.zero) + c * h
+        return {b: s for b, s in out.items() if s}
+
     def value_inner(self, r: dict, v: dict):
         """``(1/m) rᵀ v`` for value vectors."""
         buckets: dict = {}
         R = self.R
+        if self._fold:  # Σ_i r_i (Σ_j v_j μ_{i+j}): one polynomial product per entry of r
+            total = R.zero
+            for i, a in r.items():
+                g = R.zero
+                for j, b in v.items():
+                    g = g + b * self._mu(i + j)
+                if g:
+                    total = total + a * g
+            return total
         if r is v:  # symmetric: r_i r_j once per unordered pair
             items = sorted(r.items(), key=lambda kv: kv[0])
             for p, (i, a) in enumerate(items):

@@ -188,3 +188,22 @@ def test_flint_and_sympy_rings_agree(L, t):
     ra = a.eta_coefficients(run_program(KrylovEvaluator(a), L, t).loss)
     rb = b.eta_coefficients(run_program(KrylovEvaluator(b), L, t).loss)
     assert ra == rb
+
+
+@pytest.mark.parametrize("L,t", [(1, 2), (2, 3), (3, 3)])
+def test_folded_moment_products_equal_the_pairwise_sums(L, t):
+    """Numeric exact μ: the engine folds μ into one factor before the polynomial products
+    (KrylovEvaluator._fold); the pairwise route (one product per pair, μ applied per bucket) must give
+    the same rationals, and so must the sympy ring (other arithmetic)."""
+    from fractions import Fraction as F
+
+    mus = [F(3, 7), F(5, 11), F(7, 13), F(11, 17), F(13, 19), F(17, 23), F(19, 29), F(23, 31), F(29, 37)]
+    fast = KrylovEvaluator(default_ring(mus))
+    assert fast._fold
+    slow = KrylovEvaluator(default_ring(mus))
+    slow._fold = False
+    a, b = run_program(fast, L, t), run_program(slow, L, t)
+    assert a.loss == b.loss and a.f == b.f
+    for backend in ("sympy",):
+        c = run_program(KrylovEvaluator(default_ring(mus, backend=backend)), L, t)
+        assert default_ring(mus).eta_coefficients(a.loss) == default_ring(mus, backend=backend).eta_coefficients(c.loss)
