@@ -132,7 +132,8 @@ def poly(weights, data, param="mup", steps: int = 1, degree: int | None = None, 
 
 def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_description: dict | None = None,
            window: float | None = None, backend: str = "numpy", resume: bool = False, progress: bool = True,
-           n_grid: int = 96, sampler: str = "auto", recipe=None, executor=None):
+           n_grid: int = 96, sampler: str = "auto", recipe=None, executor=None, optimizer: str = "gd",
+           adam_eps: float | None = None, adam_exponent=None):
     """Sample networks per width into a run directory (:func:`polyloss.sampling.run_sample`).
 
     ``sampling``: a :class:`~polyloss.spec.SamplingSpec` or a mapping ``{widths, samples, seed}``;
@@ -141,7 +142,9 @@ def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_d
     the networks are computed — None or 'serial' (this process), a number of local Dask worker
     processes or 'auto' (all cores), a scheduler address 'tcp://HOST:PORT', or a ``distributed.Client``
     (:mod:`polyloss.executor`; needs ``pip install "polyloss[distributed]"``). Records are identical
-    whichever computes them.
+    whichever computes them. ``optimizer='adam'``: the exact loss after one Adam step (steps 1, plain
+    recipe; ``adam_eps`` default 1e-8, 0 = sign descent; ``adam_exponent`` the hidden Adam rate η n^-κ,
+    default by ``param``; :mod:`polyloss.adam`).
     """
     from polyloss._budget import check_sample
     from polyloss.executor import check_executor
@@ -185,7 +188,7 @@ def sample(out_dir, *, depth: int, sampling, training, param="mup", data, data_d
     return run_sample(out_dir, depth=depth, sampling=sampling, training=training, param=p, data=ds,
                       data_description=dict(data_description), window=window, backend=backend, resume=resume,
                       progress=progress, n_grid=n_grid, sampler=sampler, recipe=recipe,
-                      executor=executor)
+                      executor=executor, optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent)
 
 
 def derive(depth: int, steps: int, data=None, param="mup", window=None, **options):

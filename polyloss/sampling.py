@@ -61,7 +61,7 @@ from polyloss._rundir import RECORDS, load_run_config, read_records, run_session
 from polyloss.data import Dataset
 from polyloss.engine import LossEngine
 from polyloss.errors import RunError
-from polyloss.executor import check_executor, resolve_executor
+from polyloss.executor import batches, check_executor, resolve_executor
 from polyloss.horizon import StepsRule, check_horizons, degree_for
 from polyloss.lazy import LAZY_MIN_WIDTH, draw_weights, resolve_sampler
 from polyloss.minimize import VERSION as MINIMISER_VERSION
@@ -260,26 +260,6 @@ def _seconds(width: int, sampler: str, m: int, steps: int) -> float:
     return SECONDS_PER_RECORD + SECONDS_PER_COST * _cost(width, sampler, m) * steps
 
 
-def _batches(units, seconds, target: float, workers: int = 1):
-    """Consecutive ``units`` grouped into tasks of at least ``target`` estimated seconds (0: one unit
-    per task), but no fewer tasks than ``workers`` where there are that many units; returns
-    (tasks, estimated seconds per task)."""
-    if target > 0 and workers > 1:
-        target = min(target, sum(seconds) / workers)
-    tasks, costs, cur, acc = [], [], [], 0.0
-    for unit, sec in zip(units, seconds):
-        cur.append(unit)
-        acc += sec
-        if acc >= target:
-            tasks.append(tuple(cur))
-            costs.append(acc)
-            cur, acc = [], 0.0
-    if cur:
-        tasks.append(tuple(cur))
-        costs.append(acc)
-    return tasks, costs
-
-
 def run_sample(
     out_dir,
     *,
@@ -382,10 +362,10 @@ def run_sample(
                          degrees={T: degree if rule.is_fixed else degree_for(config, T) for T in set(horizon.values())},
                          adam=adam)
         units = [(n, s, horizon[n]) for n, s in todo]
-        batches, costs = _batches(units, [_seconds(n, sampler, data.m, T) for n, _, T in units], ex.batch_seconds,
-                                  ex.workers)
+        tasks, costs = batches(units, [_seconds(n, sampler, data.m, T) for n, _, T in units], ex.batch_seconds,
+                                ex.workers)
         # results arrive in any order; only this process writes, each (width, sample) once
-        for recs in ex.map_unordered(_sample_batch, batches, costs=costs, label="sample", shared=job):
+        for recs in ex.map_unordered(_sample_batch, tasks, costs=costs, label="sample", shared=job):
             for rec in recs:
                 key = (rec["width"], rec["sample"])
                 if key in done:  # a task that ran twice (a killed worker's): written already

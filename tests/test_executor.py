@@ -344,3 +344,13 @@ def test_sweep_split_grids_give_the_serial_records(client, tmp_path, monkeypatch
     assert _strip(dask) == _strip(serial)
     keys = _raw_keys(tmp_path / "dask")
     assert len(keys) == len(set(keys)) == 4
+
+
+def test_adam_sample_on_workers(client, tmp_path):
+    """The first Adam step (api.sample(optimizer='adam')) on workers: the serial records."""
+    kw = dict(depth=2, sampling={"widths": [8, 32], "samples": 3, "seed": 3}, training=1, data=DATA, progress=False,
+              optimizer="adam", adam_eps=1e-8)
+    serial = api.sample(tmp_path / "serial", **kw)
+    dask = api.sample(tmp_path / "dask", executor=client, **kw)
+    assert _strip(dask) == _strip(serial) and {r["optimizer"] for r in dask.records} == {"adam"}
+    assert dask.config["optimizer"]["eps"] == 1e-8

@@ -6,8 +6,8 @@ import argparse
 import math
 import sys
 
-from polyloss.commands._common import (add_backend, add_data_options, add_param, add_recipe_options, positive_float,
-                                       positive_int)
+from polyloss.commands._common import (add_backend, add_data_options, add_executor_options, add_param, add_recipe_options,
+                                       positive_float, positive_int)
 
 EPILOG = """example:
   polyloss sample --depth 3 --widths 64,128,256,512 --samples 16 --steps 1 \\
@@ -86,12 +86,7 @@ def register(sub) -> None:
                    help="hidden-layer sampler: dense n x n matrices, lazy (Gaussian conditioning), "
                         "or auto = lazy for width >= 2048 (default)")
     add_backend(p)
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
-                       help="compute on N local Dask worker processes (auto = all cores); needs polyloss[distributed]")
-    where.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
-                       help="compute on an existing Dask cluster, e.g. tcp://host:8786 (dask scheduler / dask worker, "
-                            "dask-jobqueue); needs polyloss[distributed]")
+    add_executor_options(p)
     add_recipe_options(p)
     from polyloss.commands.poly import add_optimizer_options
 
@@ -99,40 +94,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _workers(text: str):
-    """argparse type of --workers: 'auto' or an integer >= 1."""
-    from polyloss.executor import local_workers
-
-    s = text.strip()
-    if s == "auto":
-        return s
-    if local_workers(s) is None:
-        raise argparse.ArgumentTypeError(f"`workers`={text!r} is invalid: must be an integer >= 1 or 'auto'")
-    return int(s)
-
-
-def _scheduler(text: str) -> str:
-    """argparse type of --scheduler: a Dask scheduler address (tcp:// assumed when no protocol is given)."""
-    s = text.strip()
-    rest = s.split("://", 1)[-1]
-    if not rest or any(c.isspace() for c in s):
-        raise argparse.ArgumentTypeError(f"`scheduler`={text!r} is invalid: must be a Dask scheduler address such as "
-                                         "tcp://host:8786")
-    return s if "://" in s else "tcp://" + s
-
-
 def run(args) -> int:
     from polyloss._budget import check_sample
     from polyloss.api import sample as api_sample
-    from polyloss.commands._common import out_dir, recipe_from_args, resolve_data
+    from polyloss.commands._common import executor_from_args, out_dir, recipe_from_args, resolve_data
+    from polyloss.horizon import check_horizons
     from polyloss.sampling import data_seed, summarise
     from polyloss.spec import SamplingSpec, TrainingSpec
 
     out_dir(args)
-    from polyloss.executor import check_executor
-    from polyloss.horizon import check_horizons
-
-    check_executor(args.workers if args.scheduler is None else args.scheduler)  # the extra is installed
+    executor = executor_from_args(args)  # the extra is installed
 
     sampling = SamplingSpec(args.widths, args.samples, args.seed)
     rule = args.steps
@@ -146,17 +117,11 @@ def run(args) -> int:
         check_sample(args.depth, sampling.widths, sampling.samples, training.steps, training.degree, args.m, args.d,
                      args.sampler, trained=recipe.trained_matrices(args.depth))
     data, desc = resolve_data(args, data_seed(args.seed))
-    kwargs = dict(depth=args.depth, sampling=sampling, training=training, param=args.param,
-                  data=data, data_description=desc, window=args.window, backend=args.backend,
-                  resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe,
-                  executor=args.workers if args.scheduler is None else args.scheduler)
-    if adam is None:
-        run_ = api_sample(args.out, **kwargs)
-    else:  # polyloss.api.sample does not take the optimizer (yet): the run itself is polyloss.sampling's
-        from polyloss.sampling import run_sample
-
-        run_ = run_sample(args.out, optimizer="adam", adam_eps=adam["eps"], adam_exponent=adam["adam_exponent"],
-                          **kwargs)
+    run_ = api_sample(args.out, depth=args.depth, sampling=sampling, training=training, param=args.param,
+                      data=data, data_description=desc, window=args.window, backend=args.backend,
+                      resume=args.resume, progress=not args.quiet, sampler=args.sampler, recipe=recipe,
+                      executor=executor, **({} if adam is None else {
+                          "optimizer": "adam", "adam_eps": adam["eps"], "adam_exponent": adam["adam_exponent"]}))
     rows = summarise(run_)
     print(f"run {args.out}: L={args.depth} T={rule.spec} param={args.param.name} m={data.m} d={data.d}; "
           f"window (0, {run_.config['window']:.6g}]")
