@@ -134,6 +134,14 @@ def run_recipe(cfg: dict):
     return Recipe.from_dict(cfg.get("recipe"))
 
 
+def run_training(cfg: dict) -> str:
+    """How a run trained, in words: its recipe, or its optimizer when that is not GD (the first Adam step)."""
+    opt = cfg.get("optimizer") or {}
+    if opt.get("name") == "adam":
+        return f"one Adam step on the hidden layers (eps = {opt.get('eps')}, hidden rate {opt.get('hidden_lr', 'eta/n')})"
+    return run_recipe(cfg).describe()
+
+
 def limit_recipe(cfg: dict, run_dir):
     """The recipe to derive a run's limit with (None for plain GD), or a one-line refusal when the exact
     limit of the run's recipe does not exist (yet): :func:`polyloss.derive.check_recipe` decides."""
@@ -159,6 +167,8 @@ def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
     if cfg["param"]["name"] != "mup":
         raise RunError(f"compare needs a muP run (the limit is deterministic only under muP); this run used "
                        f"param={cfg['param']['name']!r}: use `polyloss report` for its scaling fits")
+    if (cfg.get("optimizer") or {}).get("name") == "adam":
+        return _adam_limit_for_run(run, derivation)
     recipe = limit_recipe(cfg, run.path)
     window = float(cfg["window"])
     if derivation == "auto":
@@ -195,6 +205,29 @@ def limit_for_run(run: SampleRun, derivation: str = "auto") -> Limit:
             raise RunError(f"derivation {derivation!r} was computed on other data (mu_1 = {theirs:.6g}, the run's "
                            f"data have mu_1 = {mine:.6g})")
     return _limit_from_derivation(doc, window, f"file {derivation}")
+
+
+def _adam_limit_for_run(run: SampleRun, derivation) -> Limit:
+    """The μP limit after one Adam step with ε → 0 (:func:`polyloss.adam.adam_limit`): a convex quadratic,
+    so its minimiser in (0, window] is min(η_∞, window). Only for runs made with ε = 0: with a fixed
+    ε > 0 the ε term dominates the update of wide networks, and the ε → 0 limit is not theirs."""
+    from polyloss.adam import adam_limit
+
+    cfg = run.config
+    eps = cfg["optimizer"].get("eps")
+    if eps != 0:
+        raise RunError(f"run {os.fspath(run.path)!r} took its Adam step with eps = {eps}: its exact limit is the eps -> 0 "
+                       "one only for eps = 0 (a fixed eps > 0 dominates the update of wide networks); sample with "
+                       "--adam-eps 0 to compare")
+    if derivation != "auto":
+        raise RunError(f"`derivation`={os.fspath(derivation)!r} is for gradient descent; run {os.fspath(run.path)!r} took "
+                       "an Adam step, whose limit is computed from the run's data: use --derivation auto")
+    lim = adam_limit(cfg["depth"], run_dataset(run))
+    window = float(cfg["window"])
+    eta = float(lim.eta_inf)
+    best = min(eta, window)
+    return Limit(tuple(float(c) for c in lim.coefficients), best, eta, eta, window, False,
+                 "first-Adam-step limit (eps -> 0) on the run's data (docs/theory.md §10)", (best,))
 
 
 @dataclass(frozen=True)
@@ -351,7 +384,7 @@ def _compare_horizons(run, run_dir, derivation, level, n_coeffs, limit, gaps) ->
         by_width = {n: lims[T] for T, sub in subs.items() for n in sub.config["widths"]}
         g = gaps_for(run.records, by_width)
     horizons = {T: {"widths": list(subs[T].config["widths"]), "limit": lims[T]} for T in sorted(subs)}
-    return Comparison(os.fspath(run_dir), rows, level, N, lims[top], per_seed, run_recipe(run.config).describe(), g,
+    return Comparison(os.fspath(run_dir), rows, level, N, lims[top], per_seed, run_training(run.config), g,
                       horizons=horizons, steps_rule=run.config["steps_rule"])
 
 
@@ -396,4 +429,4 @@ def _compare_one(run, run_dir, lim, level, n_coeffs, gaps) -> Comparison:
         from polyloss.gaps import gaps_for
 
         g = gaps_for(run.records, lim)
-    return Comparison(os.fspath(run_dir), tuple(rows), level, N, lim, per_seed, run_recipe(run.config).describe(), g)
+    return Comparison(os.fspath(run_dir), tuple(rows), level, N, lim, per_seed, run_training(run.config), g)

@@ -265,7 +265,7 @@ def _sample_section(doc: _Doc, run: SampleRun, numbers: dict, derivation: str, l
                         f"(c) RMS over seeds of the deviation from the exact limit vs width, {label}"
                         + ("" if cmp_.horizons is None else f": {_OWN_T}"), data)
             if cmp_.gaps is not None:
-                _gaps_section(doc, cmp_.gaps, label + ("" if cmp_.horizons is None else f"; {_OWN_T}"))
+                _gaps_section(doc, cmp_.gaps, label + ("" if cmp_.horizons is None else f"; {_OWN_T}"), cmp_.limit.exact)
     else:
         pred = predicted_eta_exponent(cfg)
         out["predicted"] = pred
@@ -296,13 +296,14 @@ def _legend_below(ax, data: dict) -> None:
     data["axes"] = plots.describe(ax)
 
 
-def _gaps_section(doc: _Doc, gaps: dict, label: str):
+def _gaps_section(doc: _Doc, gaps: dict, label: str, exact: bool = True):
     """(g) transfer gaps (polyloss.gaps): per-width table, rates with CIs, verdict, two figures per minimiser."""
     from polyloss.gaps import FAST_RULE, GAP_QUANTITIES, MINIMISER_WORDS
 
+    how = "evaluated exactly, in ℚ" if exact else "its coefficients involve π: rounded to float64, then evaluated in ℚ"
     doc.p("**Transfer gaps** (Ghosh, Wu & Bietti 2026) of every network against the exact limit: loss gap "
           "a = |𝓛_n(η_n) − 𝓛_∞(η_∞)|, hyperparameter gap b = |η_n − η_∞|, transfer penalty c = 𝓛_∞(η_n) − 𝓛_∞(η_∞) "
-          f"(𝓛_∞ evaluated exactly, in ℚ) and c/a. Rule: {FAST_RULE}.")
+          f"(𝓛_∞ {how}) and c/a. Rule: {FAST_RULE}.")
     for m, g in gaps.items():
         words = MINIMISER_WORDS[m]
         if m != "window" and g.per_width is gaps["window"].per_width:

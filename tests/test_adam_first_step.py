@@ -337,3 +337,33 @@ def test_sample_adam_lazy_widths(tmp_path, capsys):
     assert main(base + [str(tmp_path / "ok"), "--adam-eps", "0"]) == 0
     rec = json.loads((tmp_path / "ok" / "records.jsonl").read_text().splitlines()[0])
     assert rec["sampler"] == "lazy" and rec["adam"]["route"] == "rank1" and len(rec["loss_coefficients"]) == 5
+
+
+def test_compare_an_adam_run_with_the_adam_limit(tmp_path, capsys):
+    """compare/report judge a first-Adam-step run against the Adam limit (eps = 0), never the GD one; a run
+    with eps > 0 or a GD derivation file is refused in one line."""
+    from polyloss.adam import adam_limit
+    from polyloss.cli import main
+    from polyloss.compare import compare, run_dataset
+    from polyloss.sampling import load_run
+
+    base = ["sample", "--depth", "2", "--widths", "32,64", "--samples", "3", "--steps", "1", "--d", "6", "--m", "20",
+            "--optimizer", "adam", "--quiet"]
+    assert main(base + ["--adam-eps", "0", "--out", str(tmp_path / "a0")]) == 0
+    cmp_ = compare(tmp_path / "a0")
+    lim = adam_limit(2, run_dataset(load_run(tmp_path / "a0")))
+    assert cmp_.limit.loss_coefficients == tuple(float(c) for c in lim.coefficients)
+    assert cmp_.limit.eta_first_local_min == float(lim.eta_inf) and not cmp_.limit.exact
+    assert "Adam" in cmp_.recipe
+    assert main(base + ["--adam-eps", "1e-8", "--out", str(tmp_path / "a8")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a8")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "eps = 1e-08" in err and "--adam-eps 0" in err
+    import json
+
+    from polyloss.derive import derive
+
+    (tmp_path / "gd.json").write_text(json.dumps(derive(2, 1, data=run_dataset(load_run(tmp_path / "a0"))).to_json()))
+    assert main(["compare", str(tmp_path / "a0"), "--derivation", str(tmp_path / "gd.json")]) == 2
+    assert "use --derivation auto" in capsys.readouterr().err
