@@ -1155,7 +1155,20 @@ def _descartes_isolate_arb(f_ints, max_nodes: int = 100_000, prec0: int | None =
 
 
 def _exact_sign(fl, Pz, q: Fraction) -> int:
-    v = Pz(fl.fmpq(q.numerator, q.denominator))
+    """The sign of the integer polynomial Pz at the rational q: an arb ball when it excludes 0
+    (certified), else exact rational evaluation (always at a root)."""
+    x = fl.fmpq(q.numerator, q.denominator)
+    old = fl.ctx.prec
+    try:
+        fl.ctx.prec = 2 * max(Pz.degree(), 1) + 64 + q.numerator.bit_length() + q.denominator.bit_length()
+        v = Pz(fl.arb(x))
+        if v > 0:
+            return 1
+        if v < 0:
+            return -1
+    finally:
+        fl.ctx.prec = old
+    v = Pz(x)
     return (v > 0) - (v < 0)
 
 

@@ -310,3 +310,23 @@ def test_scaled_integer_moments_give_the_same_limit(L, t):
         ref = run_program(KrylovEvaluator(default_ring(dm.mus)), L, t)
         assert res.loss == ref.loss
         assert res.f == ref.f
+
+
+def test_exact_sign_ball_prefilter_matches_exact_evaluation():
+    """_exact_sign answers from an arb ball when it excludes 0: compare with exact rational
+    evaluation at roots (0), next to roots (tiny values of either sign) and at random points."""
+    import random
+
+    import flint
+
+    rng = random.Random(4)
+    for _ in range(20):
+        roots = [Fraction(rng.randint(-50, 500), rng.randint(1, 64)) for _ in range(rng.randint(1, 8))]
+        P = flint.fmpz_poly([rng.getrandbits(400) + 1])
+        for r in roots:
+            P *= flint.fmpz_poly([-r.numerator, r.denominator])
+        pts = roots + [r + Fraction(s, 10**40) for r in roots for s in (-1, 1)]
+        pts += [Fraction(rng.randint(-10**9, 10**9), rng.randint(1, 10**6)) for _ in range(10)]
+        for q in pts:
+            v = P(flint.fmpq(q.numerator, q.denominator))
+            assert D._exact_sign(flint, P, q) == (v > 0) - (v < 0)
