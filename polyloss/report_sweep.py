@@ -51,7 +51,9 @@ def sweep_section(doc, path, numbers: dict) -> None:
     run = load_sweep(path)
     cfg = run.config
     name = os.path.basename(os.path.normpath(path))
-    label = f"L={cfg['depth']} t={cfg['steps']} {cfg['param']['name']} {cfg['activation']}+{cfg['optimizer']}"
+    label = (f"L={cfg['depth']} t={cfg['steps']} {cfg['param']['name']} {cfg['activation']}+{cfg['optimizer']}"
+             + (f" minibatch {cfg['batch']}" if cfg.get("batch") else "")
+             + (f" init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else ""))
     from polyloss.compare import run_recipe
 
     doc.h(f"Sweep {label} ({path})", 3)
@@ -104,6 +106,16 @@ def sweep_section(doc, path, numbers: dict) -> None:
     data_drawn = plots.sweep_overlay(ax, run.etas, measured, predicted, f"Trained loss vs learning rate, {label}", optima=optima)
     doc.fig(f"fig_e_sweep_{len(doc.figdata)}", fig, f"(e) trained loss (markers) vs polynomial prediction (lines) around the "
             f"grid optima, {label}", data_drawn)
+    groups = {"per-seed grid argmin": {r["width"]: [e for e in r["seed_etas"] if e == e] for r in rows}}
+    if any(r.get("predicted_grid_argmin") is not None for r in rows):
+        groups["polynomial (same networks, same grid)"] = {r["width"]: [r["predicted_grid_argmin"]] for r in rows
+                                                           if r.get("predicted_grid_argmin") is not None}
+    if len(run.widths) > 1:
+        fig, (ax,) = plots.new_figure()
+        drawn = plots.optimum_vs_width(ax, groups, f"Optimal learning rate vs width, {label}",
+                                       ylabel="η* after t steps: seed mean ± s.e. (log scale)")
+        doc.fig(f"fig_e_optimum_{len(doc.figdata)}", fig, f"(e) optimal learning rate η* of the trained networks vs width "
+                f"(per-seed grid argmins, mean ± s.e.; flat = transfer), {label}", drawn)
     if cfg.get("alignment"):
         _alignment_figure(doc, run, label, optima)
 

@@ -231,7 +231,7 @@ def test_report_writes_every_file_with_the_data_shown(tmp_path):
     rep = report([sp, sw], tmp_path / "rep")
     names = {p.split("/")[-1] for p in rep.files}
     assert {"report.html", "report.md", "report.json"} <= names
-    assert sum(n.endswith(".png") for n in names) == len(rep.figures) == 3
+    assert sum(n.endswith(".png") for n in names) == len(rep.figures) == 4  # (a), (b), (e) sweep curves, (e) eta* vs width
     for f in rep.files:
         assert (tmp_path / "rep" / f.split("/")[-1]).stat().st_size > 0
     figs = rep.figures
@@ -259,14 +259,14 @@ def test_report_writes_every_file_with_the_data_shown(tmp_path):
             assert ax["title"] and ax["xlabel"] and ax["ylabel"], ax
             assert not any("[" in t and "]" in t and ("sp" in t or "sw" in t) for t in ax["legend"]), ax["legend"]
             assert not any(str(tmp_path) in t for t in ax["legend"] + [ax["title"]])
-    (e,) = [v for k, v in figs.items() if k.startswith("fig_e")]
+    (e,) = [v for k, v in figs.items() if k.startswith("fig_e_sweep")]
     # linear + GD sweep: the trained losses equal the polynomial's (same networks)
     np.testing.assert_allclose(e[32]["measured"], e[32]["predicted"], rtol=1e-10)
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     (entry,) = doc["runs"].values()
     assert entry["eta_scaling"]["predicted_exponent"] == -1.0 and entry["eta_scaling"]["ci_low"] < entry["eta_scaling"]["slope"]
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4
 
 
 def test_report_shows_the_limits_minima_for_t2(tmp_path):

@@ -136,3 +136,7 @@ def test_report_figures_and_predictions(tmp_path):
     axes = figs[name]["axes"]
     assert [a["xlabel"] for a in axes] == ["step s + 1 (log scale)"] * 4
     assert all(a["legend"] == ["n = 16", "n = 32"] for a in axes)
+    opt = [k for k in figs if k.startswith("fig_e_optimum")]
+    assert len(opt) == 2  # one per sweep: eta* vs width
+    he_fig = next(figs[k] for k in opt if "init gain he" in figs[k]["axes"]["title"])
+    assert he_fig["axes"]["legend"] == ["per-seed grid argmin", "polynomial (same networks, same grid)"]
