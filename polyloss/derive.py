@@ -745,6 +745,17 @@ class _SignOracle:
         if P is None and HAS_FLINT:
             P = _flint_mod().fmpz_poly(self.ints)
         self.P = P if HAS_FLINT else None  # P: the same polynomial as an fmpz_poly (built once by the caller)
+        self._arb: dict = {}  # (prec, derivative?) -> arb_poly: coefficients rounded once, not per evaluation
+
+    def _arb_poly(self, prec: int, deriv: bool = False):
+        """P (or P') as an arb_poly at ``prec`` bits (balls enclosing the exact coefficients; call with
+        ctx.prec == prec)."""
+        key = (prec, deriv)
+        A = self._arb.get(key)
+        if A is None:
+            A = _flint_mod().arb_poly(self.P.derivative() if deriv else self.P)
+            self._arb[key] = A
+        return A
 
     def sign(self, q: Fraction) -> int:
         if self.P is not None:
@@ -754,7 +765,7 @@ class _SignOracle:
             try:
                 for extra in (1, 2, 4):
                     fl.ctx.prec = self.prec * extra
-                    v = self.P(fl.arb(x))
+                    v = self._arb_poly(fl.ctx.prec)(fl.arb(x))
                     if v > 0:
                         return 1
                     if v < 0:
@@ -773,7 +784,7 @@ class _SignOracle:
             old = fl.ctx.prec
             try:
                 fl.ctx.prec = self.prec
-                dP = self.P.derivative()
+                P, dP = self._arb_poly(self.prec), self._arb_poly(self.prec, True)
                 x = fl.arb(fl.fmpq(m.numerator, m.denominator))
                 a = fl.arb(fl.fmpq(lo.numerator, lo.denominator))
                 b = fl.arb(fl.fmpq(hi.numerator, hi.denominator))
@@ -782,7 +793,7 @@ class _SignOracle:
                     d = dP(x).mid()
                     if d == 0:
                         return None
-                    nx = (x - self.P(x).mid() / d).mid()
+                    nx = (x - P(x).mid() / d).mid()
                     if not (nx > a and nx < b):
                         return None
                     done = abs(nx - x) < step_tol
