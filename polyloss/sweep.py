@@ -33,11 +33,16 @@ Optimizers (hidden learning rate = η × a width multiplier):
   ε is added to √v̂ on the *effective* weights' gradient; under μP hidden gradients have small
   entries at large n, so ε = 1e-8 is not negligible there — hence the option.
 
-Training recipes (``recipe``, :mod:`polyloss.recipe`, GD only): trained layers (W_0, the hidden
-W_ℓ, V), per-layer rates ``η ρ_s λ_ℓ``, schedule, weight decay (l2/decoupled/independent) and
-(Nesterov) momentum, exactly as :func:`polyloss.gd_recipe.train`, with dense per-η weights and one
-buffer per trained matrix (:func:`_train_recipe`); with φ = ReLU the gradients carry φ' as above.
-The plain recipe runs the trainers below unchanged (bit for bit).
+Training recipes (``recipe``, :mod:`polyloss.recipe`): trained layers (W_0, the hidden W_ℓ, V),
+per-layer rates ``η ρ_s λ_ℓ``, schedule, weight decay (l2/decoupled/independent) and (Nesterov)
+momentum, exactly as :func:`polyloss.gd_recipe.train`, with dense per-η weights and one buffer per
+trained matrix (:func:`_train_recipe`); with φ = ReLU the gradients carry φ' as above. The plain
+recipe runs the trainers below unchanged (bit for bit). With ``optimizer='adam'`` a recipe trains
+its layers with Adam at rates η ρ_s n^-κ_ℓ: the recipe's explicit ``lr_exponents`` are the κ_ℓ, else
+μP-Adam's (0, 1, 1) — input η, hidden and readout η/fan_in, as mup.MuAdam in effective weights —
+SP's (0, 0, 0) or NTP's (0, ½, ½) (:data:`ADAM_LAYER_EXPONENTS`); ``l2`` decay enters the
+gradient before Adam's moments (PyTorch Adam(weight_decay)), ``decoupled`` scales W by 1 − ηρ_sω
+(AdamW with the base rate, not the layer's) and ``independent`` by 1 − ω; momentum must be 0.
 
 Minibatches (``batch`` B < m): step k's gradient is that of the rows ``batch_schedule(...)[k]``
 with 1/B in place of 1/m — consecutive slices of seeded random permutations of the m rows, a new
@@ -155,6 +160,11 @@ DEFAULT_ADAM_EPS = 1e-8
 DEFAULT_MEMORY_MB = 1024.0
 #: Adam width exponent κ (hidden learning rate η · n^-κ) per preset parametrization.
 ADAM_EXPONENTS = {"mup": Fraction(1), "sp": Fraction(0), "ntp": Fraction(1, 2)}
+#: Adam per-layer width exponents (κ_in, κ_hid, κ_out), rates η·n^-κ, of a recipe whose lr_exponents are not
+#: given: μP-Adam (Tensor Programs V; mup.MuAdam in effective weights) trains the input at η and the hidden
+#: and readout layers at η/fan_in; SP trains everything at η; NTP at η/√fan_in beyond the input (fan_in d fixed).
+ADAM_LAYER_EXPONENTS = {"mup": (Fraction(0), Fraction(1), Fraction(1)), "sp": (Fraction(0),) * 3,
+                        "ntp": (Fraction(0), Fraction(1, 2), Fraction(1, 2))}
 RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend",
                "recipe", "batch", "init_gain", "alignment")
@@ -500,7 +510,7 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=
             vel = [xp.broadcast_to(a, hidden[0].shape).copy() for a in vel]
 
 
-def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx=None, diag=None):
+def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx=None, diag=None, adam=None):
     """GD on the η batch under a training recipe (:mod:`polyloss.recipe`), dense per-η weights.
 
     ``etas`` (E,) are the base learning rates on ``xp``; ``lam`` the per-layer multipliers
@@ -513,6 +523,12 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
     Losses (E, steps+1) go into the host array ``out`` (+inf where not finite). ``diag``: None or a
     host array (E, trained layers in the order input, hidden…, readout, len(alignment_steps), 4) for
     the alignment diagnostics of each trained layer's whole change W_{s+1} − W_s (decay included).
+
+    ``adam``: None (GD) or Adam's ε: the direction is then Adam's m̂/(√v̂ + ε) of g (β = ADAM_BETAS,
+    bias-corrected, per trained matrix; ``l2`` puts ωW into g before the moments — PyTorch's
+    Adam(weight_decay) — while ``decoupled``/``independent`` scale W outside, as for GD: AdamW with
+    the base rate, resp. with ω alone), and ``lam`` holds the Adam rates η·n^-κ_ℓ
+    (:func:`adam_layer_multipliers`).
     """
     E = int(etas.shape[0])
     logged = {k: j for j, k in enumerate(alignment_steps(steps))} if diag is not None else {}
@@ -572,7 +588,13 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
             sc = sc[:, None] if W.ndim == 2 else sc[:, None, None]
             if mode == "l2" and omega != 0:
                 g = g + W * omega
-            if beta != 0:
+            if adam is not None:
+                b1, b2 = ADAM_BETAS
+                m1 = (1.0 - b1) * g if k == 0 else buffers[key] * b1 + (1.0 - b1) * g
+                m2 = (1.0 - b2) * (g * g) if k == 0 else buffers[(key, 2)] * b2 + (1.0 - b2) * (g * g)
+                buffers[key], buffers[(key, 2)] = m1, m2
+                direction = (m1 / (1.0 - b1 ** (k + 1))) / (xp.sqrt(m2 / (1.0 - b2 ** (k + 1))) + adam)
+            elif beta != 0:
                 buf = g if k == 0 else buffers[key] * beta + g
                 buffers[key] = buf
                 direction = g + buf * beta if nesterov else buf
@@ -704,19 +726,19 @@ def sweep_network(
     if alignment and plain and isinstance(method, str) and method.lower() == "lowrank":
         raise invalid("method", method, "'auto' or 'dense' with the alignment diagnostics (they need each update)")
     method = choose_method(method, optimizer, n, m, steps) if plain and not alignment else "dense"
-    mult = float(n) ** (-float(adam_exponent_for(param, adam_exponent))) if adam else param.lr_multiplier(n)
+    mult = (float(n) ** (-float(adam_exponent_for(param, adam_exponent))) if adam else param.lr_multiplier(n)) if plain else None
     dt = getattr(xp, dtype)
     cast = lambda a: xp.asarray(a, dtype=dt)  # noqa: E731
     W0, V = cast(weights.W0), cast(weights.V)
     hidden = [cast(W) for W in weights.hidden]
     X, y = cast(data.X), cast(data.y)
-    lr_all = mult * etas  # the same float64 products as gd.py's ``lam * eta``
+    lr_all = mult * etas if plain else None  # the same float64 products as gd.py's ``lam * eta``
     out = np.full((etas.size, steps + 1), np.inf)
     chunk = _chunk_size(n, m, L, steps, method, adam, np.dtype(dtype).itemsize, memory_mb)
     relu = activation == "relu"
     if not plain:
         chunk = _chunk_size(n, m, L + 2, steps, "dense", recipe.momentum != 0, np.dtype(dtype).itemsize, memory_mb)
-        lam = recipe.lr_multipliers(n, param)
+        lam = adam_layer_multipliers(recipe, n, param, adam_exponent) if adam else recipe.lr_multipliers(n, param)
     diag = np.full((etas.size, len(alignment_layers(L, recipe, param)), len(alignment_steps(steps)),
                     len(ALIGNMENT_METRICS)), np.nan) if alignment else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
@@ -724,7 +746,8 @@ def sweep_network(
             sl = slice(i, min(i + chunk, etas.size))
             dsl = None if diag is None else diag[sl]
             if not plain:
-                _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl], idx, dsl)
+                _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl], idx, dsl,
+                              adam=adam_eps if adam else None)
             elif method == "lowrank":
                 _train_lowrank(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, out[sl], idx)
             else:
@@ -741,6 +764,29 @@ def sweep_network(
     return losses, diag
 
 
+def adam_layer_exponents(recipe, param, adam_exponent=None) -> tuple:
+    """(κ_in, κ_hid, κ_out): Adam rates η·n^-κ_ℓ of a recipe — its explicit lr_exponents, else
+    :data:`ADAM_LAYER_EXPONENTS` of ``param`` (a custom parametrization needs explicit ones);
+    ``adam_exponent`` (when given) sets the hidden κ."""
+    param = Parametrization.parse(param)
+    if recipe.lr_exponents is not None:
+        kappas = list(recipe.lr_exponents)
+    elif param.name in ADAM_LAYER_EXPONENTS:
+        kappas = list(ADAM_LAYER_EXPONENTS[param.name])
+    else:
+        raise SpecError(f"`recipe` needs lr_exponents with optimizer 'adam' and the custom parametrization "
+                        f"({param.alpha},{param.gamma}): give the Adam rates eta*n^-K per layer (muP-Adam: 0,1,1)")
+    if adam_exponent is not None:
+        kappas[1] = Fraction(adam_exponent)
+    return tuple(kappas)
+
+
+def adam_layer_multipliers(recipe, width: int, param, adam_exponent=None) -> dict:
+    """{layer: n^-κ_ℓ} for the trained layers of ``recipe`` (:func:`adam_layer_exponents`)."""
+    kap = dict(zip(("input", "hidden", "readout"), adam_layer_exponents(recipe, param, adam_exponent)))
+    return {layer: float(width) ** (-float(kap[layer])) for layer in recipe.trained_layers}
+
+
 def alignment_layers(depth: int, recipe=None, param="mup") -> list[str]:
     """Names of the layers the alignment diagnostics cover: the trained ones, W0 (input), W1..WL, V."""
     from polyloss.poly import as_recipe
@@ -754,13 +800,14 @@ def alignment_layers(depth: int, recipe=None, param="mup") -> list[str]:
 def _plain(recipe, param, optimizer: str, method: str, steps: int) -> bool:
     """Whether ``recipe`` is plain GD for ``param`` (today's trainers, bit for bit); a non-plain recipe
     is validated against the other options here (one-line SpecErrors)."""
-    if recipe.is_plain_for(param):
-        return True
+    if recipe.is_plain_for(param) and (optimizer != "adam" or recipe.lr_exponents is None):
+        return True  # (explicit exponents with Adam are Adam rates: the recipe trainer applies them)
     recipe.check_steps(steps)
-    recipe.resolve_lr_exponents(param)  # input/readout rates must be defined for the layers trained
-    if optimizer != "gd":
-        raise SpecError(f"`recipe` ({recipe.describe()}) is invalid with optimizer={optimizer!r}: training recipes "
-                        "are implemented for optimizer 'gd' only (give the plain recipe with adam)")
+    if optimizer != "adam" or recipe.lr_exponents is not None or param.name not in ADAM_LAYER_EXPONENTS:
+        recipe.resolve_lr_exponents(param)  # input/readout rates must be defined for the layers trained
+    if optimizer == "adam" and recipe.momentum != 0:
+        raise SpecError(f"`recipe` ({recipe.describe()}) is invalid with optimizer 'adam': Adam keeps its own first "
+                        "moment (beta1 = 0.9); give momentum 0")
     if isinstance(method, str) and method.lower() == "lowrank":
         raise invalid("method", method, "'auto' or 'dense' with a non-plain training recipe (recipes train densely)")
     return False
@@ -1122,10 +1169,14 @@ def run_sweep(
     plain = _plain(recipe, param, optimizer, method, steps)
     check_sweep(depth, widths, seeds, steps, len(grid), data.m, data.d, optimizer == "adam", memory_mb)
     adam = None
-    if optimizer == "adam":
+    if optimizer == "adam" and plain:
         kappa = adam_exponent_for(param, adam_exponent)
         adam = {"betas": list(ADAM_BETAS), "eps": adam_eps, "exponent": str(kappa)}
         adam_exponent = kappa
+    elif optimizer == "adam":  # the recipe's layers train at their own Adam rates (adam_exponent: the hidden one)
+        kappas = adam_layer_exponents(recipe, param, adam_exponent)
+        adam = {"betas": list(ADAM_BETAS), "eps": adam_eps, "exponent": str(kappas[1]),
+                "layer_exponents": [str(k) for k in kappas]}
     get_xp(backend)  # an unavailable backend is refused before the run directory exists
     out_dir = os.fspath(out_dir)
     config = {

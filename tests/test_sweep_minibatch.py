@@ -163,3 +163,93 @@ def test_resume_refuses_another_batch(tmp_path):
     _run(tmp_path / "r", batch=6)
     with pytest.raises(Exception, match="batch"):
         _run(tmp_path / "r", batch=4, resume=True)
+
+
+def adam_reference(w, X, y, eta, steps, relu, rates, omega=0.0, mode="l2", rhos=None, eps=1e-8):
+    """Adam (beta 0.9, 0.999, bias-corrected) on every layer in ``rates`` (layer kind -> rate multiplier),
+    written out; weight decay l2 (into g), decoupled (1 - eta rho omega) or independent (1 - omega)."""
+    phi = (lambda a: np.maximum(a, 0)) if relu else (lambda a: a)
+    dphi = (lambda a: (a > 0).astype(float)) if relu else (lambda a: np.ones_like(a))
+    W = {"input": w.W0.copy(), "readout": w.V.copy(), **{("hidden", i): M.copy() for i, M in enumerate(w.hidden)}}
+    L, m1, m2, out = len(w.hidden), {}, {}, []
+    for k in range(steps + 1):
+        pre = [X @ W["input"].T]
+        for i in range(L):
+            pre.append(phi(pre[-1]) @ W[("hidden", i)].T)
+        f = phi(pre[-1]) @ W["readout"]
+        out.append(float(np.sum((f - y) ** 2) / (2 * len(y))))
+        if k == steps:
+            break
+        r = (f - y) / len(y)
+        grads = {"readout": phi(pre[-1]).T @ r}
+        delta = r[:, None] * W["readout"][None, :] * dphi(pre[-1])
+        for i in range(L - 1, -1, -1):
+            grads[("hidden", i)] = delta.T @ phi(pre[i])
+            delta = (delta @ W[("hidden", i)]) * dphi(pre[i])
+        grads["input"] = delta.T @ X
+        rho = 1.0 if rhos is None else rhos[k]
+        new = {}
+        for key, M in W.items():
+            kind = key[0] if isinstance(key, tuple) else key
+            if kind not in rates:
+                continue
+            g = grads[key] + (omega * M if mode == "l2" else 0)
+            m1[key] = 0.1 * g + (0.9 * m1[key] if k else 0)
+            m2[key] = 0.001 * g * g + (0.999 * m2[key] if k else 0)
+            d = (m1[key] / (1 - 0.9 ** (k + 1))) / (np.sqrt(m2[key] / (1 - 0.999 ** (k + 1))) + eps)
+            decay = {"decoupled": 1 - eta * rho * omega, "independent": 1 - omega}.get(mode, 1.0)
+            new[key] = decay * M - eta * rho * rates[kind] * d
+        W.update(new)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("mode", ["l2", "decoupled", "independent"])
+def test_adamw_recipe_equals_the_reference_loop(mode):
+    """AdamW-μP with every layer trained (rates eta, eta/n, eta/n), a warmup, each decay mode, ReLU."""
+    n, steps = 16, 5
+    w = _net(n)
+    recipe = Recipe(trained="input,hidden,readout", weight_decay="0.05", wd_mode=mode, schedule="warmup:3")
+    etas = np.array([0.003, 0.03])
+    got = sweep_network(w, DATA, MUP, etas, steps, activation="relu", optimizer="adam", recipe=recipe)
+    rhos = [min(1.0, (k + 1) / 3) for k in range(steps)]
+    ref = np.array([adam_reference(w, DATA.X, DATA.y, e, steps, True, {"input": 1.0, "hidden": 1 / n, "readout": 1 / n},
+                                   omega=0.05, mode=mode, rhos=rhos) for e in etas])
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=0)
+
+
+def test_adam_recipe_reduces_to_plain_adam():
+    """A recipe that only spells out the plain one (hidden layers at the Adam rate eta/n given as explicit
+    exponents) takes the recipe trainer and agrees with the plain Adam trainer to rounding; explicit exponents
+    that GD would call plain are Adam rates too (here eta, not eta/n)."""
+    n, steps = 32, 4
+    w = _net(n)
+    etas = np.array([0.01, 0.1, 1.0])
+    plain = sweep_network(w, DATA, MUP, etas, steps, activation="relu", optimizer="adam")
+    spelled = Recipe(trained="hidden", lr_exponents="0,1,1")
+    got = sweep_network(w, DATA, MUP, etas, steps, activation="relu", optimizer="adam", recipe=spelled)
+    np.testing.assert_allclose(got, plain, rtol=1e-12)
+    at_eta = sweep_network(w, DATA, MUP, etas, steps, activation="relu", optimizer="adam",
+                           recipe=Recipe(trained="hidden", lr_exponents="-1,0,1"))
+    sp = sweep_network(w, DATA, MUP, etas, steps, activation="relu", optimizer="adam", adam_exponent=0)
+    np.testing.assert_allclose(at_eta, sp, rtol=1e-12)
+
+
+def test_adam_recipe_refusals():
+    w = _net(8)
+    with pytest.raises(SpecError, match="Adam keeps its own first moment"):
+        sweep_network(w, DATA, MUP, [0.1], 2, optimizer="adam", recipe=Recipe(momentum="0.9"))
+    with pytest.raises(SpecError, match="lr_exponents`=None is invalid"):
+        sweep_network(w, DATA, Parametrization.parse("3/2,0"), [0.1], 2, optimizer="adam", adam_exponent=1,
+                      recipe=Recipe(trained="hidden,readout"))
+
+
+def test_adam_recipe_run_records_its_layer_rates(tmp_path):
+    """run.json names the Adam rate of every layer; an explicit hidden exponent is applied, not the preset."""
+    rec = Recipe(trained="input,hidden,readout", lr_exponents="0,1/2,1")
+    run_ = _run(tmp_path / "r", optimizer="adam", recipe=rec, activation="relu")
+    assert run_.config["adam"]["layer_exponents"] == ["0", "1/2", "1"] and run_.config["adam"]["exponent"] == "1/2"
+    w = _net(16)
+    ref = adam_reference(w, DATA.X, DATA.y, float(run_.etas[2]), 3, True, {"input": 1.0, "hidden": 16 ** -0.5,
+                                                                            "readout": 1 / 16})
+    got = np.array(next(r for r in run_.records if r["width"] == 16 and r["sample"] == 0)["losses"], dtype=float)[2]
+    np.testing.assert_allclose(got, ref, rtol=1e-10)

@@ -10,9 +10,12 @@ adam (beta1 = 0.9, beta2 = 0.999, eps = --adam-eps, bias-corrected, full batch):
 eta * n^-K with K = 1 under muP (muP-Adam: eta/fan_in), 0 under SP, 1/2 under NTP (raw NTP
 weights w = sqrt(n) W move ~eta per entry); an ALPHA,GAMMA parametrization needs --adam-exponent K.
 
-Training recipes (gd only; see "training recipe" below): --train, --lr-exponents, --weight-decay,
+Training recipes (see "training recipe" below): --train, --lr-exponents, --weight-decay,
 --wd-mode, --schedule, --momentum, --nesterov apply exactly as in `polyloss poly`/`sample` (dense
 per-eta weights; for linear + gd the losses are the recipe's polynomial), recorded in run.json.
+With --optimizer adam the layers train with Adam at eta*n^-K per layer: --lr-exponents are the K
+(default muP 0,1,1: input eta, hidden and readout eta/fan_in, as mup.MuAdam; SP 0,0,0; NTP 0,1/2,1/2);
+l2 decay enters Adam's gradient, decoupled/independent scale W outside it; no --momentum.
 
 Diverged losses (overflow/NaN) are +inf, stored as null in records.jsonl; training at that eta
 stops. The closing table gives per width the argmin of the seed-mean final loss (+inf if any seed
@@ -134,6 +137,8 @@ def run(args) -> int:
     print(f"run {args.out}: L={cfg['depth']} T={cfg['steps']} {cfg['activation']}/{cfg['optimizer']} "
           f"param={cfg['param']['name']} m={data.m} d={data.d}; {etas.size} etas in [{etas[0]:.6g}, {etas[-1]:.6g}]"
           + (f"; adam eps={cfg['adam']['eps']:g} lr=eta*n^-{cfg['adam']['exponent']}" if cfg["adam"] else "")
+          + (" (input, hidden, readout: eta*n^-K with K = " + ", ".join(cfg["adam"]["layer_exponents"]) + ")"
+             if cfg["adam"] and cfg["adam"].get("layer_exponents") else "")
           + (f"; minibatch {cfg['batch']}" if cfg.get("batch") else "")
           + (f"; init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else "")
           + f"; recipe: {recipe.describe()}")
