@@ -1095,6 +1095,7 @@ def _descartes_isolate_arb(f_ints, max_nodes: int = 100_000, prec0: int | None =
     hb = max(abs(v).bit_length() for v in f_ints)
     shift1 = fl.arb_poly([1, 1])
     zero = fl.arb(0)
+    pow2 = [fl.arb(1 << (n - k)) for k in range(n + 1)]  # exact at any precision (one-bit mantissas)
 
     def exact_ints(c: int, j: int):
         # a polynomial whose roots in (0, 1) are those of f in (c, c + 1)·2^(K-j), exact
@@ -1121,14 +1122,23 @@ def _descartes_isolate_arb(f_ints, max_nodes: int = 100_000, prec0: int | None =
     old = fl.ctx.prec
     p0 = int(prec0 or _ARB_PREC0)
     try:
-        stack = [("node", 0, 0, node_poly(0, 0, p0), p0)]
+        stack = [("node", 0, 0, node_poly(0, 0, p0), p0, None)]
         nodes = 0
         while stack:
             item = stack.pop()
             if item[0] == "root":
                 out.append((item[1], item[1]))
                 continue
-            _, c, j, Q, p = item
+            if item[0] == "right":  # the right half, after its left sibling's subtree
+                _, c, j, Ql, p, V_parent, left = item
+                # var(left) + var(right) <= var(parent) when f(mid) != 0 (sub-additivity of Descartes'
+                # variations over disjoint subintervals): the right half has no variation, no root
+                if left[0] == V_parent:
+                    _iso_stats["skipped_nodes"] = _iso_stats.get("skipped_nodes", 0) + 1
+                    continue
+                fl.ctx.prec = p
+                item = ("node", c, j, Ql(shift1), p, None)
+            _, c, j, Q, p, cell = item
             nodes += 1
             if nodes > max_nodes:
                 raise _IsolationFailed("too many bisection nodes")
@@ -1145,21 +1155,27 @@ def _descartes_isolate_arb(f_ints, max_nodes: int = 100_000, prec0: int | None =
                     cs = cs + [zero] * (n + 1 - len(cs))
                 else:
                     V, cs = variations(Q)
+            if cell is not None:
+                cell[0] = V
             if V == 0:
                 continue
             if V == 1:
                 out.append((x_of(c, j), x_of(c + 1, j)))
                 continue
-            Ql = fl.arb_poly([cs[k] * (1 << (n - k)) for k in range(n + 1)])  # 2^n Q(y/2): exact scaling
+            Ql = fl.arb_poly([cs[k] * pow2[k] for k in range(n + 1)])  # 2^n Q(y/2): exact scaling
             mid = x_of(2 * c + 1, j + 1)
             is_root = False
             q1 = Ql(fl.arb(1))  # ∝ f(mid): may it vanish? decide exactly
             if not (q1 > 0 or q1 < 0):
                 is_root = Pz(fl.fmpq(mid.numerator, mid.denominator)) == 0
-            stack.append(("node", 2 * c + 1, j + 1, Ql(shift1), p))
-            if is_root:
+            if is_root:  # no skipping past a root at the midpoint
+                stack.append(("node", 2 * c + 1, j + 1, Ql(shift1), p, None))
                 stack.append(("root", mid))
-            stack.append(("node", 2 * c, j + 1, Ql, p))
+                stack.append(("node", 2 * c, j + 1, Ql, p, None))
+            else:
+                left = [None]
+                stack.append(("right", 2 * c + 1, j + 1, Ql, p, V, left))
+                stack.append(("node", 2 * c, j + 1, Ql, p, left))
     finally:
         fl.ctx.prec = old
     return out
