@@ -38,7 +38,7 @@ def predicted_losses(run, width: int, data) -> np.ndarray:
     out = []
     for rec in run.by_width()[width]:
         w = sample_weights(NetworkSpec(cfg["depth"], width, data.d), param, child_seed(cfg["seed"], width, rec["sample"]))
-        w = with_init_gain(w, gain)
+        w = with_init_gain(w, gain, cfg.get("readout_init", "param"))
         with np.errstate(over="ignore", invalid="ignore"):
             out.append(LossEngine(w, data, param, recipe=recipe).loss_at(run.etas, cfg["steps"]))
     return np.array(out)
@@ -53,7 +53,8 @@ def sweep_section(doc, path, numbers: dict) -> None:
     name = os.path.basename(os.path.normpath(path))
     label = (f"L={cfg['depth']} t={cfg['steps']} {cfg['param']['name']} {cfg['activation']}+{cfg['optimizer']}"
              + (f" minibatch {cfg['batch']}" if cfg.get("batch") else "")
-             + (f" init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else ""))
+             + (f" init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else "")
+             + (" zero readout" if cfg.get("readout_init", "param") == "zero" else ""))
     from polyloss.compare import run_recipe
 
     doc.h(f"Sweep {label} ({path})", 3)

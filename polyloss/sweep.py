@@ -53,6 +53,9 @@ Init gain (``init_gain``): W_0 and the hidden layers drawn with standard deviati
 (the networks of ``polyloss sample`` times the gain; V unchanged): '1' (default), 'he' (√2),
 'torch' (1/√3, PyTorch's nn.Linear default) or a number. For ReLU and GD a gain g is only a
 rescaling: it equals gain 1 at η·g^{2L} on y/g^{L+1}, with losses times g^{2(L+1)} (tested).
+Readout initialisation (``readout_init``): 'param' (default, V ~ N(0, n^-α) as the parametrization
+says) or 'zero' (V = 0, one of Lingle's μ-transfer ablations; it needs a recipe that trains the
+readout, since with V = 0 every other layer's gradient vanishes until V moves).
 
 Alignment diagnostics (``alignment=True``; Kosson et al. 2025): for every trained layer with
 weights W, input X (the layer's input on all m rows) and update ΔW = W_{s+1} − W_s (decay
@@ -167,9 +170,10 @@ ADAM_LAYER_EXPONENTS = {"mup": (Fraction(0), Fraction(1), Fraction(1)), "sp": (F
                         "ntp": (Fraction(0), Fraction(1, 2), Fraction(1, 2))}
 RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend",
-               "recipe", "batch", "init_gain", "alignment")
+               "recipe", "batch", "init_gain", "alignment", "readout_init")
 #: Keys a run.json may lack (written before they existed), with the value that absence means.
-_DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1", "alignment": False}
+_DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1", "alignment": False, "readout_init": "param"}
+READOUT_INITS = ("param", "zero")
 #: At most this many learning rates in one grid.
 MAX_ETAS = 100_000
 _ETAS_VALID = ("'lin:START:STOP:COUNT' (0 <= START < STOP), 'log:START:STOP:COUNT' (0 < START < STOP), 2 <= COUNT <= "
@@ -638,11 +642,12 @@ def parse_init_gain(value) -> tuple[str, float]:
     return ("1" if g == 1.0 else repr(g)), g
 
 
-def with_init_gain(weights: Weights, gain: float) -> Weights:
-    """``weights`` with W_0 and the hidden layers multiplied by ``gain`` (V, the readout, unchanged)."""
-    if gain == 1.0:
+def with_init_gain(weights: Weights, gain: float, readout_init: str = "param") -> Weights:
+    """``weights`` with W_0 and the hidden layers multiplied by ``gain``; V as drawn, or 0 (``readout_init='zero'``)."""
+    if gain == 1.0 and readout_init == "param":
         return weights
-    return Weights(weights.W0 * gain, tuple(W * gain for W in weights.hidden), weights.V)
+    V = weights.V * 0.0 if readout_init == "zero" else weights.V
+    return Weights(weights.W0 * gain, tuple(W * gain for W in weights.hidden), V)
 
 
 def batch_schedule(m: int, batch: int, steps: int, seed: int, sample: int) -> np.ndarray:
@@ -974,6 +979,7 @@ class _SweepJob:
     batch: int | None = None
     gain: float = 1.0
     alignment: bool = False
+    readout_init: str = "param"
 
 
 def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
@@ -986,7 +992,7 @@ def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
         t0 = time.perf_counter()
         weights = sample_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp)
         rows = None if job.batch is None else batch_schedule(job.data.m, job.batch, job.steps, job.seed, s)
-        losses = sweep_network(with_init_gain(weights, job.gain), job.data, job.param, job.grid[lo:hi], job.steps,
+        losses = sweep_network(with_init_gain(weights, job.gain, job.readout_init), job.data, job.param, job.grid[lo:hi], job.steps,
                                activation=job.activation, optimizer=job.optimizer, adam_eps=job.adam_eps,
                                adam_exponent=job.adam_exponent, dtype=job.dtype, memory_mb=job.memory_mb,
                                method=job.method, xp=xp, recipe=job.recipe, batches=rows, alignment=job.alignment)
@@ -1097,6 +1103,7 @@ def run_sweep(
     batch: int | None = None,
     init_gain="1",
     alignment: bool = False,
+    readout_init: str = "param",
 ) -> SweepRun:
     """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
 
@@ -1118,6 +1125,8 @@ def run_sweep(
         :func:`batch_schedule` gives sample s (the same at every width and η); losses on all data.
       init_gain: W_0 and hidden weights drawn with standard deviation gain/√fan_in: '1' (polyloss's
         networks, those of ``sample``), 'he' (√2), 'torch' (1/√3) or a number > 0.
+      readout_init: 'param' (V drawn as the parametrization says) or 'zero' (V = 0; needs a recipe that
+        trains the readout).
       alignment: record per trained layer the alignment diagnostics of the updates at
         :func:`alignment_steps` (record field ``alignment``: {metric: [eta][layer][step]}; run.json
         ``alignment_steps``/``alignment_layers``); trains densely.
@@ -1157,6 +1166,10 @@ def run_sweep(
         if batch == data.m:
             batch = None  # one batch of all rows is full-batch GD
     gain_name, gain = parse_init_gain(init_gain)
+    readout_init = _check_choice("readout_init", readout_init, READOUT_INITS)
+    if readout_init == "zero" and "readout" not in recipe.trained_layers:
+        raise invalid("readout_init", readout_init, "'param', or 'zero' with a recipe that trains the readout (with V = 0 "
+                      "and V frozen every gradient is 0: nothing would train)")
     if not isinstance(alignment, bool):
         raise invalid("alignment", alignment, "True or False")
     if alignment and method == "lowrank":
@@ -1203,6 +1216,7 @@ def run_sweep(
         "batch": batch,
         "init_gain": gain_name,
         "alignment": alignment,
+        "readout_init": readout_init,
     }
     if alignment:
         config["alignment_steps"] = alignment_steps(steps)
@@ -1222,7 +1236,7 @@ def run_sweep(
         job = _SweepJob(depth=depth, param=param, seed=seed, data=data, grid=grid, steps=steps, activation=activation,
                         optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
                         memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods,
-                        batch=batch, gain=gain, alignment=alignment)
+                        batch=batch, gain=gain, alignment=alignment, readout_init=readout_init)
         units, unit_seconds = _eta_pieces(todo, [_seconds(c, steps, depth) for c in costs], len(grid), ex.batch_seconds,
                                           ex.workers)
         tasks, task_costs = batches(units, unit_seconds, ex.batch_seconds, ex.workers)

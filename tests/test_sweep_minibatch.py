@@ -253,3 +253,21 @@ def test_adam_recipe_run_records_its_layer_rates(tmp_path):
                                                                             "readout": 1 / 16})
     got = np.array(next(r for r in run_.records if r["width"] == 16 and r["sample"] == 0)["losses"], dtype=float)[2]
     np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def test_zero_readout(tmp_path):
+    """V = 0 at initialisation (Lingle's ablation): the reference loop from zero V, every layer trained; a
+    recipe that does not train V is refused (nothing would move)."""
+    rec = Recipe(trained="input,hidden,readout")
+    run_ = _run(tmp_path / "z", readout_init="zero", recipe=rec, activation="relu", seeds=1)
+    assert run_.config["readout_init"] == "zero"
+    w = _net(16)
+    w0 = type(w)(w.W0, w.hidden, np.zeros_like(w.V))
+    rows = [np.arange(DATA.m)] * 3
+    ref = reference(w0, DATA.X, DATA.y, float(run_.etas[3]), 3, rows, True,
+                    lam={"input": 16.0, "hidden": 1.0, "readout": 1 / 16})
+    got = np.array(next(r for r in run_.records if r["width"] == 16)["losses"], dtype=float)[3]
+    np.testing.assert_allclose(got, ref, rtol=1e-10)
+    assert got[0] == pytest.approx(np.sum(DATA.y ** 2) / (2 * DATA.m))  # f = 0 at initialisation
+    with pytest.raises(SpecError, match="`readout_init`='zero' is invalid"):
+        _run(tmp_path / "bad", readout_init="zero")
