@@ -161,8 +161,12 @@ class Context:
             "kind": "synthetic", "teacher": teacher, "d": s.d, "m": s.m, "noise": 0.0}
 
     def sample(self, name: str, *, depth: int, widths, samples: int, steps: int, param: str, teacher: str = "linear",
-               degree: int | None = None, window: float | None = None, recipe=None):
+               degree: int | None = None, window: float | None = None, recipe=None, optimizer: str = "gd",
+               adam_eps: float | None = None):
         """A resumable ``sample`` run under ``work_dir/runs/name``.
+
+        ``optimizer``/``adam_eps``: passed to :func:`polyloss.sampling.run_sample` ('adam': the exact first
+        Adam step; give the run a name of its own, as a GD run of the same name would not resume it).
 
         ``recipe``: a :class:`polyloss.recipe.Recipe` (or None for plain GD). A non-plain recipe keeps its
         run apart: the directory name gains ``+r<digest>``, the first 10 hex digits of the SHA-256 of
@@ -177,7 +181,7 @@ class Context:
         return run_sample(path, depth=depth, sampling=SamplingSpec(tuple(widths), samples, self.seed),
                           training=TrainingSpec(steps, degree), param=self.param(param), data=data,
                           data_description=desc, window=window, resume=True, progress=self.progress,
-                          recipe=recipe, executor=self._executor_spec)
+                          recipe=recipe, executor=self._executor_spec, optimizer=optimizer, adam_eps=adam_eps)
 
     def sweep(self, name: str, *, depth: int, widths, seeds: int, steps: int, etas: str, activation: str,
               optimizer: str, param: str, teacher: str = "linear"):
