@@ -49,6 +49,22 @@ def test_every_verdict_record_is_filled(quick):
     assert html.count("PASS") >= 7 and "OBSERVATION" in html
 
 
+def test_c8_record_has_every_part(quick):
+    """C8 rebuilt (issue 14): Adam against the exact limit, ReLU 10 steps against its extrapolated limit, the
+    one-step ReLU observation, each with the old rule's numbers for comparison."""
+    v = json.loads((quick / "verdicts" / "C8.json").read_text())
+    n = v["numbers"]
+    assert n["sub_verdicts"]["C8c"] == "observation" and set(n["sub_verdicts"]) == {"C8a", "C8b", "C8c"}
+    assert all(n[k]["verdict"] in VERDICTS for k in ("C8a", "C8b", "C8c"))
+    a, b, c = n["C8a"], n["C8b"], n["C8c"]
+    assert a["adam_eps"] == 0 and a["eta_inf"] > 0 and a["mup"]["rate"]["ci"] and a["sp"]["old_rule"]["ci"]
+    assert a["mup"]["old_rule"]["verdict"] in VERDICTS and a["mup"]["verdict"] in VERDICTS
+    assert b["steps"] == 10 and b["limit"]["a_ci"] and b["limit"]["distance"]["ci"] and b["old_rule"]["ci"]
+    assert b["he_variant"]["init_gain"] == "he"
+    assert c["steps"] == 1 and c["per_width"] and all(x["mean"] > 0 for x in c["per_width"].values())
+    assert "C8a" in v["summary"] and "C8b" in v["summary"] and "C8c" in v["summary"]
+
+
 def test_resume_reuses_finished_verdicts(quick, capsys):
     before = (quick / "verdicts" / "C3.json").read_text()
     assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick), "--resume"]) == 0
@@ -188,9 +204,13 @@ def test_claim_figures_say_what_they_show(tmp_path):
     W = [64, 128, 256, 512]
     etas = np.geomspace(1e-3, 10, 30)
     curve = {"eta": etas.tolist(), "mean_loss": {str(n): (0.1 + (np.log(etas) - np.log(1.0 / n)) ** 2 / 50).tolist() for n in W}}
-    c8 = {f"{a} {p}": {"slope": -1.0 if p == "sp" else 0.0, "ci": [-1.1, -0.9], "argmin_at_grid_edge": {},
-                       "eta_star_seeds": {str(n): [1.0 / n if p == "sp" else 1.0] * 3 for n in W}, "curve": curve}
-          for a in ("relu+gd", "linear+adam") for p in ("mup", "sp")}
+    seeds = lambda f: {str(n): [f(n)] * 3 for n in W}  # noqa: E731
+    c8 = {"C8a": {"eta_inf": 1.0, "mup": {"rate": _rate(-0.5), "eta_star_seeds": seeds(lambda n: 1.0 - n**-0.5)},
+                  "sp": {"eta_star_seeds": seeds(lambda n: 1.0 / n)}},
+          "C8b": {"limit": {"a": 5.0, "distance": _rate(-0.6), "eta_mean": {str(n): 5.0 + n**-0.5 for n in W},
+                            "eta_se": {str(n): 0.1 for n in W}},
+                  "eta_star_seeds": seeds(lambda n: 5.0 + n**-0.5), "curve": curve},
+          "C8c": {"eta_star_seeds": seeds(lambda n: 2.0), "curve": curve}}
     verdicts = [
         _verdict("C2", {"linear": {"rate": _rate(-0.5), "eta_inf": 1.0}}),
         _verdict("C3", {"scaling_upper": _rate(-1.0, (128, 256, 512)), "predicted_exponent": -1.0, "margin": 0.05,
@@ -203,7 +223,7 @@ def test_claim_figures_say_what_they_show(tmp_path):
     ]
     verdict_report(verdicts, tmp_path)
     figs = json.loads((tmp_path / "verify.json").read_text())["figures"]
-    assert {"fig_C2", "fig_C3", "fig_C4", "fig_C5", "fig_C6", "fig_C8", "fig_C8_curves"} <= set(figs)
+    assert {"fig_C2", "fig_C3", "fig_C4", "fig_C5", "fig_C6", "fig_C8", "fig_C8_eta", "fig_C8_curves"} <= set(figs)
     assert figs["fig_C3"]["reference"]["slope"] == -1.0  # the claim is n^-1, not n^-1/2
     assert figs["fig_C3"]["mean"] == pytest.approx([2.0 / n for n in W])
     assert "−1" in " ".join(figs["fig_C3"]["axes"]["legend"])
@@ -212,11 +232,16 @@ def test_claim_figures_say_what_they_show(tmp_path):
     assert {r["slope"] for r in c4["references"].values()} == {0.0, -0.5}
     assert figs["fig_C2"]["reference"]["slope"] == -0.5
     assert figs["fig_C5"]["limit"]["depth"] == [1, 2]
-    assert set(figs["fig_C8"]) - {"axes"} == {f"{k} (per-seed η*, mean ± s.e.)" for k in c8}
-    assert figs["fig_C8"]["relu+gd sp (per-seed η*, mean ± s.e.)"]["mean"] == pytest.approx([1.0 / n for n in W])
+    # C8: the distances to the limits (exact for Adam, extrapolated for ReLU) against slope −1/2 ...
+    assert figs["fig_C8"]["reference"]["slope"] == -0.5 and len([k for k in figs["fig_C8"] if k.startswith("C8")]) == 2
+    # ... η* per part with its limit, and Adam's μP optimum staying while SP's drifts
+    eta = figs["fig_C8_eta"]
+    assert eta["C8a"]["eta_inf"] == 1.0 and "â" in " ".join(eta["C8b"]["axes"]["legend"])
+    assert eta["drift"]["Adam SP, one step (linear net)"]["mean"] == pytest.approx([1.0 / n for n in W])
     panels = [p for p in figs["fig_C8_curves"].values()]
-    assert len(panels) == 4 and all(p["focus"][0] > 1e-3 or p["focus"][1] < 10 for p in panels)
-    every = [figs[k]["axes"] for k in figs if "axes" in figs[k]] + [p["axes"] for p in panels]
+    assert len(panels) == 2 and all(p["focus"][0] > 1e-3 or p["focus"][1] < 10 for p in panels)
+    every = ([figs[k]["axes"] for k in figs if "axes" in figs[k]] + [p["axes"] for p in panels]
+             + [p["axes"] for p in eta.values()])
     for ax in every:
         assert ax["title"] and ax["xlabel"] and ax["ylabel"], ax
         for text in ax["legend"]:
