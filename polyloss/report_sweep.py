@@ -54,7 +54,8 @@ def sweep_section(doc, path, numbers: dict) -> None:
     label = (f"L={cfg['depth']} t={cfg['steps']} {cfg['param']['name']} {cfg['activation']}+{cfg['optimizer']}"
              + (f" minibatch {cfg['batch']}" if cfg.get("batch") else "")
              + (f" init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else "")
-             + (" zero readout" if cfg.get("readout_init", "param") == "zero" else ""))
+             + (" zero readout" if cfg.get("readout_init", "param") == "zero" else "")
+             + (f" norm {cfg['norm']}" if cfg.get("norm") else ""))
     from polyloss.compare import run_recipe
 
     doc.h(f"Sweep {label} ({path})", 3)
@@ -66,6 +67,8 @@ def sweep_section(doc, path, numbers: dict) -> None:
     data, note = None, ""
     if cfg.get("batch"):
         note = f" (minibatch SGD, B = {cfg['batch']}: no polynomial prediction)"
+    elif cfg.get("norm"):
+        note = f" (RMSNorm ({cfg['norm']}): no polynomial prediction)"
     elif cfg["activation"] == "linear" and cfg["optimizer"] == "gd":
         try:
             data = run_dataset(cfg)

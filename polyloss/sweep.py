@@ -53,6 +53,12 @@ Init gain (``init_gain``): W_0 and the hidden layers drawn with standard deviati
 (the networks of ``polyloss sample`` times the gain; V unchanged): '1' (default), 'he' (√2),
 'torch' (1/√3, PyTorch's nn.Linear default) or a number. For ReLU and GD a gain g is only a
 rescaling: it equals gain 1 at η·g^{2L} on y/g^{L+1}, with losses times g^{2(L+1)} (tested).
+RMSNorm (``norm``, Lingle's trainable-gain ablation): 'rms' puts z = γ ⊙ a/√(mean_j a_j² + ε)
+(ε = the dtype's machine epsilon, as PyTorch's RMSNorm) before every hidden layer and before the
+readout, with gain vectors γ starting at 1 and trained at the input layer's rate (vector-like
+parameters: μP-SGD ×n, μP-Adam ×1) and never decayed; 'rms-fixed' keeps γ = 1. Trained densely
+through the recipe trainer (any optimizer); the loss is no longer a polynomial in η.
+
 Readout initialisation (``readout_init``): 'param' (default, V ~ N(0, n^-α) as the parametrization
 says) or 'zero' (V = 0, one of Lingle's μ-transfer ablations; it needs a recipe that trains the
 readout, since with V = 0 every other layer's gradient vanishes until V moves).
@@ -170,10 +176,12 @@ ADAM_LAYER_EXPONENTS = {"mup": (Fraction(0), Fraction(1), Fraction(1)), "sp": (F
                         "ntp": (Fraction(0), Fraction(1, 2), Fraction(1, 2))}
 RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend",
-               "recipe", "batch", "init_gain", "alignment", "readout_init")
+               "recipe", "batch", "init_gain", "alignment", "readout_init", "norm")
 #: Keys a run.json may lack (written before they existed), with the value that absence means.
-_DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1", "alignment": False, "readout_init": "param"}
+_DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1", "alignment": False, "readout_init": "param",
+             "norm": None}
 READOUT_INITS = ("param", "zero")
+NORMS = ("none", "rms", "rms-fixed")
 #: At most this many learning rates in one grid.
 MAX_ETAS = 100_000
 _ETAS_VALID = ("'lin:START:STOP:COUNT' (0 <= START < STOP), 'log:START:STOP:COUNT' (0 < START < STOP), 2 <= COUNT <= "
@@ -514,7 +522,8 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=
             vel = [xp.broadcast_to(a, hidden[0].shape).copy() for a in vel]
 
 
-def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx=None, diag=None, adam=None):
+def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx=None, diag=None, adam=None,
+                  norm=None):
     """GD on the η batch under a training recipe (:mod:`polyloss.recipe`), dense per-η weights.
 
     ``etas`` (E,) are the base learning rates on ``xp``; ``lam`` the per-layer multipliers
@@ -533,7 +542,13 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
     Adam(weight_decay) — while ``decoupled``/``independent`` scale W outside, as for GD: AdamW with
     the base rate, resp. with ω alone), and ``lam`` holds the Adam rates η·n^-κ_ℓ
     (:func:`adam_layer_multipliers`).
+
+    ``norm``: None, or ``(eps, gains_trained)``: RMSNorm before every hidden layer and before the readout,
+    z = γ ⊙ a / √(mean_j a_j² + eps) per sample, with gain vectors γ (initially 1; trained at the rate
+    ``lam["gain"]`` without decay when ``gains_trained``).
     """
+    if norm is not None:
+        return _train_recipe_norm(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx, diag, adam, norm)
     E = int(etas.shape[0])
     logged = {k: j for j, k in enumerate(alignment_steps(steps))} if diag is not None else {}
     m = X.shape[0]
@@ -621,6 +636,110 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
         del grads, new
 
 
+def _direction(xp, key, g, W, k, recipe, adam, buffers):
+    """The update direction of one parameter at step k: Adam's m̂/(√v̂ + ε), the (Nesterov) momentum
+    buffer or g itself, with l2 decay already in g (as :func:`_train_recipe`)."""
+    beta = float(recipe.momentum)
+    if adam is not None:
+        b1, b2 = ADAM_BETAS
+        m1 = (1.0 - b1) * g if k == 0 else buffers[key] * b1 + (1.0 - b1) * g
+        m2 = (1.0 - b2) * (g * g) if k == 0 else buffers[(key, 2)] * b2 + (1.0 - b2) * (g * g)
+        buffers[key], buffers[(key, 2)] = m1, m2
+        return (m1 / (1.0 - b1 ** (k + 1))) / (xp.sqrt(m2 / (1.0 - b2 ** (k + 1))) + adam)
+    if beta != 0:
+        buf = g if k == 0 else buffers[key] * beta + g
+        buffers[key] = buf
+        return g + buf * beta if recipe.nesterov else buf
+    return g
+
+
+def _train_recipe_norm(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx, diag, adam, norm):
+    """:func:`_train_recipe` with RMSNorm (gains γ_0..γ_L) before each hidden layer and the readout."""
+    E = int(etas.shape[0])
+    logged = {k: j for j, k in enumerate(alignment_steps(steps))} if diag is not None else {}
+    m, n = X.shape[0], W0.shape[0]
+    eps, gains_trained = norm
+    trained = recipe.trained
+    omega, mode = float(recipe.weight_decay), recipe.wd_mode
+    Lh = len(hidden0)
+    params = {"input": W0[None], "readout": V[None]}
+    for l, W in enumerate(hidden0):
+        params[("hidden", l)] = W[None]
+    for l in range(Lh + 1):
+        params[("gain", l)] = xp.ones((1, n), dtype=W0.dtype)
+    keys = ([("input", "input")] if "input" in trained else []) \
+        + ([(("hidden", l), "hidden") for l in range(Lh)] if "hidden" in trained else []) \
+        + ([("readout", "readout")] if "readout" in trained else [])
+    gkeys = [(("gain", l), "gain") for l in range(Lh + 1)] if gains_trained else []
+    buffers = {}
+    phi = (lambda a: xp.maximum(a, 0)) if relu else (lambda a: a)
+    for k in range(steps + 1):
+        pre, acts, rs, ins = [], [], [], []
+        for l in range(Lh + 1):
+            h = X @ params["input"].transpose(0, 2, 1) if l == 0 else ins[-1] @ params[("hidden", l - 1)].transpose(0, 2, 1)
+            a = phi(h)
+            rr = xp.sqrt(xp.mean(a * a, axis=-1, keepdims=True) + eps)
+            pre.append(h)
+            acts.append(a)
+            rs.append(rr)
+            ins.append(params[("gain", l)][:, None, :] * (a / rr))
+        f = (ins[-1] @ params["readout"][:, :, None])[:, :, 0]
+        r = f - y
+        loss = to_host((r[:, None, :] @ r[:, :, None])[:, 0, 0] / (2 * m)).astype(np.float64)
+        out[:, k] = np.broadcast_to(loss, (E,))
+        if k == steps:
+            return
+        inputs = {"input": X, "readout": ins[-1], **{("hidden", l): ins[l] for l in range(Lh)}}
+        Xg = X
+        if idx is not None:
+            r, pre, acts, rs, ins, Xg = (r[:, idx[k]], _rows(pre, idx[k]), _rows(acts, idx[k]), _rows(rs, idx[k]),
+                                         _rows(ins, idx[k]), X[idx[k]])
+        rm = r / r.shape[1]
+        grads = {}
+        if "readout" in trained:
+            grads["readout"] = (ins[-1].transpose(0, 2, 1) @ rm[:, :, None])[:, :, 0]
+        dz = rm[:, :, None] * params["readout"][:, None, :]  # dL/d(readout input)
+        for l in range(Lh, -1, -1):
+            a, rr, gam = acts[l], rs[l], params[("gain", l)][:, None, :]
+            if gains_trained:
+                grads[("gain", l)] = xp.sum(dz * (a / rr), axis=1)
+            gdz = gam * dz
+            da = gdz / rr - a * xp.sum(gdz * a, axis=-1, keepdims=True) / (n * rr ** 3)
+            dh = da * (pre[l] > 0) if relu else da
+            if l == 0:
+                if "input" in trained:
+                    grads["input"] = dh.transpose(0, 2, 1) @ Xg
+                break
+            if "hidden" in trained:
+                grads[("hidden", l - 1)] = dh.transpose(0, 2, 1) @ ins[l - 1]
+            dz = dh @ params[("hidden", l - 1)]
+        step_all = etas * float(recipe.rho(k, steps))
+        new = {}
+        for key, kind in keys + gkeys:
+            W, g = params[key], grads[key]
+            sc = step_all * lam[kind]
+            sc = sc[:, None] if W.ndim == 2 else sc[:, None, None]
+            decays = kind != "gain" and omega != 0  # gains are never decayed
+            if decays and mode == "l2":
+                g = g + W * omega
+            direction = _direction(xp, key, g, W, k, recipe, adam, buffers)
+            if decays and mode == "decoupled":
+                f_ = 1 - step_all * omega
+                W = W * (f_[:, None] if W.ndim == 2 else f_[:, None, None])
+            elif decays and mode == "independent":
+                W = W * (1 - omega)
+            new[key] = W - direction * sc
+        if k in logged:
+            with np.errstate(all="ignore"):
+                for i, (key, _) in enumerate(keys):
+                    W, dW = params[key], new[key] - params[key]
+                    if W.ndim == 2:
+                        W, dW = W[:, None, :], dW[:, None, :]
+                    diag[:, i, logged[k]] = _alignment(xp, inputs[key], W, dW, E)
+        params.update(new)
+        del grads, new
+
+
 #: Init gains by name: weight standard deviation gain/√fan_in for W_0 and the hidden layers.
 INIT_GAINS = {"1": 1.0, "he": math.sqrt(2.0), "torch": 1.0 / math.sqrt(3.0)}
 _GAIN_VALID = "'1', 'he' (√2, Kaiming for ReLU), 'torch' (1/√3, PyTorch's default nn.Linear init) or a number > 0"
@@ -680,6 +799,7 @@ def sweep_network(
     recipe=None,
     batches=None,
     alignment: bool = False,
+    norm=None,
 ):
     """Train one network at every η of ``etas``; return the losses, shape (len(etas), steps + 1), numpy float64.
 
@@ -694,6 +814,10 @@ def sweep_network(
 
     ``batches``: None (full batch) or the rows of each step's minibatch, an integer array of shape
     (>= steps, B) (:func:`batch_schedule`); the loss is always recorded on the full data.
+
+    ``norm``: None, 'rms' (RMSNorm with trainable gains before every hidden layer and the readout;
+    gains start at 1 and train at the input layer's rate — vector-like parameters — without decay) or
+    'rms-fixed' (gains frozen at 1); trains through :func:`_train_recipe` (dense, any optimizer).
 
     ``alignment``: also return the alignment diagnostics of every trained layer's update at the
     steps :func:`alignment_steps` — ``(losses, diag)`` with ``diag`` of shape (len(etas), layers
@@ -725,7 +849,13 @@ def sweep_network(
                           f"an integer array of shape (>= {steps}, B) with rows in [0, {m})")
         idx = [xp.asarray(r) for r in rows[:steps]]
     adam = optimizer == "adam"
-    plain = _plain(recipe, param, optimizer, method, steps)
+    norm = _check_choice("norm", "none" if norm is None else norm, NORMS)
+    norm = None if norm == "none" else norm
+    if norm is not None and isinstance(method, str) and method.lower() == "lowrank":
+        raise invalid("method", method, "'auto' or 'dense' with a norm layer (it trains densely)")
+    if norm is not None and recipe.momentum != 0 and optimizer == "adam":
+        raise SpecError("`recipe` with momentum is invalid with optimizer 'adam': Adam keeps its own first moment")
+    plain = _plain(recipe, param, optimizer, method, steps) and norm is None
     if not isinstance(alignment, bool):
         raise invalid("alignment", alignment, "True or False")
     if alignment and plain and isinstance(method, str) and method.lower() == "lowrank":
@@ -744,6 +874,12 @@ def sweep_network(
     if not plain:
         chunk = _chunk_size(n, m, L + 2, steps, "dense", recipe.momentum != 0, np.dtype(dtype).itemsize, memory_mb)
         lam = adam_layer_multipliers(recipe, n, param, adam_exponent) if adam else recipe.lr_multipliers(n, param)
+        if norm == "rms":  # gains: vector-like, at the input layer's rate
+            g_in = adam_layer_exponents(recipe, param, adam_exponent)[0] if adam else recipe.resolve_lr_exponents(param)[0]
+            if g_in is None:
+                raise SpecError(f"`norm`='rms' needs the input layer's rate for the gains: give the recipe's lr_exponents "
+                                f"with the custom parametrization ({param.alpha},{param.gamma})")
+            lam = dict(lam, gain=float(n) ** (-float(g_in)))
     diag = np.full((etas.size, len(alignment_layers(L, recipe, param)), len(alignment_steps(steps)),
                     len(ALIGNMENT_METRICS)), np.nan) if alignment else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
@@ -752,7 +888,8 @@ def sweep_network(
             dsl = None if diag is None else diag[sl]
             if not plain:
                 _train_recipe(xp, W0, hidden, V, X, y, cast(etas[sl]), steps, relu, recipe, lam, out[sl], idx, dsl,
-                              adam=adam_eps if adam else None)
+                              adam=adam_eps if adam else None,
+                              norm=None if norm is None else (float(np.finfo(dtype).eps), norm == "rms"))
             elif method == "lowrank":
                 _train_lowrank(xp, W0, hidden, V, X, y, cast(lr_all[sl]), steps, relu, out[sl], idx)
             else:
@@ -980,6 +1117,7 @@ class _SweepJob:
     gain: float = 1.0
     alignment: bool = False
     readout_init: str = "param"
+    norm: str | None = None
 
 
 def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
@@ -995,7 +1133,8 @@ def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
         losses = sweep_network(with_init_gain(weights, job.gain, job.readout_init), job.data, job.param, job.grid[lo:hi], job.steps,
                                activation=job.activation, optimizer=job.optimizer, adam_eps=job.adam_eps,
                                adam_exponent=job.adam_exponent, dtype=job.dtype, memory_mb=job.memory_mb,
-                               method=job.method, xp=xp, recipe=job.recipe, batches=rows, alignment=job.alignment)
+                               method=job.method, xp=xp, recipe=job.recipe, batches=rows, alignment=job.alignment,
+                               norm=job.norm)
         out.append((n, s, lo, losses, time.perf_counter() - t0))
     return out
 
@@ -1104,6 +1243,7 @@ def run_sweep(
     init_gain="1",
     alignment: bool = False,
     readout_init: str = "param",
+    norm=None,
 ) -> SweepRun:
     """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
 
@@ -1125,6 +1265,8 @@ def run_sweep(
         :func:`batch_schedule` gives sample s (the same at every width and η); losses on all data.
       init_gain: W_0 and hidden weights drawn with standard deviation gain/√fan_in: '1' (polyloss's
         networks, those of ``sample``), 'he' (√2), 'torch' (1/√3) or a number > 0.
+      norm: None, 'rms' (RMSNorm with trainable gains before each hidden layer and the readout) or
+        'rms-fixed' (gains frozen at 1); see :func:`sweep_network`.
       readout_init: 'param' (V drawn as the parametrization says) or 'zero' (V = 0; needs a recipe that
         trains the readout).
       alignment: record per trained layer the alignment diagnostics of the updates at
@@ -1167,9 +1309,10 @@ def run_sweep(
             batch = None  # one batch of all rows is full-batch GD
     gain_name, gain = parse_init_gain(init_gain)
     readout_init = _check_choice("readout_init", readout_init, READOUT_INITS)
-    if readout_init == "zero" and "readout" not in recipe.trained_layers:
-        raise invalid("readout_init", readout_init, "'param', or 'zero' with a recipe that trains the readout (with V = 0 "
-                      "and V frozen every gradient is 0: nothing would train)")
+    norm = _check_choice("norm", "none" if norm is None else norm, NORMS)
+    norm = None if norm == "none" else norm
+    if norm is not None and method == "lowrank":
+        raise invalid("method", method, "'auto' or 'dense' with a norm layer (it trains densely)")
     if not isinstance(alignment, bool):
         raise invalid("alignment", alignment, "True or False")
     if alignment and method == "lowrank":
@@ -1179,7 +1322,10 @@ def run_sweep(
     from polyloss.poly import as_recipe
 
     recipe = as_recipe(recipe)
-    plain = _plain(recipe, param, optimizer, method, steps)
+    if readout_init == "zero" and "readout" not in recipe.trained_layers:
+        raise invalid("readout_init", readout_init, "'param', or 'zero' with a recipe that trains the readout (with V = 0 "
+                      "and V frozen every gradient is 0: nothing would train)")
+    plain = _plain(recipe, param, optimizer, method, steps) and norm is None
     check_sweep(depth, widths, seeds, steps, len(grid), data.m, data.d, optimizer == "adam", memory_mb)
     adam = None
     if optimizer == "adam" and plain:
@@ -1217,6 +1363,7 @@ def run_sweep(
         "init_gain": gain_name,
         "alignment": alignment,
         "readout_init": readout_init,
+        "norm": norm,
     }
     if alignment:
         config["alignment_steps"] = alignment_steps(steps)
@@ -1230,13 +1377,13 @@ def run_sweep(
         done = {(r["width"], r["sample"]) for r in old}
         todo = [(n, s) for n in config["widths"] for s in range(config["seeds"]) if (n, s) not in done]
         desc = f"sweep L={depth} t={steps} {activation}/{optimizer} {len(grid)} etas"
-        methods = {n: _record_method(method, optimizer, n, data.m, steps, plain and not alignment) for n in config["widths"]}
+        methods = {n: _record_method(method, optimizer, n, data.m, steps, plain and not alignment and norm is None) for n in config["widths"]}
         costs = [_cost(methods[n], n, data.m, steps, len(grid)) for n, _ in todo]
         bar = Progress(len(todo), desc=desc, enabled=progress, costs=costs)
         job = _SweepJob(depth=depth, param=param, seed=seed, data=data, grid=grid, steps=steps, activation=activation,
                         optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
                         memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods,
-                        batch=batch, gain=gain, alignment=alignment, readout_init=readout_init)
+                        batch=batch, gain=gain, alignment=alignment, readout_init=readout_init, norm=norm)
         units, unit_seconds = _eta_pieces(todo, [_seconds(c, steps, depth) for c in costs], len(grid), ex.batch_seconds,
                                           ex.workers)
         tasks, task_costs = batches(units, unit_seconds, ex.batch_seconds, ex.workers)

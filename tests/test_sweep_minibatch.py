@@ -271,3 +271,56 @@ def test_zero_readout(tmp_path):
     assert got[0] == pytest.approx(np.sum(DATA.y ** 2) / (2 * DATA.m))  # f = 0 at initialisation
     with pytest.raises(SpecError, match="`readout_init`='zero' is invalid"):
         _run(tmp_path / "bad", readout_init="zero")
+
+
+def _norm_forward(P, X, relu, eps):
+    """Loss of the RMS-normalised MLP: z_l = g_l * a_l / sqrt(mean(a_l^2) + eps) before each hidden layer and V."""
+    phi = (lambda a: np.maximum(a, 0)) if relu else (lambda a: a)
+    L = sum(1 for k in P if k[0] == "hidden")
+    a = phi(X @ P[("input",)].T)
+    for l in range(L + 1):
+        z = P[("gain", l)] * a / np.sqrt(np.mean(a * a, axis=1, keepdims=True) + eps)
+        if l < L:
+            a = phi(z @ P[("hidden", l)].T)
+    return z @ P[("readout",)]
+
+
+@pytest.mark.parametrize("gains", ["rms", "rms-fixed"])
+def test_rmsnorm_gd_equals_a_finite_difference_loop(gains):
+    """GD on the normalised network with every gradient taken by central finite differences of the loss (no
+    backpropagation formula shared with the trainer): every layer and the gains trained at the muP rates."""
+    n, L, steps, eta, relu = 6, 2, 3, 0.05, True
+    w = _net(n, L)
+    eps = float(np.finfo(np.float64).eps)
+    P = {("input",): w.W0.copy(), ("readout",): w.V.copy(), **{("hidden", i): M.copy() for i, M in enumerate(w.hidden)},
+         **{("gain", l): np.ones(n) for l in range(L + 1)}}
+    rate = {"input": float(n), "hidden": 1.0, "readout": 1.0 / n, "gain": float(n) if gains == "rms" else 0.0}
+    loss = lambda Q: float(np.sum((_norm_forward(Q, DATA.X, relu, eps) - DATA.y) ** 2) / (2 * DATA.m))  # noqa: E731
+    ref = [loss(P)]
+    for _ in range(steps):
+        new = {}
+        for key, M in P.items():
+            G, h = np.zeros_like(M), 1e-6
+            for i in np.ndindex(M.shape):
+                up, dn = dict(P), dict(P)
+                up[key] = M.copy()
+                up[key][i] += h
+                dn[key] = M.copy()
+                dn[key][i] -= h
+                G[i] = (loss(up) - loss(dn)) / (2 * h)
+            new[key] = M - eta * rate[key[0]] * G
+        P = new
+        ref.append(loss(P))
+    got = sweep_network(w, DATA, MUP, [eta], steps, activation="relu", norm=gains,
+                        recipe=Recipe(trained="input,hidden,readout"))[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-7)
+    assert got[-1] < got[0]
+
+
+def test_rmsnorm_runs_and_refusals(tmp_path):
+    run_ = _run(tmp_path / "r", norm="rms", optimizer="adam", activation="relu", seeds=1)
+    assert run_.config["norm"] == "rms" and run_.records[0]["method"] == "dense"
+    with pytest.raises(SpecError, match="`norm`='batch' is invalid"):
+        _run(tmp_path / "x", norm="batch")
+    with pytest.raises(SpecError, match="`method`='lowrank' is invalid"):
+        _run(tmp_path / "y", norm="rms", method="lowrank")

@@ -79,6 +79,9 @@ def register(sub) -> None:
                    help="record per trained layer, at steps 0, 1, 3, 7, ... and the last, the relative update "
                         "|dW|/|W|, representation change |dW X|/|W X| and alignments |W X|/(|W||X|), "
                         "|dW X|/(|dW||X|) (Kosson et al.); trains densely")
+    p.add_argument("--norm", choices=("none", "rms", "rms-fixed"), default="none",
+                   help="RMSNorm before every hidden layer and the readout: rms (gains trained at the input layer's "
+                        "rate, no decay), rms-fixed (gains frozen at 1), none (default)")
     p.add_argument("--readout-init", choices=("param", "zero"), default="param",
                    help="readout V at initialisation: as --param says (default) or zero (needs --train with readout)")
     p.add_argument("--init-gain", default="1", metavar="GAIN",
@@ -134,7 +137,8 @@ def run(args) -> int:
                      data=data, data_description=desc, seed=args.seed, adam_eps=args.adam_eps,
                      adam_exponent=kappa, dtype=args.dtype, memory_mb=args.memory_mb, method=args.method, backend=args.backend,
                      resume=args.resume, progress=not args.quiet, recipe=recipe, executor=executor, batch=args.batch,
-                     init_gain=args.init_gain, alignment=args.alignment, readout_init=args.readout_init)
+                     init_gain=args.init_gain, alignment=args.alignment, readout_init=args.readout_init,
+                     norm=None if args.norm == "none" else args.norm)
     cfg, etas = run_.config, run_.etas
     print(f"run {args.out}: L={cfg['depth']} T={cfg['steps']} {cfg['activation']}/{cfg['optimizer']} "
           f"param={cfg['param']['name']} m={data.m} d={data.d}; {etas.size} etas in [{etas[0]:.6g}, {etas[-1]:.6g}]"
@@ -144,6 +148,7 @@ def run(args) -> int:
           + (f"; minibatch {cfg['batch']}" if cfg.get("batch") else "")
           + (f"; init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else "")
           + ("; zero readout" if cfg.get("readout_init", "param") == "zero" else "")
+          + (f"; norm {cfg['norm']}" if cfg.get("norm") else "")
           + f"; recipe: {recipe.describe()}")
     print(f"{'width':>7} {'seeds':>5} {'eta* (seed-mean loss)':>22} {'loss at eta*':>13} {'spacing':>10} "
           f"{'seed argmins (mean ± s.e.)':>27} {'edge':>4} {'diverged':>8}")
