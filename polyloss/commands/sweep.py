@@ -149,7 +149,7 @@ def run(args) -> int:
           + (f"; init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else "")
           + ("; zero readout" if cfg.get("readout_init", "param") == "zero" else "")
           + (f"; norm {cfg['norm']}" if cfg.get("norm") else "")
-          + f"; recipe: {recipe.describe()}")
+          + "; recipe: " + (recipe.describe().replace("plain GD", "plain Adam") if args.optimizer == "adam" else recipe.describe()))
     print(f"{'width':>7} {'seeds':>5} {'eta* (seed-mean loss)':>22} {'loss at eta*':>13} {'spacing':>10} "
           f"{'seed argmins (mean ± s.e.)':>27} {'edge':>4} {'diverged':>8}")
     for r in summarise(run_):
