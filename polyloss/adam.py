@@ -2,11 +2,11 @@ r"""The exact first Adam step: the loss after one Adam (or SignGD) step is a pol
 
 Finite width
 ------------
-One Adam step from zero state, bias-corrected (PyTorch convention, as :mod:`polyloss.sweep`'s
+One Adam step from zero state, bias-corrected (PyTorch convention, as :mod:`polyloss.train`'s
 trainer): ``m̂ = g``, ``v̂ = g²`` after the first step, so the update of a trained matrix is
 ``−lr · g/(|g| + ε)`` entry by entry. Only the hidden ``W_1..W_L`` train (polyloss's plain
 recipe); their Adam rate is ``lr = η κ_n`` with the width multiplier ``κ_n = n^{-κ}`` of
-:func:`polyloss.sweep.adam_exponent_for` (μP: κ = 1, i.e. η/n; SP: 0; NTP: 1/2; a custom
+:func:`polyloss.train.adam_exponent_for` (μP: κ = 1, i.e. η/n; SP: 0; NTP: 1/2; a custom
 parametrization needs ``adam_exponent``). So after one step
 
     W_ℓ' = W_ℓ − η κ_n S_ℓ,    S_ℓ = G_ℓ / (|G_ℓ| + ε)  (entrywise),   G_ℓ = ∇_{W_ℓ}𝓛 = b_ℓ u_ℓᵀ,
@@ -49,7 +49,7 @@ from polyloss.spec import Parametrization
 __all__ = ["AdamStep", "AdamLimit", "adam_first_step", "adam_limit", "check_adam_steps", "check_adam_eps",
            "adam_multiplier", "DEFAULT_ADAM_EPS", "ROUTES", "adam_config"]
 
-#: sweep's default ε (:data:`polyloss.sweep.DEFAULT_ADAM_EPS`).
+#: sweep's default ε (:data:`polyloss.train.DEFAULT_ADAM_EPS`).
 DEFAULT_ADAM_EPS = 1e-8
 ROUTES = ("auto", "rank1", "dense")
 
@@ -75,7 +75,7 @@ def check_adam_eps(eps) -> float:
 
 def adam_multiplier(param, width: int, adam_exponent=None) -> tuple[float, Fraction]:
     """(κ_n, κ): the hidden Adam learning rate is ``η κ_n`` with ``κ_n = n^-κ`` (sweep's convention)."""
-    from polyloss.sweep import adam_exponent_for
+    from polyloss.train import adam_exponent_for
 
     param = Parametrization.parse(param)
     kappa = adam_exponent_for(param, adam_exponent)
@@ -84,7 +84,7 @@ def adam_multiplier(param, width: int, adam_exponent=None) -> tuple[float, Fract
 
 def adam_config(param, eps: float, adam_exponent=None) -> dict:
     """The ``optimizer`` block recorded in run.json / poly JSON for an Adam run."""
-    from polyloss.sweep import ADAM_BETAS, adam_exponent_for
+    from polyloss.train import ADAM_BETAS, adam_exponent_for
 
     kappa = adam_exponent_for(Parametrization.parse(param), adam_exponent)
     return {"name": "adam", "steps": 1, "eps": float(eps), "exponent": str(kappa), "betas": list(ADAM_BETAS),
@@ -457,7 +457,7 @@ def adam_polynomial(weights, data: Dataset, param="mup", *, eps: float = DEFAULT
 
 
 def adam_exponent_checked(param, exponent=None) -> Fraction:
-    """κ of the hidden Adam rate η n^-κ (:func:`polyloss.sweep.adam_exponent_for`), one-line errors."""
-    from polyloss.sweep import adam_exponent_for
+    """κ of the hidden Adam rate η n^-κ (:func:`polyloss.train.adam_exponent_for`), one-line errors."""
+    from polyloss.train import adam_exponent_for
 
     return adam_exponent_for(Parametrization.parse(param), exponent)

@@ -275,7 +275,7 @@ def optimum_vs_width(ax, groups: dict, title: str, *, ylabel: str = "optimal lea
 
 def alignment_vs_step(axes, steps, curves: dict, layer: str, title: str) -> dict:
     """Alignment diagnostics vs step, one line per width: ``curves = {width: {metric: values per step}}``
-    with the four metrics of :data:`polyloss.sweep.ALIGNMENT_METRICS`, one panel each, log–log axes
+    with the four metrics of :data:`polyloss.train.ALIGNMENT_METRICS`, one panel each, log–log axes
     (step + 1 on x). Reference slopes are not drawn: the panels compare widths at each step."""
     words = {"rel_update": "relative update |ΔW|/|W|", "rel_repr": "representation change |ΔW X|/|W X|",
              "align_w": "weight alignment α_W = |W X|/(|W||X|)", "align_dw": "update alignment α_ΔW = |ΔW X|/(|ΔW||X|)"}

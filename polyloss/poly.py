@@ -276,7 +276,7 @@ def check_eval_etas(etas) -> np.ndarray:
     valid = "finite learning rates > 0: a comma list, 'lin:START:STOP:COUNT' or 'log:START:STOP:COUNT'"
     if isinstance(etas, str):
         from polyloss.errors import SpecError
-        from polyloss.sweep import parse_etas
+        from polyloss.train import parse_etas
 
         try:
             arr = parse_etas(etas)

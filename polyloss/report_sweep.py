@@ -30,7 +30,7 @@ def predicted_losses(run, width: int, data) -> np.ndarray:
     from polyloss.weights import child_seed, sample_weights
 
     from polyloss.compare import run_recipe
-    from polyloss.sweep import parse_init_gain, with_init_gain
+    from polyloss.train import parse_init_gain, with_init_gain
 
     cfg, param = run.config, _param(run.config)
     recipe = run_recipe(cfg)

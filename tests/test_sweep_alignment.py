@@ -12,7 +12,7 @@ from polyloss.data import linear_teacher
 from polyloss.errors import SpecError
 from polyloss.recipe import Recipe
 from polyloss.spec import NetworkSpec, Parametrization
-from polyloss.sweep import ALIGNMENT_METRICS, _alignment, alignment_layers, alignment_steps, sweep_network
+from polyloss.train import ALIGNMENT_METRICS, _alignment, alignment_layers, alignment_steps, sweep_network
 from polyloss.weights import child_seed, sample_weights
 
 DATA = linear_teacher(d=5, m=16, noise=0.1, seed=4)
@@ -72,7 +72,7 @@ def test_against_a_hand_written_loop(recipe):
         if recipe is None:
             hist = _history(w, eta, steps)
         else:  # warmup:2 -> rates eta/2, eta, eta, ...: step k of the loop at its own rate
-            hist, ws = [], w
+            hist = []
             rates = [eta * min(1.0, (k + 1) / 2) for k in range(steps)]
             Ws = [M.copy() for M in w.hidden]
             for k in range(steps):

@@ -14,7 +14,7 @@ from polyloss.data import linear_teacher
 from polyloss.errors import SpecError
 from polyloss.recipe import Recipe
 from polyloss.spec import NetworkSpec, Parametrization
-from polyloss.sweep import batch_schedule, load_sweep, parse_init_gain, sweep_network, with_init_gain
+from polyloss.train import batch_schedule, parse_init_gain, sweep_network, with_init_gain
 from polyloss.weights import child_seed, sample_weights
 
 DATA = linear_teacher(d=5, m=24, noise=0.1, seed=2)
