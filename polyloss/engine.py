@@ -330,7 +330,6 @@ class LossEngine:
                 return self._run_io(steps, A_, final_only, coefs)
             cw, aw = _recipe_coefficients(self.recipe, steps, A_, self.lam)
             return self._run_recipe(steps, A_, final_only, cw, aw)
-        H = A_.H
         b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
         losses, fs = [], []
         Vc = A_.const_V()

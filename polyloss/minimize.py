@@ -203,7 +203,6 @@ def isolate_sign_changes(dpoly, lo: float, hi: float, *, max_pieces: int = 20000
         pieces += 1
         if pieces > max_pieces or not (b - a > 4e-16 * max(abs(a), abs(b), 1e-300)):
             raise _Undecided(f"could not decide L' on [{a!r}, {b!r}]")
-        c = 0.5 * (a + b)
         r = _as_arb(b - a) / 2
         q = dpoly(flint.arb_poly([_as_arb(a) + r, 1]))  # L'(c + e), exact centre (a + b)/2
         d = q.coeffs()

@@ -340,7 +340,6 @@ def exact_polynomial(
     if full_degree <= SCREEN_MAX_DEGREE:
         with np.errstate(over="ignore", invalid="ignore"):
             screen = (poly if not poly.truncated else engine.polynomial(steps)).loss
-    exact = None
     prec0 = _ball_precision(poly.loss if not poly.truncated else screen, window)
     secs = lambda prec: arb_seconds(weights.depth, weights.width, data.m, steps, full_degree, prec)  # noqa: E731
     use_arb = certify == "arb" or (certify == "auto" and engine.recipe is None and secs(prec0) <= ARB_MAX_SECONDS)

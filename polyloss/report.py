@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 
 from polyloss import __version__
 from polyloss import plots
-from polyloss.analysis import change_point, extrapolate, fit_rate, fit_scaling
+from polyloss.analysis import change_point, extrapolate, fit_rate
 from polyloss import _jsonsafe as jsonsafe
 from polyloss.errors import PolylossError, RunError, SpecError
 from polyloss.compare import eval_exact

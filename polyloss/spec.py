@@ -141,7 +141,7 @@ class Parametrization:
                 raise invalid("param", value, "'mup', 'sp', 'ntp' or 'ALPHA,GAMMA' (e.g. '2,0')")
             try:
                 return cls.custom(check_exponent("alpha", parts[0]), check_exponent("gamma", parts[1]))
-            except SpecError as exc:
+            except SpecError:
                 raise invalid("param", value, f"'mup', 'sp', 'ntp' or 'ALPHA,GAMMA' (e.g. '2,0') with each exponent "
                               f"{EXPONENT_VALID}") from None
         if isinstance(value, (tuple, list)) and len(value) == 2:
@@ -221,7 +221,7 @@ def parse_widths(value) -> tuple[int, ...]:
 
     for w in widths:
         if isinstance(w, bool) or not isinstance(w, numbers.Integral) or not 1 <= int(w) <= MAX_WIDTH:
-            raise invalid("widths", value, f"a list of integers >= 1 and <= 2^40, e.g. 64,128,256")
+            raise invalid("widths", value, "a list of integers >= 1 and <= 2^40, e.g. 64,128,256")
     return tuple(sorted({int(w) for w in widths}))
 
 

@@ -13,7 +13,6 @@ each as standard normals times the standard deviation of THEORY §2.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
