@@ -343,6 +343,7 @@ def exact_polynomial(
     prec0 = _ball_precision(poly.loss if not poly.truncated else screen, window)
     secs = lambda prec: arb_seconds(weights.depth, weights.width, data.m, steps, full_degree, prec)  # noqa: E731
     use_arb = certify == "arb" or (certify == "auto" and engine.recipe is None and secs(prec0) <= ARB_MAX_SECONDS)
+    exact = None  # no ball-arithmetic oracle unless the arb route runs
     if use_arb and engine.certifiable and engine.xp is np:
         cache = {}
 
