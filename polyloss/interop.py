@@ -1,0 +1,258 @@
+"""Reading a PyTorch / ``mup`` MLP's parameters into polyloss's effective weights (issue 15, first part).
+
+A user's model is a chain input layer → L hidden n × n layers → readout, saved as a ``state_dict``:
+
+* **safetensors** (``.safetensors``; read here without torch: an 8-byte little-endian header length, a
+  JSON header ``{name: {dtype, shape, data_offsets}}`` and the raw little-endian data), or
+* **NPZ** with torch's key names (``np.savez(path, **{k: v.numpy() for k, v in sd.items()})``).
+
+:func:`read_state_dict` returns ``{name: float64 array}``; :func:`infer_layout` finds the chain (or
+checks a declared one); :func:`import_model` maps it to :class:`polyloss.weights.Weights` and says
+exactly what it did (:attr:`ImportedModel.notes`).
+
+Effective weights (THEORY §1: f(x) = Vᵀ W_L ⋯ W_1 W_0 x): W_0 = input weight (n × d), W_ℓ = hidden
+weights, V = readout weight × ``output_mult / width_mult`` for a ``mup.MuReadout`` (width_mult =
+n / base width), the readout weight itself for a plain ``nn.Linear``. Biases: polyloss's networks have
+none yet, so a non-zero bias is refused (a zero one is dropped, and the notes say so).
+
+Learning rates in effective weights, relative to the user's lr (:meth:`ImportedModel.lr_rates`, each a
+constant times n^-γ): torch SGD trains every layer at lr; ``mup.MuSGD`` at input ×n/base, hidden ×1,
+readout ×output_mult²·base/n; ``mup.MuAdam`` (Adam rates) at input ×1, hidden ×base/n, readout
+×output_mult·base/n. They were measured against real MuSGD/MuAdam training (issue 15: 4.4e-16).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from polyloss.errors import DataError, SpecError, invalid
+from polyloss.weights import Weights
+
+__all__ = ["read_state_dict", "infer_layout", "Layout", "ImportedModel", "import_model", "OPTIMIZERS"]
+
+#: safetensors dtype codes polyloss reads (floats; everything is converted to float64).
+_DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": "bf16"}
+OPTIMIZERS = ("sgd", "musgd", "muadam")
+_MAX_HEADER = 100 * 2**20
+
+
+def _read_safetensors(path: str) -> dict:
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise DataError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(_MAX_HEADER, size - 8):
+            raise DataError(f"{path}: not a safetensors file (header length {n} exceeds the file)")
+        try:
+            header = json.loads(fh.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise DataError(f"{path}: not a safetensors file (its header is not JSON)") from None
+        if not isinstance(header, dict):
+            raise DataError(f"{path}: not a safetensors file (its header is not a JSON object)")
+        data = fh.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (lo, hi) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from None
+        if dtype not in _DTYPES:
+            raise DataError(f"{path}: tensor {name!r} has dtype {dtype!r}; polyloss reads {', '.join(_DTYPES)}")
+        if not (0 <= lo <= hi <= len(data)):
+            raise DataError(f"{path}: tensor {name!r} points outside the file (offsets {lo}..{hi})")
+        raw = data[lo:hi]
+        if dtype == "BF16":  # the top 16 bits of a float32
+            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = np.frombuffer(raw, dtype=_DTYPES[dtype])
+        count = int(np.prod(shape)) if shape else 1
+        if a.size != count:
+            raise DataError(f"{path}: tensor {name!r} holds {a.size} values, its shape {shape} needs {count}")
+        out[name] = a.astype(np.float64).reshape(shape)
+    return out
+
+
+def read_state_dict(path) -> dict:
+    """``{name: float64 array}`` from a ``.safetensors`` or ``.npz`` state_dict (one-line errors)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise invalid("model", path, "an existing .safetensors or .npz file")
+    if path.endswith(".safetensors"):
+        sd = _read_safetensors(path)
+    elif path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                sd = {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: not a readable NPZ file ({exc})") from None
+    else:
+        raise invalid("model", path, "a .safetensors or .npz file (a state_dict with torch's key names)")
+    bad = [k for k, v in sd.items() if not np.all(np.isfinite(v))]
+    if bad:
+        raise DataError(f"{path}: tensor {bad[0]!r} holds NaN or infinity")
+    return sd
+
+
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which state_dict entries are the input layer, the hidden layers (in order) and the readout."""
+
+    input: str
+    hidden: tuple
+    readout: str
+
+    @property
+    def names(self) -> tuple:
+        return (self.input, *self.hidden, self.readout)
+
+
+_FIRST = ("input", "inp", "embed", "first", "in_proj", "fc_in")
+_LAST = ("readout", "output", "out", "head", "last", "fc_out", "classifier")
+
+
+def _rank(name: str) -> int:
+    stem = name.rsplit(".", 1)[0].lower()
+    parts = re.split(r"[._]", stem)
+    if any(p in _FIRST for p in parts):
+        return 0
+    if any(p in _LAST for p in parts):
+        return 2
+    return 1
+
+
+def infer_layout(state: dict, layout: str | None = None) -> Layout:
+    """The chain of 2-D ``*.weight`` entries: declared as ``'input=NAME,hidden=N1;N2,readout=NAME'`` (module
+    names, ``.weight`` optional), or inferred — names such as input/inp/embed first, readout/out/head last,
+    the rest in natural order (``0.weight`` < ``2.weight`` < ``10.weight``) — and checked by shape:
+    input n × d, hidden n × n, readout 1 × n."""
+    weights = [k for k, v in state.items() if k.endswith("weight") and np.ndim(v) == 2]
+    if layout is not None:
+        parts = {}
+        for item in str(layout).split(","):
+            key, sep, val = item.partition("=")
+            if not sep or key.strip() not in ("input", "hidden", "readout") or not val.strip():
+                raise invalid("layout", layout, "'input=NAME,hidden=NAME1;NAME2;...,readout=NAME'")
+            parts[key.strip()] = [v.strip() if v.strip().endswith("weight") else v.strip() + ".weight"
+                                  for v in val.split(";")]
+        if set(parts) != {"input", "hidden", "readout"} or len(parts["input"]) != 1 or len(parts["readout"]) != 1:
+            raise invalid("layout", layout, "all three of input=…, hidden=…, readout=… (one input, one readout)")
+        missing = [n for ns in parts.values() for n in ns if n not in state]
+        if missing:
+            raise invalid("layout", layout, f"names of the state_dict's weights (no {missing[0]!r}; it has "
+                                            f"{', '.join(weights) or 'none'})")
+        lay = Layout(parts["input"][0], tuple(parts["hidden"]), parts["readout"][0])
+    else:
+        if len(weights) < 3:
+            raise DataError(f"the state_dict has {len(weights)} 2-D weight(s) ({', '.join(weights) or 'none'}); an MLP "
+                            "needs an input layer, at least one hidden layer and a readout")
+        order = sorted(weights, key=lambda k: (_rank(k), _natural(k)))
+        lay = Layout(order[0], tuple(order[1:-1]), order[-1])
+    _check_chain(state, lay)
+    return lay
+
+
+def _check_chain(state: dict, lay: Layout) -> None:
+    W0, R = state[lay.input], state[lay.readout]
+    n, d = W0.shape
+    problems = []
+    for name in lay.hidden:
+        if state[name].shape != (n, n):
+            problems.append(f"{name} is {state[name].shape[0]}×{state[name].shape[1]}, not {n}×{n}")
+    if R.shape != (1, n):
+        problems.append(f"{lay.readout} is {R.shape[0]}×{R.shape[1]}, not 1×{n} (one output)")
+    if n == d and not lay.hidden:
+        problems.append("no hidden layer")
+    if problems:
+        raise DataError(f"the layout input={lay.input}, hidden={';'.join(lay.hidden)}, readout={lay.readout} is not "
+                        f"an MLP of width {n} on {d} inputs: " + "; ".join(problems) + " (declare it with --layout)")
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A user's MLP in polyloss's terms: effective weights, the mapping, and the per-layer learning rates."""
+
+    weights: Weights
+    layout: Layout
+    optimizer: str
+    base_width: int | None
+    output_mult: Fraction
+    notes: tuple = field(default_factory=tuple)
+
+    def lr_rates(self) -> dict:
+        """{layer: (constant c, exponent γ)}: layer ℓ moves at the user's lr × c·n^-γ in effective weights
+        (for ``muadam``: Adam rates). Constants are exact Fractions."""
+        om = self.output_mult
+        b = Fraction(self.base_width) if self.base_width is not None else None
+        if self.optimizer == "sgd":
+            return {"input": (Fraction(1), Fraction(0)), "hidden": (Fraction(1), Fraction(0)),
+                    "readout": (Fraction(1), Fraction(0))}
+        if self.optimizer == "musgd":
+            return {"input": (1 / b, Fraction(-1)), "hidden": (Fraction(1), Fraction(0)), "readout": (om * om * b, Fraction(1))}
+        return {"input": (Fraction(1), Fraction(0)), "hidden": (b, Fraction(1)), "readout": (om * b, Fraction(1))}
+
+
+def import_model(source, *, layout: str | None = None, optimizer: str = "sgd", base_width=None,
+                 output_mult=1) -> ImportedModel:
+    """Read ``source`` (a path to a .safetensors/.npz state_dict, or a dict of arrays) and map it.
+
+    ``optimizer``: 'sgd' (torch SGD, plain nn.Linear layers), 'musgd' or 'muadam' (mup: the readout is a
+    MuReadout; ``base_width`` — the width of the base model given to ``set_base_shapes`` — is required, and
+    ``output_mult`` is MuReadout's)."""
+    state = read_state_dict(source) if not isinstance(source, dict) else {k: np.asarray(v, dtype=np.float64)
+                                                                          for k, v in source.items()}
+    if optimizer not in OPTIMIZERS:
+        raise invalid("optimizer", optimizer, "one of " + ", ".join(OPTIMIZERS))
+    try:
+        om = Fraction(str(output_mult))
+    except (ValueError, ZeroDivisionError):
+        raise invalid("output_mult", output_mult, "a number > 0") from None
+    if om <= 0:
+        raise invalid("output_mult", output_mult, "a number > 0")
+    lay = infer_layout(state, layout)
+    n, d = state[lay.input].shape
+    notes = [f"input layer W_0 = {lay.input} ({n}×{d})",
+             f"hidden layers W_1..W_{len(lay.hidden)} = " + ", ".join(lay.hidden)]
+    for name in lay.names:
+        bias = name[: -len("weight")] + "bias"
+        if bias in state:
+            if np.any(state[bias] != 0):
+                raise SpecError(f"`model` has a non-zero bias {bias!r} (max |b| = {np.max(np.abs(state[bias])):.3g}); "
+                                "polyloss's networks have no biases yet: build the model with bias=False")
+            notes.append(f"{bias}: all zero, dropped")
+    extra = sorted(set(state) - set(lay.names) - {nm[: -len('weight')] + 'bias' for nm in lay.names})
+    if extra:
+        raise SpecError(f"`model` has entries polyloss does not know how to map: {', '.join(extra[:4])}"
+                        f"{'…' if len(extra) > 4 else ''} (an MLP is input → hidden … → readout; declare --layout)")
+    V = state[lay.readout][0].copy()
+    base = None
+    if optimizer in ("musgd", "muadam"):
+        if base_width is None:
+            raise SpecError(f"`base_width` is required with optimizer {optimizer!r}: the width of the base model "
+                            "given to mup.set_base_shapes")
+        if isinstance(base_width, bool) or not isinstance(base_width, (int, np.integer)) or base_width < 1:
+            raise invalid("base_width", base_width, "an integer >= 1")
+        base = int(base_width)
+        wm = Fraction(n, base)
+        V = V * float(om / wm)
+        notes.append(f"readout V = {lay.readout} · output_mult/width_mult = {lay.readout} · {om}/({n}/{base})")
+    else:
+        if om != 1:
+            raise invalid("output_mult", output_mult, "1 with optimizer 'sgd' (a plain nn.Linear readout)")
+        notes.append(f"readout V = {lay.readout}")
+    w = Weights(state[lay.input].copy(), tuple(state[h].copy() for h in lay.hidden), V)
+    return ImportedModel(w, lay, optimizer, base, om, tuple(notes))
