@@ -11,7 +11,8 @@ This module owns the public :func:`derive` (the ``polyloss derive`` command) and
   the closed form evaluated at the data, exactly (tested);
 * **data** (``exact=False``): the same program in float64, labelled inexact;
 * all positive **critical points** of the exact polynomial, certified by real-root isolation over
-  Q (sympy ``Poly.intervals``), refined to the requested number of digits, classified;
+  Q (a Descartes bisection on python-flint arb balls with exact fallbacks; sympy ``Poly.intervals``
+  without FLINT or when a check fails), refined to the requested number of digits, classified;
 * **power counting** for SP, NTP and the (α, γ) family (THEORY §2), with the SP/NTP rescaled limit;
 * the **finite-width expansion** at t = 1 (THEORY §4): φ_k as sums over k-subsets of layers.
 
@@ -1291,10 +1292,11 @@ def _isolate(ints):
 def critical_points(coeffs: Sequence, digits: int = DEFAULT_DIGITS) -> tuple[CriticalPoint, ...]:
     """All critical points η > 0 of ``Σ coeffs[k] η^k`` (exact rationals; floats are taken exactly).
 
-    Real roots of the derivative are isolated over Q by a certified Descartes bisection on FLINT
-    integer polynomials (:func:`_isolate_flint`; sympy's ``Poly.intervals`` when python-flint is
-    missing or a check fails), refined by Newton steps whose result is certified by exact sign
-    evaluation (bisection as fallback), and classified by the sign of the derivative to the right of
+    Real roots of the derivative are isolated over Q by a certified Descartes bisection of FLINT's
+    square-free part with arb-ball coefficients (:func:`_isolate_flint`,
+    :func:`_descartes_isolate_arb`; sympy's ``Poly.intervals`` when python-flint is missing or a
+    check fails), refined by Newton steps whose result is certified by sign evaluation (arb balls
+    that exclude 0, else exact; bisection as fallback), and classified by the sign of the derivative to the right of
     the root (odd multiplicity) — never from roots of a float polynomial.
     """
     digits = _check_int("digits", digits, 1, 10_000)
