@@ -9,7 +9,8 @@ Also the scalar-ring comparison python-flint vs sympy (gmpy2 ground types if set
 
 Usage: python benchmarks/bench_derive.py [--repeats 3] [--out benchmarks/RESULTS-derive.md]
 
-``--longer-horizons [--before-rev REV]`` (issue 13 part 4) instead appends a section to the results:
+``--longer-horizons [--before-rev REV] [--before-cases "3,4;4,4"] [--title TEXT]`` (issue 13 part 4) instead
+appends a section to the results:
 derive exact on the same data for L = 3, t = 4 (target <= 3 s), L = 4, t = 4 and L = 3, t = 5
 (target <= 60 s), each in a fresh subprocess, with the code of git revision REV ("before", exported
 with ``git archive``) and the working tree ("after"), and checks that both give the same loss
@@ -114,11 +115,13 @@ def longer_horizons(args) -> int:
                           check=True).stdout.strip()
     old = tempfile.mkdtemp(prefix="polyloss-before-")
     subprocess.run(f"git archive {rev} polyloss | tar -x -C {old}", shell=True, cwd=here, check=True)
+    before_cases = {tuple(int(v) for v in c.split(",")) for c in args.before_cases.split(";") if c}
     rows = []
     for L, t, target, reps in [(3, 4, 3.0, args.repeats), (4, 4, 60.0, 1), (3, 5, 60.0, 1)]:
         after = [_run_case(here, L, t, args.timeout) for _ in range(reps)]
         after = [a for a in after if a is not None]
-        before = _run_case(old, L, t, args.timeout) if args.before_timeout and (L, t) == (3, 4) or args.all_before else None
+        want_before = args.all_before or (args.before_timeout and (L, t) in before_cases)
+        before = _run_case(old, L, t, args.timeout) if want_before else None
         a_med = statistics.median([a["time"] for a in after]) if after else None
         same = "-"
         if before is not None and after:
@@ -133,11 +136,13 @@ def longer_horizons(args) -> int:
         print(rows[-1][:3], before and before["time"], [a["time"] for a in after], same, flush=True)
     lines = [
         "",
-        f"## Longer horizons, FLINT root isolation and caches (issue 13 part 4) — {datetime.date.today().isoformat()}",
+        f"## {args.title} — {datetime.date.today().isoformat()}",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         f"Command: `python benchmarks/bench_derive.py --longer-horizons --before-rev {args.before_rev}"
-        f"{' --all-before' if args.all_before else ''}` (before = {rev}, after = {head} + working tree); "
+        f"{' --all-before' if args.all_before else ''}"
+        f"{f' --before-cases {chr(34)}{args.before_cases}{chr(34)}' if args.before_cases != '3,4' else ''}` "
+        f"(before = {rev}, after = {head} + working tree); "
         f"derive exact on the seeded linear teacher (d = 5, m = 8, exact binary floats), one fresh subprocess per run "
         f"(imports excluded, caches cold), timeout {args.timeout} s.",
         "",
@@ -165,6 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--before-rev", default="HEAD", help="git revision for the 'before' runs")
     ap.add_argument("--before-timeout", type=int, default=1, help="0: no 'before' run at all")
     ap.add_argument("--all-before", action="store_true", help="also run 'before' for L=4 t=4 and L=3 t=5")
+    ap.add_argument("--before-cases", default="3,4", help="'L,t;L,t': the cases with a 'before' run (default 3,4)")
+    ap.add_argument("--title", default="Longer horizons, FLINT root isolation and caches (issue 13 part 4)",
+                    help="heading of the appended section")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per derive subprocess")
     args = ap.parse_args(argv)
     if args.longer_horizons:
