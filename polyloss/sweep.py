@@ -431,7 +431,7 @@ def run_sweep(
     activation = _check_choice("activation", activation, ACTIVATIONS)
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
     dtype = _check_choice("dtype", dtype, DTYPES)
-    adam_eps = _check_positive("adam_eps", adam_eps)
+    adam_eps = _check_positive("adam_eps", adam_eps, allow_zero=True)
     memory_mb = _check_positive("memory_mb", memory_mb)
     choose_method(method, optimizer, 1, 1, 1)  # validates method
     method = method.lower()

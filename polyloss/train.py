@@ -315,6 +315,14 @@ def _alignment(xp, Xin, W, dW, E: int) -> np.ndarray:
     return np.stack([np.broadcast_to(to_host(v).astype(np.float64).reshape(-1), (E,)) for v in vals], axis=1)
 
 
+def _adam_step(xp, m_hat, root_v, eps: float):
+    """Adam's direction m̂/(√v̂ + ε); with ε = 0 (sign descent at the first step) an entry whose v̂ is 0
+    (its gradient has always been 0) does not move, instead of 0/0."""
+    if eps > 0:
+        return m_hat / (root_v + eps)
+    return xp.where(root_v > 0, m_hat / xp.where(root_v > 0, root_v, 1.0), 0.0)
+
+
 def _train_lowrank(xp, W0, hidden0, V, X, y, lr, steps, relu, out, idx=None):
     """GD on the η batch without per-η weight matrices (every GD update is rank <= m).
 
@@ -443,7 +451,7 @@ def _train_chunk(xp, W0, hidden0, V, X, y, lr, steps, relu, adam, eps, out, idx=
                     mom[i] += (1.0 - b1) * g
                     vel[i] *= b2
                     vel[i] += (1.0 - b2) * (g * g)
-                upd = (mom[i] / c1) / (xp.sqrt(vel[i] / c2) + eps)
+                upd = _adam_step(xp, mom[i] / c1, xp.sqrt(vel[i] / c2), eps)
                 upd = lr3 * upd
             else:
                 upd = lr3 * g
@@ -549,7 +557,7 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
                 m1 = (1.0 - b1) * g if k == 0 else buffers[key] * b1 + (1.0 - b1) * g
                 m2 = (1.0 - b2) * (g * g) if k == 0 else buffers[(key, 2)] * b2 + (1.0 - b2) * (g * g)
                 buffers[key], buffers[(key, 2)] = m1, m2
-                direction = (m1 / (1.0 - b1 ** (k + 1))) / (xp.sqrt(m2 / (1.0 - b2 ** (k + 1))) + adam)
+                direction = _adam_step(xp, m1 / (1.0 - b1 ** (k + 1)), xp.sqrt(m2 / (1.0 - b2 ** (k + 1))), adam)
             elif beta != 0:
                 buf = g if k == 0 else buffers[key] * beta + g
                 buffers[key] = buf
@@ -582,7 +590,7 @@ def _direction(xp, key, g, W, k, recipe, adam, buffers):
         m1 = (1.0 - b1) * g if k == 0 else buffers[key] * b1 + (1.0 - b1) * g
         m2 = (1.0 - b2) * (g * g) if k == 0 else buffers[(key, 2)] * b2 + (1.0 - b2) * (g * g)
         buffers[key], buffers[(key, 2)] = m1, m2
-        return (m1 / (1.0 - b1 ** (k + 1))) / (xp.sqrt(m2 / (1.0 - b2 ** (k + 1))) + adam)
+        return _adam_step(xp, m1 / (1.0 - b1 ** (k + 1)), xp.sqrt(m2 / (1.0 - b2 ** (k + 1))), adam)
     if beta != 0:
         buf = g if k == 0 else buffers[key] * beta + g
         buffers[key] = buf
@@ -772,7 +780,7 @@ def sweep_network(
     activation = _check_choice("activation", activation, ACTIVATIONS)
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
     dtype = _check_choice("dtype", dtype, DTYPES)
-    adam_eps = _check_positive("adam_eps", adam_eps)
+    adam_eps = _check_positive("adam_eps", adam_eps, allow_zero=True)
     memory_mb = _check_positive("memory_mb", memory_mb)
     if weights.input_dim != data.d:
         raise invalid("data", f"d={data.d}", f"data with d = {weights.input_dim} columns to match W0")

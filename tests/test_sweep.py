@@ -281,7 +281,7 @@ BAD = [
     ({"--etas": "1,1"}, "etas"),
     ({"--activation": "tanh"}, "activation"),
     ({"--optimizer": "sgd"}, "optimizer"),
-    ({"--optimizer": "adam", "--adam-eps": "0"}, "adam-eps"),
+    ({"--optimizer": "adam", "--adam-eps": "-1e-8"}, "adam-eps"),
     ({"--optimizer": "adam", "--param": "1.5,0"}, "adam_exponent"),
     ({"--optimizer": "adam", "--adam-exponent": "x"}, "adam-exponent"),
     ({"--optimizer": "adam", "--method": "lowrank"}, "method"),

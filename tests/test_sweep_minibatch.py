@@ -324,3 +324,16 @@ def test_rmsnorm_runs_and_refusals(tmp_path):
         _run(tmp_path / "x", norm="batch")
     with pytest.raises(SpecError, match="`method`='lowrank' is invalid"):
         _run(tmp_path / "y", norm="rms", method="lowrank")
+
+
+def test_adam_eps_zero_is_sign_descent_at_the_first_step():
+    """eps = 0: the first Adam step moves every hidden entry by exactly the rate times sign(G) (the exact first
+    Adam step of polyloss.adam), and sweep's loss after it equals that polynomial."""
+    from polyloss.adam import adam_first_step
+
+    w = _net(16)
+    etas = np.array([0.1, 1.0, 3.0])
+    got = sweep_network(w, DATA, MUP, etas, 1, optimizer="adam", adam_eps=0.0)
+    poly = adam_first_step(w, DATA, MUP, eps=0.0)
+    np.testing.assert_allclose(got[:, 1], poly(etas), rtol=1e-11)
+    assert np.isfinite(sweep_network(w, DATA, MUP, etas, 5, optimizer="adam", adam_eps=0.0, activation="relu")).all()

@@ -66,7 +66,8 @@ def register(sub) -> None:
     p.add_argument("--activation", choices=("linear", "relu"), default="linear", help="phi (default linear)")
     p.add_argument("--optimizer", choices=("gd", "adam"), default="gd", help="full-batch optimizer (default gd)")
     add_param(p)
-    p.add_argument("--adam-eps", type=positive_float("adam-eps"), default=1e-8, help="Adam epsilon (default 1e-8)")
+    p.add_argument("--adam-eps", type=positive_float("adam-eps", allow_zero=True), default=1e-8,
+                   help="Adam epsilon (default 1e-8; 0: sign descent at the first step, an entry whose gradient was always 0 stays put)")
     p.add_argument("--adam-exponent", default=None, metavar="K",
                    help="Adam hidden learning rate eta*n^-K (default: muP 1, SP 0, NTP 1/2; required for ALPHA,GAMMA)")
     add_data_options(p)
