@@ -627,7 +627,7 @@ def _recipe_coefficients(recipe, steps: int, A_, lam: float):
     (None: exactly 1) and ``aw[t] = {s: a_{t,s}}``. The rules of :mod:`polyloss.recipe`: with
     g = G^{(t)} (+ ωW^{(t)} in l2 mode), buffer v ← βv + g (v = g at t = 0), direction D = v
     (Nesterov: g + βv; g without momentum), W^{(t+1)} = δ_t W^{(t)} − ηρ_tλ D with δ_t = 1 (l2),
-    1 − ηρ_tω (decoupled), 1 − ω (independent). Each of g, v, D is kept as coefficients on the same
+    1 − ηρ_tω (decoupled), 1 − ω (independent), 1 − ηρ_tλω (torch). Each of g, v, D is kept as coefficients on the same
     basis {W, G^{(0)}, …}; a None coefficient is zero."""
     from fractions import Fraction
 
@@ -670,6 +670,8 @@ def _recipe_coefficients(recipe, steps: int, A_, lam: float):
             decay = A_.add(one, A_.mul(A_.const(-rho * omega), eta))
         elif mode == "independent" and omega != 0:
             decay = A_.const(1 - omega)
+        elif mode == "torch" and omega != 0:  # the layer's own rate λ times ω (λ's float error as for the step)
+            decay = A_.add(one, A_.mul(A_.const(-rho * omega * lam_q, float(abs(rho * omega)) * lam_err), eta))
         else:
             decay = None
         new = comb(cur, d, decay, step)

@@ -741,7 +741,7 @@ def recipe_needs_eta(recipe) -> bool:
     """Whether the recipe's scalars are not homogeneous of degree (0, 1) in η: l2 or decoupled decay
     with ω ≠ 0 put ``1 − ηρω`` into c_t, which breaks the scaling symmetry behind the η-free ring
     (:func:`_group_by_eta`); such recipes need η as an indeterminate."""
-    return recipe.weight_decay != 0 and recipe.wd_mode in ("l2", "decoupled")
+    return recipe.weight_decay != 0 and recipe.wd_mode in ("l2", "decoupled", "torch")
 
 
 def recipe_scalars(recipe, steps: int, R: ScalarRing, *, l2_omega=None, gradient: bool = True) -> RecipeScalars:

@@ -175,6 +175,8 @@ def train(W0, hidden, V, X, y, recipe: Recipe, eta, steps: int, *, lr=None, dtyp
                 W = W * (1 - eta * rho * omega)
             elif mode == "independent" and omega != 0:
                 W = W * (1 - omega)
+            elif mode == "torch" and omega != 0:
+                W = W * (1 - step * omega)  # the layer's own rate ηρλ_ℓ times ω
             new[key] = W - direction * step
         params.update(new)
     if not exact:

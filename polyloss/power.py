@@ -209,7 +209,7 @@ def recipe_power_counting(recipe, param="mup", depth: int = 1) -> RecipePowerCou
     * hidden:  THEORY §2                                                   → ``s ≤ γ + α − 2``;
     * readout: ``Δf = −η λ_V (1/m) Σ_i r_i h_L(x_i)ᵀ h_L(x)``, ``‖h‖² ~ n``   → ``s ≤ γ_V − 1``.
 
-    Weight decay rescales the weights: ``l2`` by ``1 − ηρλ_ℓω`` (``s ≤ γ_ℓ``), ``decoupled`` by
+    Weight decay rescales the weights: ``l2`` and ``torch`` by ``1 − ηρλ_ℓω`` (``s ≤ γ_ℓ``), ``decoupled`` by
     ``1 − ηρω`` (``s ≤ 0``), ``independent`` by ``1 − ω`` (no bound). The optimal rate sits at the
     largest scale where nothing diverges, ``s = min`` of the bounds, where the terms that meet
     their bound with equality are *active* and the others vanish. Under μP (α = 2, γ = (−1, 0, 1))
@@ -235,8 +235,8 @@ def recipe_power_counting(recipe, param="mup", depth: int = 1) -> RecipePowerCou
     if omega:
         if mode == "decoupled":
             bounds.append(("decoupled weight decay 1 - eta*rho*omega", Fraction(0)))
-        elif mode == "l2":
-            bounds += [(f"l2 weight decay on the {layer} layer 1 - eta*rho*n^-({gammas[layer]})*omega", gammas[layer])
+        elif mode in ("l2", "torch"):
+            bounds += [(f"{mode} weight decay on the {layer} layer 1 - eta*rho*n^-({gammas[layer]})*omega", gammas[layer])
                        for layer in trained]
     s = min(e for _, e in bounds)
     gradient = {layer: "active" if grad_bound[layer] == s else "vanishes" for layer in trained}
@@ -250,7 +250,9 @@ def recipe_power_counting(recipe, param="mup", depth: int = 1) -> RecipePowerCou
             decay[layer], w = ("active", omega) if s == 0 else ("vanishes", Fraction(0))
         else:
             decay[layer], w = ("active", omega) if gammas[layer] == s else ("vanishes", Fraction(0))
-        effective[layer] = (mode, w)
+        # torch: 1 − ηρλ_ℓω outside the momentum buffer; at the layer's own scale that is the decoupled
+        # factor 1 − ηρω of the rate-normalised limit (and it vanishes where λ_ℓ is below the scale)
+        effective[layer] = ("decoupled" if mode == "torch" else mode, w)
     learns = "active" in gradient.values()
     notes = []
     if a == 2:
@@ -261,8 +263,8 @@ def recipe_power_counting(recipe, param="mup", depth: int = 1) -> RecipePowerCou
         elif learns:
             notes.append(f"the limit exists in eta~ = n^({-s})*eta with the active layers only; eta_n -> "
                          + ("0" if s < 0 else "infinity"))
-        if omega and mode == "l2" and "input" in trained and gammas["input"] < 0:
-            notes.append("coupled (l2) decay scaled by the input rate n^(-gamma_in) diverges: no transfer in eta")
+        if omega and mode in ("l2", "torch") and "input" in trained and gammas["input"] < 0:
+            notes.append(f"coupled ({mode}) decay scaled by the input rate n^(-gamma_in) diverges: no transfer in eta")
     else:
         notes.append(f"alpha = {a}: f at initialisation does not vanish; exponent only (the exact limit needs alpha = 2)")
     return RecipePowerCounting(a, {layer: gammas[layer] for layer in trained}, s, tuple(bounds), gradient, decay,

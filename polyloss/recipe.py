@@ -19,12 +19,16 @@ reference trainer (:mod:`polyloss.gd_recipe`) and every record use it. Definitio
 
   - ``l2`` (coupled):      W ← W − ηρ_sλ_ℓ (G + ωW)           (decay factor 1 − ηρ_sλ_ℓω);
   - ``decoupled`` (AdamW): W ← (1 − ηρ_sω) W − ηρ_sλ_ℓ G       (base rate, not scaled by λ_ℓ);
-  - ``independent``:       W ← (1 − ω) W − ηρ_sλ_ℓ G           (not scaled by η; needs ω < 1).
+  - ``independent``:       W ← (1 − ω) W − ηρ_sλ_ℓ G           (not scaled by η; needs ω < 1);
+  - ``torch``:             W ← (1 − ηρ_sλ_ℓω) W − ηρ_sλ_ℓ D     (PyTorch's AdamW/SGDW with each layer's
+    rate in its parameter group, as mup.MuAdamW: the decay follows the layer's μP rate, so it fades
+    with width on the hidden layers of μP-Adam — Kosson et al.'s "coupled" decay). Without momentum
+    it equals ``l2`` for GD.
 
 - **momentum** β ∈ [0, 1) with PyTorch SGD semantics (no dampening): with g = G (+ ωW in ``l2``
   mode), the buffer is v ← βv + g (v = g at the first step) and the update direction is v, or
   g + βv with ``nesterov`` (which needs β > 0). The direction replaces G in the formulas above;
-  the decay factors of ``decoupled``/``independent`` stay outside the buffer.
+  the decay factors of ``decoupled``/``independent``/``torch`` stay outside the buffer.
 
 All trained layers are updated simultaneously from the weights of step s. Exponents and numbers are
 stored exactly as :class:`fractions.Fraction`; a float is read as the decimal it prints as
@@ -72,7 +76,7 @@ __all__ = [
 
 #: The trainable parts of f(x) = Vᵀ W_L ⋯ W_1 W_0 x, in this canonical order.
 LAYERS = ("input", "hidden", "readout")
-WD_MODES = ("l2", "decoupled", "independent")
+WD_MODES = ("l2", "decoupled", "independent", "torch")
 
 #: Learning-rate exponents (γ_in, γ_hid, γ_out), λ_ℓ = n^{−γ_ℓ}. The hidden entries are those of
 #: :data:`polyloss.spec.PRESETS` (today's rates); ``mup`` adds μP for SGD in effective weights
@@ -521,7 +525,7 @@ def recipe_weight_degree(depth: int, steps: int, recipe: Recipe = PLAIN) -> int:
     Why: if all k trained matrices have degree D, f has degree kD; a gradient is the residual
     (degree kD) times the product of the other L+1 matrices (degree (k−1)D), so the update
     ηρλ·(direction) has degree 1 + (2k−1)D. A momentum buffer is a combination of gradients of the
-    current and earlier steps, whose degrees are not larger; the l2/decoupled decay factors
+    current and earlier steps, whose degrees are not larger; the l2/torch/decoupled decay factors
     (1 − ηρλω), (1 − ηρω) raise the old weight to degree D + 1 <= 1 + (2k−1)D; independent decay
     (1 − ω) and the schedule are constants. So no recipe option other than the set of trained
     layers changes the degree (only its leading coefficient).

@@ -40,7 +40,9 @@ its layers with Adam at rates η ρ_s n^-κ_ℓ: the recipe's explicit ``lr_expo
 μP-Adam's (0, 1, 1) — input η, hidden and readout η/fan_in, as mup.MuAdam in effective weights —
 SP's (0, 0, 0) or NTP's (0, ½, ½) (:data:`ADAM_LAYER_EXPONENTS`); ``l2`` decay enters the
 gradient before Adam's moments (PyTorch Adam(weight_decay)), ``decoupled`` scales W by 1 − ηρ_sω
-(AdamW with the base rate, not the layer's) and ``independent`` by 1 − ω; momentum must be 0.
+(AdamW with the base rate, not the layer's), ``independent`` by 1 − ω and ``torch`` by 1 − ηρ_sκ_ℓω
+(PyTorch's AdamW with each layer's Adam rate in its parameter group, as mup.MuAdamW: under μP-Adam
+the hidden layers' decay fades like 1/n); momentum must be 0.
 
 Minibatches (``batch`` B < m): step k's gradient is that of the rows ``batch_schedule(...)[k]``
 with 1/B in place of 1/m — consecutive slices of seeded random permutations of the m rows, a new
@@ -569,6 +571,8 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
                 W = W * (f_[:, None] if W.ndim == 2 else f_[:, None, None])
             elif mode == "independent" and omega != 0:
                 W = W * (1 - omega)
+            elif mode == "torch" and omega != 0:  # ω times the layer's own rate ηρ_sλ_ℓ
+                W = W * (1 - sc * omega)
             new[key] = W - direction * sc
         if k in logged:
             with np.errstate(all="ignore"):
@@ -673,6 +677,8 @@ def _train_recipe_norm(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam,
                 W = W * (f_[:, None] if W.ndim == 2 else f_[:, None, None])
             elif decays and mode == "independent":
                 W = W * (1 - omega)
+            elif decays and mode == "torch":
+                W = W * (1 - sc * omega)
             new[key] = W - direction * sc
         if k in logged:
             with np.errstate(all="ignore"):

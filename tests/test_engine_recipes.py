@@ -30,6 +30,7 @@ RECIPES = {
     "all": Recipe(schedule="warmup:2", weight_decay="0.1", wd_mode="l2", momentum="0.9", nesterov=True),
     "all-decoupled": Recipe(schedule="cosine", weight_decay="0.05", wd_mode="decoupled", momentum="0.5"),
     "all-independent": Recipe(schedule="0.5,1,2", weight_decay="0.05", wd_mode="independent", momentum="0.9"),
+    "torch": Recipe(weight_decay="0.1", wd_mode="torch", momentum="0.5"),
 }
 #: The richest hidden-only recipe (used by the lazy test and the benchmark).
 RICH = RECIPES["all"]
@@ -104,7 +105,7 @@ def test_certified_coefficients_contain_the_exact_polynomial_over_Q(name, param,
     assert cert.accurate_terms(1e-9) == deg + 1
 
 
-@pytest.mark.parametrize("name", ["l2", "decoupled", "independent", "cosine", "nesterov", "all"])
+@pytest.mark.parametrize("name", ["l2", "decoupled", "independent", "torch", "cosine", "nesterov", "all"])
 def test_taylor_derivatives_match_finite_differences_of_the_reference(small_data, name):
     w, p = make_net(2, 14, small_data, seed=9)
     recipe = RECIPES[name]

@@ -220,3 +220,29 @@ def test_no_limit_gives_power_counting_not_an_error():
     assert "eta_n ~ n^(-1)" in d.to_text() and "no infinite-width limit" in d.to_text()
     with pytest.raises(SpecError, match="input_dim"):
         derive(2, 1, recipe=Recipe(trained=ALL))
+
+
+def test_torch_decay_follows_each_layers_rate():
+    """wd_mode 'torch' decays each layer by ηρλ_ℓω: on the hidden layers of μP-SGD (λ = 1) that is the decoupled
+    factor 1 − ηρω at every width, and on a readout trained at λ = 1/n it fades in the limit, leaving kernel GD
+    without decay."""
+    from polyloss.data import Dataset
+    from polyloss.engine import LossEngine
+    from polyloss.spec import NetworkSpec, Parametrization
+    from polyloss.weights import child_seed, sample_weights
+
+    X, y = _data()
+    data = Dataset(np.array(X, dtype=float), np.array(y, dtype=float), source="rational")
+    mup = Parametrization.parse("mup")
+    w = sample_weights(NetworkSpec(2, 12, data.d), mup, child_seed(0, 12, 0))
+    torch_h = Recipe(weight_decay="1/5", wd_mode="torch", momentum="1/2")
+    dec_h = Recipe(weight_decay="1/5", wd_mode="decoupled", momentum="1/2")
+    np.testing.assert_array_equal(LossEngine(w, data, mup, recipe=torch_h).polynomial(2).loss,
+                                  LossEngine(w, data, mup, recipe=dec_h).polynomial(2).loss)
+    assert derive(2, 2, data=data, recipe=torch_h).loss_coefficients == derive(2, 2, data=data, recipe=dec_h).loss_coefficients
+    ro = derive(2, 2, data=data, recipe=Recipe(trained="readout", weight_decay="1/5", wd_mode="torch")).loss_coefficients
+    assert ro == derive(2, 2, data=data, recipe=Recipe(trained="readout")).loss_coefficients
+    assert ro != derive(2, 2, data=data, recipe=Recipe(trained="readout", weight_decay="1/5",
+                                                      wd_mode="decoupled")).loss_coefficients
+    pc = recipe_power_counting(Recipe(trained=ALL, weight_decay="1/5", wd_mode="torch"), "mup")
+    assert not pc.has_limit and pc.eta == -1  # the input rate n multiplies ω, as for l2

@@ -428,7 +428,8 @@ def _hand_train(p, X, y, eta, rhos, omega, mode, beta=F(0), nesterov=False):
             g = _map(lambda gi, wi: gi + omega * wi, G[k], W) if mode == "l2" else G[k]
             buf[k] = g if s == 0 else _map(lambda bi, gi: beta * bi + gi, buf[k], g)
             direction = _map(lambda gi, bi: gi + beta * bi, g, buf[k]) if nesterov else buf[k]
-            keep = {"l2": 1, "decoupled": 1 - eta * rho * omega, "independent": 1 - omega}[mode]
+            keep = {"l2": 1, "decoupled": 1 - eta * rho * omega, "independent": 1 - omega,
+                    "torch": 1 - eta * rho * HAND_LR[k] * omega}[mode]
             new[k] = _map(lambda wi, di: keep * wi - eta * rho * HAND_LR[k] * di, W, direction)
         p = new
     return p
@@ -440,7 +441,7 @@ def _run_trainer(p, X, y, recipe, eta, steps):
                  lr={TO_LAYER[k]: v for k, v in HAND_LR.items()}, return_weights=True)
 
 
-@pytest.mark.parametrize("mode", ["l2", "decoupled", "independent"])
+@pytest.mark.parametrize("mode", ["l2", "decoupled", "independent", "torch"])
 def test_each_decay_mode_one_step_by_hand(mode):
     p, X, y = _hand_net(seed=7)
     eta, omega = F(2, 7), F(1, 5)
@@ -455,6 +456,8 @@ def test_each_decay_mode_one_step_by_hand(mode):
             want = _map(lambda w, g: w - eta * rho * lam * (g + omega * w), p[k], G[k])
         elif mode == "decoupled":
             want = _map(lambda w, g: (1 - eta * rho * omega) * w - eta * rho * lam * g, p[k], G[k])
+        elif mode == "torch":
+            want = _map(lambda w, g: (1 - eta * rho * lam * omega) * w - eta * rho * lam * g, p[k], G[k])
         else:
             want = _map(lambda w, g: (1 - omega) * w - eta * rho * lam * g, p[k], G[k])
         assert got.tolist() == want, (mode, k)
@@ -464,10 +467,10 @@ def test_each_decay_mode_one_step_by_hand(mode):
     # the modes really differ
     others = {m: _run_trainer(p, X, y, Recipe(trained="input,hidden,readout", weight_decay=omega, wd_mode=m,
                                                    schedule="warmup:2"), eta, 1)[0][1] for m in ("l2", "decoupled", "independent")}
-    assert len(set(others.values())) == 3
+    assert len(set(others.values())) == 3  # (torch equals l2 for GD without momentum: test_torch_is_l2_without_momentum)
 
 
-@pytest.mark.parametrize("mode", ["l2", "decoupled", "independent"])
+@pytest.mark.parametrize("mode", ["l2", "decoupled", "independent", "torch"])
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_three_steps_by_hand(mode, nesterov):
     p, X, y = _hand_net(seed=3)
@@ -563,3 +566,14 @@ def test_first_order_coefficient_of_every_recipe(mode):
         decay_part = sum(((g * W).sum() for _, g, W in pairs), F(0)) * omega if mode == "decoupled" else 0
         c1 = -sum(r * S[s] for s, r in enumerate(rhos)) * grad_part - sum(rhos) * decay_part
         assert poly.coeff(1) == c1 != 0
+
+
+def test_torch_is_l2_without_momentum_and_differs_with_it():
+    """PyTorch's decoupled decay at the layer's own rate: (1 − ηρλω)W − ηρλG is l2's W − ηρλ(G + ωW) exactly when
+    there is no momentum buffer; with momentum, l2 puts ωW into the buffer and torch does not."""
+    p, X, y = _hand_net(seed=5)
+    eta, omega = F(1, 3), F(1, 4)
+    for beta, same in ((F(0), True), (F(1, 2), False)):
+        runs = {m: _run_trainer(p, X, y, Recipe(trained="input,hidden,readout", weight_decay=omega, wd_mode=m,
+                                                momentum=beta), eta, 3)[0] for m in ("l2", "torch")}
+        assert (runs["l2"] == runs["torch"]) == same

@@ -197,13 +197,14 @@ def adam_reference(w, X, y, eta, steps, relu, rates, omega=0.0, mode="l2", rhos=
             m1[key] = 0.1 * g + (0.9 * m1[key] if k else 0)
             m2[key] = 0.001 * g * g + (0.999 * m2[key] if k else 0)
             d = (m1[key] / (1 - 0.9 ** (k + 1))) / (np.sqrt(m2[key] / (1 - 0.999 ** (k + 1))) + eps)
-            decay = {"decoupled": 1 - eta * rho * omega, "independent": 1 - omega}.get(mode, 1.0)
+            decay = {"decoupled": 1 - eta * rho * omega, "independent": 1 - omega,
+                     "torch": 1 - eta * rho * rates[kind] * omega}.get(mode, 1.0)
             new[key] = decay * M - eta * rho * rates[kind] * d
         W.update(new)
     return np.array(out)
 
 
-@pytest.mark.parametrize("mode", ["l2", "decoupled", "independent"])
+@pytest.mark.parametrize("mode", ["l2", "decoupled", "independent", "torch"])
 def test_adamw_recipe_equals_the_reference_loop(mode):
     """AdamW-μP with every layer trained (rates eta, eta/n, eta/n), a warmup, each decay mode, ReLU."""
     n, steps = 16, 5

@@ -99,6 +99,8 @@ RECIPE_HELP = """training recipe (docs/theory.md §7; defaults: plain GD on the 
   --wd-mode l2 (coupled):      W <- W - eta*rho_s*lambda_l*(G + w*W)    (decay factor 1 - eta*rho_s*lambda_l*w)
   --wd-mode decoupled (AdamW): W <- (1 - eta*rho_s*w)*W - eta*rho_s*lambda_l*G   (base rate, not scaled by lambda_l)
   --wd-mode independent:       W <- (1 - w)*W - eta*rho_s*lambda_l*G    (not scaled by eta; needs w < 1)
+  --wd-mode torch:             W <- (1 - eta*rho_s*lambda_l*w)*W - eta*rho_s*lambda_l*D   (PyTorch AdamW/SGDW with
+                               per-layer rates, as mup.MuAdamW; = l2 for GD without momentum)
   --momentum B (PyTorch SGD, no dampening): with g = G (+ w*W in l2 mode) the buffer is v <- B*v + g
   (v = g at the first step) and the direction is v, or g + B*v with --nesterov; it replaces G above,
   the decoupled/independent decay factors stay outside the buffer. Untrained layers are never decayed."""
@@ -121,7 +123,7 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
                         "for the hidden layers)")
     g.add_argument("--weight-decay", default="0", metavar="W",
                    help="weight decay w >= 0 (default 0), applied as --wd-mode says")
-    g.add_argument("--wd-mode", default="l2", metavar="l2|decoupled|independent",
+    g.add_argument("--wd-mode", default="l2", metavar="l2|decoupled|independent|torch",
                    help="l2: coupled, the gradient of L + (w/2)|W|^2 at the layer's rate; decoupled: "
                         "W <- (1 - eta*rho_s*w) W before the step (AdamW, not scaled by lambda_l); "
                         "independent: W <- (1 - w) W (not scaled by eta, w < 1) (default l2)")
