@@ -144,6 +144,10 @@ def check_recipe(recipe, param="mup", steps: int | None = None):
                f"the limit exists only in the rescaled rate n^({-pc.eta})*eta")
         raise SpecError(f"`recipe` ({recipe.describe()}) has no infinite-width limit in eta: power counting gives "
                         f"eta_n ~ n^({pc.eta}) ({why}; see polyloss.power.recipe_power_counting)")
+    if recipe.schedule.needs_width:
+        raise SpecError(f"`recipe` schedule {recipe.schedule.spec!r} depends on the width n: its rates change with n "
+                        "(the first steps vanish as n grows), so there is no infinite-width limit in eta; sample or "
+                        "sweep it at finite widths")
     if steps is not None and not recipe.schedule.exact(steps):
         raise SpecError(f"`recipe` schedule {recipe.schedule.spec!r} has irrational rates for steps={steps} "
                         "(cos(pi s/t) is rational only for s/t in {0, 1/3, 1/2, 2/3}); the exact limit needs "

@@ -326,9 +326,9 @@ class LossEngine:
         A_ = _FloatOps(self, K, eta0) if ops is None else ops
         if self.recipe is not None:
             if self.recipe.trained != frozenset({"hidden"}):  # trained input and/or readout
-                coefs = {k: _recipe_coefficients(self.recipe, steps, A_, lam) for k, lam in self.lams.items()}
+                coefs = {k: _recipe_coefficients(self.recipe, steps, A_, lam, self.width) for k, lam in self.lams.items()}
                 return self._run_io(steps, A_, final_only, coefs)
-            cw, aw = _recipe_coefficients(self.recipe, steps, A_, self.lam)
+            cw, aw = _recipe_coefficients(self.recipe, steps, A_, self.lam, self.width)
             return self._run_recipe(steps, A_, final_only, cw, aw)
         b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
         losses, fs = [], []
@@ -621,7 +621,7 @@ def _engine_recipe(recipe, param):
     return recipe
 
 
-def _recipe_coefficients(recipe, steps: int, A_, lam: float):
+def _recipe_coefficients(recipe, steps: int, A_, lam: float, width: int | None = None):
     """The scalar polynomials of ``W_ℓ^{(t)} = c_t W_ℓ + Σ_{s<t} a_{t,s} G^{(s)}`` (``G^{(s)} = b^{(s)}u^{(s)ᵀ}``,
     the gradient at step s) for t = 0..steps, in the arithmetic ``A_``: ``(cw, aw)`` with ``cw[t]``
     (None: exactly 1) and ``aw[t] = {s: a_{t,s}}``. The rules of :mod:`polyloss.recipe`: with
@@ -653,7 +653,7 @@ def _recipe_coefficients(recipe, steps: int, A_, lam: float):
     cw, aw = [None], [{}]
     v = None  # the momentum buffer, {"W" or s: coefficient}
     for t in range(steps):
-        rho = Fraction(recipe.rho(t, steps))  # exact (a float cosine value is the recipe's ρ)
+        rho = Fraction(recipe.rho(t, steps, width))  # exact (a float cosine or width-warmup value is the recipe's ρ)
         cur = dict(aw[t])
         cur["W"] = one if cw[t] is None else cw[t]
         g = {t: one}

@@ -156,7 +156,7 @@ def train(W0, hidden, V, X, y, recipe: Recipe, eta, steps: int, *, lr=None, dtyp
             break
         value, grads = gradients(params["input"], hid, params["readout"], X, y, exact=exact)
         losses.append(value)
-        rho = _scalar(recipe.rho(s, steps), exact)
+        rho = _scalar(recipe.rho(s, steps, len(V)), exact)
         new = {}
         for key in keys:
             kind = key if isinstance(key, str) else key[0]

@@ -14,7 +14,10 @@ reference trainer (:mod:`polyloss.gd_recipe`) and every record use it. Definitio
 - **schedule** ρ_s > 0 (:class:`Schedule`): ``constant`` (ρ_s = 1), ``warmup:K``
   (ρ_s = min(1, (s+1)/K)), ``exp-warmup:r`` (ρ_s = 1 − r^{s+1}, 0 < r < 1), ``cosine``
   (ρ_s = (1 + cos(π s/t))/2, which is > 0 for s < t and ends at sin²(π/2t)), or an explicit list
-  ``ρ_0,ρ_1,…`` of positive numbers (at least t of them).
+  ``ρ_0,ρ_1,…`` of positive numbers (at least t of them); ``n-warmup:K`` depends on the width:
+  ρ_s = n^{−(1 − s/K)} for s < K (from 1/n up geometrically), then 1 — Kosson et al.'s exponential
+  warmup that starts at 1/n of the rate, "μP as an implicit warmup" for SP (no infinite-width limit:
+  ``sweep``, ``poly``, ``sample`` only).
 - **weight decay** ω ≥ 0 in mode ``wd_mode``, with G the gradient of 𝓛 at the current weights:
 
   - ``l2`` (coupled):      W ← W − ηρ_sλ_ℓ (G + ωW)           (decay factor 1 − ηρ_sλ_ℓω);
@@ -132,8 +135,8 @@ def _fmt(q: Fraction) -> str:
 # ----------------------------------------------------------------------------------------- schedule
 
 _SCHEDULE_VALID = (
-    "'constant', 'warmup:K' (integer K >= 1), 'exp-warmup:r' (0 < r < 1), 'cosine', or a comma "
-    "list of positive numbers such as '0.5,1,1' " + _NUMBER
+    "'constant', 'warmup:K' (integer K >= 1), 'exp-warmup:r' (0 < r < 1), 'cosine', 'n-warmup:K' (from 1/n of the "
+    "rate to 1 in K steps), or a comma list of positive numbers such as '0.5,1,1' " + _NUMBER
 )
 
 
@@ -156,9 +159,9 @@ class Schedule:
         if kind == "constant" or kind == "cosine":
             if arg is not None:
                 raise invalid("schedule", f"{kind}:{arg}", _SCHEDULE_VALID)
-        elif kind == "warmup":
+        elif kind in ("warmup", "n-warmup"):
             if isinstance(arg, bool) or not isinstance(arg, numbers.Integral) or not 1 <= int(arg) <= MAX_WARMUP:
-                raise invalid("schedule", f"warmup:{arg}", "'warmup:K' with an integer 1 <= K <= 10^6")
+                raise invalid("schedule", f"{kind}:{arg}", f"'{kind}:K' with an integer 1 <= K <= 10^6")
             object.__setattr__(self, "arg", int(arg))
         elif kind == "exp-warmup":
             valid = "'exp-warmup:r' with 0 < r < 1 " + _NUMBER
@@ -202,10 +205,10 @@ class Schedule:
         if text in ("constant", "cosine"):
             return cls(text)
         head, sep, rest = text.partition(":")
-        if sep and head == "warmup":
+        if sep and head in ("warmup", "n-warmup"):
             if not (rest.strip().isascii() and rest.strip().isdigit()):
-                raise invalid("schedule", value, "'warmup:K' with an integer 1 <= K <= 10^6")
-            return cls("warmup", int(rest))
+                raise invalid("schedule", value, f"'{head}:K' with an integer 1 <= K <= 10^6")
+            return cls(head, int(rest))
         if sep and head == "exp-warmup":
             return cls("exp-warmup", rest)
         if sep and head == "list":
@@ -253,13 +256,20 @@ class Schedule:
             )
         return steps
 
+    @property
+    def needs_width(self) -> bool:
+        """ρ_s depends on the width n (``n-warmup``): there is no infinite-width limit."""
+        return self.kind == "n-warmup"
+
     def exact(self, steps: int) -> bool:
-        """Whether every ρ_s of a ``steps``-step run is an exact Fraction."""
+        """Whether every ρ_s of a ``steps``-step run is an exact Fraction (never for a width-dependent one)."""
+        if self.needs_width:
+            return False
         return all(isinstance(self.rho(s, steps), Fraction) for s in range(self.check_steps(steps)))
 
-    def rho(self, s: int, steps: int):
+    def rho(self, s: int, steps: int, width: int | None = None):
         """ρ_s for step ``s`` (0-based) of a run of ``steps`` steps: a Fraction, or a float for
-        ``cosine`` where cos(π s/t) is irrational."""
+        ``cosine`` where cos(π s/t) is irrational and for ``n-warmup`` (which needs ``width``)."""
         steps = self.check_steps(steps)
         if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < steps:
             raise invalid("s", s, f"an integer step index in [0, {steps - 1}] for steps={steps}")
@@ -267,6 +277,12 @@ class Schedule:
         kind = self.kind
         if kind == "constant":
             return Fraction(1)
+        if kind == "n-warmup":
+            if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+                raise SpecError(f"`schedule`={self.spec!r} depends on the width n: give the network's width")
+            if s >= self.arg:
+                return Fraction(1)
+            return Fraction(1) if width == 1 else float(width) ** (-(1.0 - s / self.arg))
         if kind == "warmup":
             return min(Fraction(1), Fraction(s + 1, self.arg))
         if kind == "exp-warmup":
@@ -444,9 +460,10 @@ class Recipe:
     def check_steps(self, steps: int) -> int:
         return self.schedule.check_steps(steps)
 
-    def rho(self, s: int, steps: int):
-        """ρ_s of a ``steps``-step run (Fraction, or float for an irrational cosine value)."""
-        return self.schedule.rho(s, steps)
+    def rho(self, s: int, steps: int, width: int | None = None):
+        """ρ_s of a ``steps``-step run (Fraction, or float for an irrational cosine value or a width-dependent
+        schedule, which needs ``width``)."""
+        return self.schedule.rho(s, steps, width)
 
     # ---- identities
     @property

@@ -545,7 +545,7 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
                     delta = delta * (pre[l - 1] > 0)
         if "input" in trained:
             grads["input"] = delta.transpose(0, 2, 1) @ Xg
-        rho = float(recipe.rho(k, steps))
+        rho = float(recipe.rho(k, steps, int(W0.shape[0])))
         step_all = etas * rho  # η ρ_s
         new = {}
         for key, kind in keys:
@@ -662,7 +662,7 @@ def _train_recipe_norm(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam,
             if "hidden" in trained:
                 grads[("hidden", l - 1)] = dh.transpose(0, 2, 1) @ ins[l - 1]
             dz = dh @ params[("hidden", l - 1)]
-        step_all = etas * float(recipe.rho(k, steps))
+        step_all = etas * float(recipe.rho(k, steps, n))
         new = {}
         for key, kind in keys + gkeys:
             W, g = params[key], grads[key]

@@ -577,3 +577,32 @@ def test_torch_is_l2_without_momentum_and_differs_with_it():
         runs = {m: _run_trainer(p, X, y, Recipe(trained="input,hidden,readout", weight_decay=omega, wd_mode=m,
                                                 momentum=beta), eta, 3)[0] for m in ("l2", "torch")}
         assert (runs["l2"] == runs["torch"]) == same
+
+
+def test_width_warmup_schedule():
+    """n-warmup:K starts at 1/n of the rate and reaches it geometrically in K steps; it needs the width, has no
+    limit (derive refuses), and the exact engine agrees with the reference trainer under it."""
+    from polyloss.data import linear_teacher
+    from polyloss.derive import derive
+    from polyloss.engine import LossEngine
+    from polyloss.gd_recipe import recipe_losses
+    from polyloss.spec import NetworkSpec, Parametrization
+    from polyloss.weights import child_seed, sample_weights
+
+    r = Recipe(schedule="n-warmup:3")
+    assert r.schedule.spec == "n-warmup:3" and Recipe.from_dict(r.to_dict()) == r and not r.is_plain
+    assert [r.rho(s, 5, 64) for s in range(5)] == pytest.approx([1 / 64, 64 ** (-2 / 3), 64 ** (-1 / 3), 1, 1])
+    with pytest.raises(SpecError, match="depends on the width"):
+        r.rho(0, 5)
+    with pytest.raises(SpecError, match="`schedule`='n-warmup:0' is invalid"):
+        Recipe(schedule="n-warmup:0")
+    data = linear_teacher(d=3, m=6, noise=0.1, seed=2)
+    sp = Parametrization.parse("sp")
+    w = sample_weights(NetworkSpec(2, 8, 3), sp, child_seed(1, 8, 0))
+    rec = Recipe(trained="input,hidden,readout", schedule="n-warmup:2", momentum="0.5")
+    etas = [0.05, 0.2]
+    got = LossEngine(w, data, sp, recipe=rec).loss_at(etas, 3)
+    ref = recipe_losses(w, data, sp, rec, etas, 3)
+    np.testing.assert_allclose(got, ref, rtol=1e-11)
+    with pytest.raises(SpecError, match="depends on the width n"):
+        derive(2, 2, data=data, recipe=Recipe(schedule="n-warmup:2"))

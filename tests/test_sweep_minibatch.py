@@ -338,3 +338,17 @@ def test_adam_eps_zero_is_sign_descent_at_the_first_step():
     poly = adam_first_step(w, DATA, MUP, eps=0.0)
     np.testing.assert_allclose(got[:, 1], poly(etas), rtol=1e-11)
     assert np.isfinite(sweep_network(w, DATA, MUP, etas, 5, optimizer="adam", adam_eps=0.0, activation="relu")).all()
+
+
+def test_width_warmup_in_sweep():
+    """SP-Adam with an exponential warmup from 1/n (n-warmup:3): the reference Adam loop with those rates."""
+    n, steps = 16, 5
+    sp = Parametrization.parse("sp")
+    w = sample_weights(NetworkSpec(2, n, DATA.d), sp, child_seed(7, n, 0))
+    rec = Recipe(trained="input,hidden,readout", schedule="n-warmup:3")
+    etas = np.array([0.003, 0.03])
+    got = sweep_network(w, DATA, sp, etas, steps, optimizer="adam", recipe=rec, activation="relu")
+    rhos = [n ** (-(1 - s / 3)) if s < 3 else 1.0 for s in range(steps)]
+    ref = np.array([adam_reference(w, DATA.X, DATA.y, e, steps, True, {"input": 1.0, "hidden": 1.0, "readout": 1.0},
+                                   rhos=rhos) for e in etas])
+    np.testing.assert_allclose(got, ref, rtol=1e-10)

@@ -126,11 +126,12 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wd-mode", default="l2", metavar="l2|decoupled|independent|torch",
                    help="l2: coupled, the gradient of L + (w/2)|W|^2 at the layer's rate; decoupled: "
                         "W <- (1 - eta*rho_s*w) W before the step (AdamW, not scaled by lambda_l); "
-                        "independent: W <- (1 - w) W (not scaled by eta, w < 1) (default l2)")
+                        "independent: W <- (1 - w) W (not scaled by eta, w < 1); torch: W <- (1 - eta*rho_s*lambda_l*w) W "
+                        "(PyTorch AdamW/SGDW at each layer's rate) (default l2)")
     g.add_argument("--schedule", default="constant", metavar="SCHEDULE",
                    help="rho_s: constant (1), warmup:K (min(1, (s+1)/K)), exp-warmup:r (1 - r^(s+1), 0<r<1), "
-                        "cosine ((1 + cos(pi s/T))/2) or a comma list rho_0,rho_1,... of >= T positive "
-                        "numbers (default constant)")
+                        "cosine ((1 + cos(pi s/T))/2), n-warmup:K (n^-(1 - s/K) for s < K, then 1: from 1/n of the rate; "
+                        "no infinite-width limit) or a comma list rho_0,rho_1,... of >= T positive numbers (default constant)")
     g.add_argument("--momentum", default="0", metavar="B",
                    help="heavy-ball momentum B in [0, 1), PyTorch SGD semantics (default 0)")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (needs --momentum > 0)")
