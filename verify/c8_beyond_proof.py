@@ -32,8 +32,15 @@ RELU10 = {"quick": ((64, 128, 256, 512), 6, "log:1.5:15:17"),
           "full": ((128, 256, 512, 1024), 6, "log:2:20:25")}
 RELU1 = {"quick": ((64, 256, 1024), 4, "log:10:1000:33"),
          "full": ((128, 256, 512, 1024, 2048, 4096), 6, "log:30:3000:33")}
+#: C8a per mode: (widths, seeds) of the first-Adam-step samples; None = the scale's (quick: 64…1024, 24 seeds).
+#: Full: the issue's widths 128…8192 (d = 100, m = 1000, L = 3); the lazy sampler costs ~8, ~30 s per network at
+#: n = 2048, 16384 on one core here, so the scale's 2^18 would take hours.
+ADAM = {"quick": None, "full": (tuple(2**k for k in range(7, 14)), 24)}
 RELU10_STEPS = 10
 HE_SEEDS = 4
+#: He's grid: quick as C8b's (He's optimum lies at 2.6…3.9 there, inside it); full two decades, as He's optimum on
+#: the paper's setting was not measured (gain √2, L = 3: gain 1 at 8η on y/4, so η* need not be C8b's)
+HE_ETAS = {"quick": RELU10["quick"][2], "full": "log:0.3:30:41"}
 ADAM_EPS = 0.0
 BOOT = 2000
 
@@ -54,16 +61,21 @@ CLAIM = Claim(
            "docs/theory.md §10 (the first Adam step)",
     statistic="C8a: the exact minimiser η_n of each sampled network's first-Adam-step loss polynomial (ε = 0, "
               "sign descent: the ε → 0 limit is then the right reference; with ε > 0, ε dominates the update of "
-              "wide μP networks) in (0, 4η_∞]; RMS over seeds of η_n − η_∞ vs n, log-log slope with a 95% "
-              "stratified bootstrap CI (C2's statistic); under SP the log-log slope of the seed mean of η_n. "
+              "wide μP networks) in (0, 4η_∞] (quick: widths 64…1024, 24 networks each, L = 3, d = 10, m = 40; "
+              "full: 128…8192, 24 networks, L = 3, d = 100, m = 1000); RMS over seeds of η_n − η_∞ vs n, "
+              "log-log slope with a 95% stratified bootstrap CI (C2's statistic); under SP (hidden Adam rate η) "
+              "the log-log slope of the seed mean of η_n. "
               "C8b: per seed, the FIRST local minimum of the final loss after 10 steps on a log grid fixed in "
               "advance (quick: 17 points 1.5…15, widths 64…512, 6 seeds, L = 2, d = 10, m = 40; full: 25 points "
               "2…20, widths 128…1024, 6 seeds, L = 3, d = 100, m = 1000), refined by a parabola in log η through "
               "it and its neighbours; the OLS fit of the seed means η̄_n = a + b n^{-1/2}; the RMS over seeds "
               "of η_n − â vs n, log-log slope; 95% CIs of a and of that slope from one stratified bootstrap "
-              f"({BOOT} resamples; seeds resampled within each width, a re-fitted in every resample). C8c: per "
+              f"({BOOT} resamples; seeds resampled within each width, a re-fitted in every resample); the same "
+              "with He initialisation (gain √2: for ReLU and GD only a rescaling of η and y, so nothing new "
+              "about widths) on 4 seeds, reported, not judged (full grid: 41 points 0.3…30). C8c: per "
               "seed the parabola-refined global argmin and first local minimum of the one-step loss (quick: 33 "
-              "points 10…1000, full: 33 points 30…3000), their spread between seeds, and the blow-up onset "
+              "points 10…1000, widths 64, 256, 1024, 4 seeds, L = 2; full: 33 points 30…3000, widths 128…4096, "
+              "6 seeds, L = 3), their spread between seeds, and the blow-up onset "
               "η_b (the first grid η above the optimum where the loss exceeds the initial loss). Each part "
               "also reports the old rule (slope of log mean η* vs log n, its CI and deceleration).",
     tolerance="C8a μP (C2's rule): pass if the slope CI lies below 0 and reaches −1/2 or below; fail if it does "
@@ -198,9 +210,10 @@ def _c8a(ctx):
     s = ctx.scale
     data, _ = ctx.data()
     eta_inf = float(adam_limit(s.depth, data).eta_inf)
-    out, words = {"adam_eps": ADAM_EPS, "depth": s.depth, "eta_inf": eta_inf}, []
+    widths, seeds = ADAM[ctx.mode] or (s.widths, s.seeds)
+    out, words = {"adam_eps": ADAM_EPS, "depth": s.depth, "eta_inf": eta_inf, "widths": list(widths), "seeds": seeds}, []
     for param in ("mup", "sp"):
-        run_ = ctx.sample(f"C8a-adam-eps0-{param}", depth=s.depth, widths=s.widths, samples=s.seeds, steps=1,
+        run_ = ctx.sample(f"C8a-adam-eps0-{param}", depth=s.depth, widths=widths, samples=seeds, steps=1,
                           param=param, optimizer="adam", adam_eps=ADAM_EPS)
         g = eta_groups(run_)
         at_edge = float(np.mean([bool(r["at_edge"]) for r in run_.records]))
@@ -273,16 +286,16 @@ def _he_sweep(ctx, name, *, depth, widths, seeds, steps, etas):
 
 def _c8b_he(ctx):
     """C8b with He initialisation (gain √2), reported, not judged: for ReLU and GD a gain g is only a rescaling
-    (gain 1 at η g^{2L} on the targets y/g^{L+1}, losses × g^{2(L+1)}), so it tests nothing C8b does not, on
-    another target scale. The same grid (He's optimum is η*/g^{2L}-like only for rescaled targets: we check
-    that it is located), HE_SEEDS seeds."""
+    (gain 1 at η g^{2L} on the targets y/g^{L+1}, losses × g^{2(L+1)}), so it is C8b on another target scale
+    and tests nothing new about widths. Same grid and widths, HE_SEEDS seeds; η_n per width and the point
+    estimate â of a + b n^{-1/2}."""
     s = ctx.scale
-    widths, _, etas = RELU10[ctx.mode]
+    widths, etas = RELU10[ctx.mode][0], HE_ETAS[ctx.mode]
     sw = _he_sweep(ctx, f"C8b-relu-gd-{RELU10_STEPS}steps-mup-he", depth=s.sweep_depth, widths=widths,
                    seeds=HE_SEEDS, steps=RELU10_STEPS, etas=etas)
     first = {n: [first_local_min(sw.etas, row) for row in sw.final_losses(n)] for n in widths}
     edge = {n: int(sum(e is None for e in v)) for n, v in first.items()}
-    out = {"init_gain": "he", "seeds": HE_SEEDS, "eta_star_seeds": first, "not_located": edge}
+    out = {"init_gain": "he", "seeds": HE_SEEDS, "grid": etas, "eta_star_seeds": first, "not_located": edge}
     g = {n: np.array([e for e in v if e is not None]) for n, v in first.items()}
     if any(edge.values()) or any(x.size < 2 for x in g.values()):
         return out, f"He init (reported): the first local minimum is not located for {sum(edge.values())} seed(s)"
@@ -352,8 +365,8 @@ def run(ctx):
     nums = {"C8a": a, "C8b": b, "C8c": c, "sub_verdicts": {"C8a": a["verdict"], "C8b": b["verdict"], "C8c": "observation"},
             "combination": "C8 = C8a and C8b: any fail → fail, else any inconclusive → inconclusive, else pass; "
                            "C8c is an observation"}
-    widths = sorted(set(s.widths) | set(RELU10[ctx.mode][0]) | set(RELU1[ctx.mode][0]))
-    return verdict(CLAIM, ctx, v, " || ".join((wa, wb, wc)), nums, widths, s.seeds)
+    widths = sorted(set(a["widths"]) | set(RELU10[ctx.mode][0]) | set(RELU1[ctx.mode][0]))
+    return verdict(CLAIM, ctx, v, " || ".join((wa, wb, wc)), nums, widths, a["seeds"])
 
 
 def _seed_mean(L):
