@@ -500,8 +500,6 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
     logged = {k: j for j, k in enumerate(alignment_steps(steps))} if diag is not None else {}
     m = X.shape[0]
     trained = recipe.trained
-    omega, beta, mode = float(recipe.weight_decay), float(recipe.momentum), recipe.wd_mode
-    nesterov = recipe.nesterov
     # the weights with a leading η axis (size 1 while shared by every η)
     params = {"input": W0[None], "readout": V[None]}
     for l, W in enumerate(hidden0):
@@ -547,59 +545,55 @@ def _train_recipe(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out,
             grads["input"] = delta.transpose(0, 2, 1) @ Xg
         rho = float(recipe.rho(k, steps, int(W0.shape[0])))
         step_all = etas * rho  # η ρ_s
-        new = {}
-        for key, kind in keys:
-            W, g = params[key], grads[key]
-            sc = step_all * lam[kind]
-            sc = sc[:, None] if W.ndim == 2 else sc[:, None, None]
-            if mode == "l2" and omega != 0:
-                g = g + W * omega
-            if adam is not None:
-                b1, b2 = ADAM_BETAS
-                m1 = (1.0 - b1) * g if k == 0 else buffers[key] * b1 + (1.0 - b1) * g
-                m2 = (1.0 - b2) * (g * g) if k == 0 else buffers[(key, 2)] * b2 + (1.0 - b2) * (g * g)
-                buffers[key], buffers[(key, 2)] = m1, m2
-                direction = _adam_step(xp, m1 / (1.0 - b1 ** (k + 1)), xp.sqrt(m2 / (1.0 - b2 ** (k + 1))), adam)
-            elif beta != 0:
-                buf = g if k == 0 else buffers[key] * beta + g
-                buffers[key] = buf
-                direction = g + buf * beta if nesterov else buf
-            else:
-                direction = g
-            if mode == "decoupled" and omega != 0:
-                f_ = 1 - step_all * omega
-                W = W * (f_[:, None] if W.ndim == 2 else f_[:, None, None])
-            elif mode == "independent" and omega != 0:
-                W = W * (1 - omega)
-            elif mode == "torch" and omega != 0:  # ω times the layer's own rate ηρ_sλ_ℓ
-                W = W * (1 - sc * omega)
-            new[key] = W - direction * sc
+        new = {key: _recipe_update(xp, key, params[key], grads[key], k, recipe, adam, buffers, step_all, lam[kind])
+               for key, kind in keys}
         if k in logged:
-            with np.errstate(all="ignore"):
-                for i, (key, _) in enumerate(keys):
-                    W, dW = params[key], new[key] - params[key]
-                    if W.ndim == 2:  # the readout vector as a 1 × n matrix
-                        W, dW = W[:, None, :], dW[:, None, :]
-                    diag[:, i, logged[k]] = _alignment(xp, inputs[key], W, dW, E)
+            _log_alignment(xp, diag, logged[k], keys, params, new, inputs, E)
         params.update(new)
         del grads, new
 
 
-def _direction(xp, key, g, W, k, recipe, adam, buffers):
-    """The update direction of one parameter at step k: Adam's m̂/(√v̂ + ε), the (Nesterov) momentum
-    buffer or g itself, with l2 decay already in g (as :func:`_train_recipe`)."""
-    beta = float(recipe.momentum)
+def _recipe_update(xp, key, W, g, k: int, recipe, adam, buffers: dict, step_all, lam: float, decays: bool = True):
+    """The new value of one trained parameter W (leading η axis) after step k under ``recipe``: the l2 term
+    into g, the direction (Adam's m̂/(√v̂ + ε) when ``adam`` is its ε, else the (Nesterov) momentum buffer
+    or g; state in ``buffers[key]``), the decoupled/independent/torch decay of W (unless ``decays`` is
+    False), and the step η ρ_s λ · direction, with ``step_all`` = η ρ_s per η and ``lam`` = λ."""
+    omega, beta, mode = float(recipe.weight_decay), float(recipe.momentum), recipe.wd_mode
+    decays = decays and omega != 0
+    sc = step_all * lam
+    sc = sc[:, None] if W.ndim == 2 else sc[:, None, None]
+    if decays and mode == "l2":
+        g = g + W * omega
     if adam is not None:
         b1, b2 = ADAM_BETAS
         m1 = (1.0 - b1) * g if k == 0 else buffers[key] * b1 + (1.0 - b1) * g
         m2 = (1.0 - b2) * (g * g) if k == 0 else buffers[(key, 2)] * b2 + (1.0 - b2) * (g * g)
         buffers[key], buffers[(key, 2)] = m1, m2
-        return _adam_step(xp, m1 / (1.0 - b1 ** (k + 1)), xp.sqrt(m2 / (1.0 - b2 ** (k + 1))), adam)
-    if beta != 0:
+        direction = _adam_step(xp, m1 / (1.0 - b1 ** (k + 1)), xp.sqrt(m2 / (1.0 - b2 ** (k + 1))), adam)
+    elif beta != 0:
         buf = g if k == 0 else buffers[key] * beta + g
         buffers[key] = buf
-        return g + buf * beta if recipe.nesterov else buf
-    return g
+        direction = g + buf * beta if recipe.nesterov else buf
+    else:
+        direction = g
+    if decays and mode == "decoupled":
+        f_ = 1 - step_all * omega
+        W = W * (f_[:, None] if W.ndim == 2 else f_[:, None, None])
+    elif decays and mode == "independent":
+        W = W * (1 - omega)
+    elif decays and mode == "torch":  # ω times the layer's own rate ηρ_sλ_ℓ
+        W = W * (1 - sc * omega)
+    return W - direction * sc
+
+
+def _log_alignment(xp, diag, j: int, keys, params: dict, new: dict, inputs: dict, E: int) -> None:
+    """Column ``j`` of the alignment diagnostics: every trained matrix's update new − old at its input."""
+    with np.errstate(all="ignore"):
+        for i, (key, _) in enumerate(keys):
+            W, dW = params[key], new[key] - params[key]
+            if W.ndim == 2:  # the readout vector as a 1 × n matrix
+                W, dW = W[:, None, :], dW[:, None, :]
+            diag[:, i, j] = _alignment(xp, inputs[key], W, dW, E)
 
 
 def _train_recipe_norm(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam, out, idx, diag, adam, norm):
@@ -609,7 +603,6 @@ def _train_recipe_norm(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam,
     m, n = X.shape[0], W0.shape[0]
     eps, gains_trained = norm
     trained = recipe.trained
-    omega, mode = float(recipe.weight_decay), recipe.wd_mode
     Lh = len(hidden0)
     params = {"input": W0[None], "readout": V[None]}
     for l, W in enumerate(hidden0):
@@ -663,30 +656,11 @@ def _train_recipe_norm(xp, W0, hidden0, V, X, y, etas, steps, relu, recipe, lam,
                 grads[("hidden", l - 1)] = dh.transpose(0, 2, 1) @ ins[l - 1]
             dz = dh @ params[("hidden", l - 1)]
         step_all = etas * float(recipe.rho(k, steps, n))
-        new = {}
-        for key, kind in keys + gkeys:
-            W, g = params[key], grads[key]
-            sc = step_all * lam[kind]
-            sc = sc[:, None] if W.ndim == 2 else sc[:, None, None]
-            decays = kind != "gain" and omega != 0  # gains are never decayed
-            if decays and mode == "l2":
-                g = g + W * omega
-            direction = _direction(xp, key, g, W, k, recipe, adam, buffers)
-            if decays and mode == "decoupled":
-                f_ = 1 - step_all * omega
-                W = W * (f_[:, None] if W.ndim == 2 else f_[:, None, None])
-            elif decays and mode == "independent":
-                W = W * (1 - omega)
-            elif decays and mode == "torch":
-                W = W * (1 - sc * omega)
-            new[key] = W - direction * sc
+        new = {key: _recipe_update(xp, key, params[key], grads[key], k, recipe, adam, buffers, step_all, lam[kind],
+                                   decays=kind != "gain")  # gains are never decayed
+               for key, kind in keys + gkeys}
         if k in logged:
-            with np.errstate(all="ignore"):
-                for i, (key, _) in enumerate(keys):
-                    W, dW = params[key], new[key] - params[key]
-                    if W.ndim == 2:
-                        W, dW = W[:, None, :], dW[:, None, :]
-                    diag[:, i, logged[k]] = _alignment(xp, inputs[key], W, dW, E)
+            _log_alignment(xp, diag, logged[k], keys, params, new, inputs, E)
         params.update(new)
         del grads, new
 

@@ -41,6 +41,17 @@ def client():
     cluster.close()
 
 
+@pytest.fixture
+def killable():
+    """A cluster of its own for the tests that SIGKILL a worker: its nanny's restart (seconds, or a minute on
+    a loaded machine) must not leave the shared cluster short of a worker for the tests after it."""
+    cluster = local_cluster(2, silence_logs=50)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
 def _sample(out, executor=None, widths=(8, 16, 32), samples=6, sampler="auto", steps=2, resume=False):
     return api.sample(out, depth=2, sampling={"widths": list(widths), "samples": samples, "seed": 3}, training=steps,
                       data=DATA, sampler=sampler, progress=False, resume=resume, executor=executor)
@@ -83,7 +94,8 @@ def test_batches_reach_the_target():
     assert len(_batches(units, [0.01] * 10, 0.5, workers=2)[0]) == 2  # a small run still uses every worker
 
 
-def test_killed_worker_gives_a_complete_duplicate_free_run(client, tmp_path, monkeypatch):
+def test_killed_worker_gives_a_complete_duplicate_free_run(killable, tmp_path, monkeypatch):
+    client = killable
     serial = _sample(tmp_path / "serial", widths=(32, 64), samples=40)  # ~2 s: several tasks of ~0.5 s
     killed = []
     write = rundir.RecordWriter.write
@@ -103,7 +115,6 @@ def test_killed_worker_gives_a_complete_duplicate_free_run(client, tmp_path, mon
     assert _strip(dask) == _strip(serial)
     keys = _raw_keys(tmp_path / "dask")
     assert len(keys) == len(set(keys)) == 80
-    client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
 
 
 def test_interrupted_driver_resumes_with_workers(client, tmp_path, monkeypatch):
@@ -122,7 +133,7 @@ def test_interrupted_driver_resumes_with_workers(client, tmp_path, monkeypatch):
     assert main(args + ["--out", str(out), "--scheduler", client.scheduler.address]) == 130  # interrupted
     monkeypatch.setattr(rundir.RecordWriter, "write", write)
     assert len(_raw_keys(out)) == 5
-    deadline = time.monotonic() + 30  # the interrupted run's tasks are cancelled
+    deadline = time.monotonic() + 120  # the interrupted run's tasks are cancelled (slow on a loaded machine)
     while any(client.processing().values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(client.processing().values())
@@ -212,8 +223,9 @@ def test_sweep_on_workers_writes_the_serial_records(client, tmp_path, opts):
         assert json.load(a) == json.load(b)
 
 
-def test_sweep_killed_worker_and_resumed_driver(client, tmp_path, monkeypatch):
+def test_sweep_killed_worker_and_resumed_driver(killable, tmp_path, monkeypatch):
     """A worker SIGKILLed mid-run, then the driver interrupted and resumed with workers: the serial records, once each."""
+    client = killable
     opts = dict(widths=[64, 128], seeds=12, etas="lin:0.05:2:40", steps=4, method="dense")
     serial = _sweep(tmp_path / "serial", **opts)
     write, count, killed = rundir.RecordWriter.write, [], []
@@ -237,7 +249,7 @@ def test_sweep_killed_worker_and_resumed_driver(client, tmp_path, monkeypatch):
     monkeypatch.setattr(rundir.RecordWriter, "write", write)
     assert killed, "no worker was busy while records arrived"
     assert len(_raw_keys(out)) == 12
-    client.wait_for_workers(2, timeout=60)
+    client.wait_for_workers(1, timeout=120)  # the survivor (and the restarted worker, whenever it is back)
     resumed = _sweep(out, client, resume=True, **opts)
     assert _strip(resumed) == _strip(serial)
     keys = _raw_keys(out)
