@@ -982,6 +982,21 @@ def _trunc(M, R, bits):
     return [v >> r for v in M], [((-((-v) >> r)) + 1) for v in R]
 
 
+def _root_bound_exponent(f_ints) -> int:
+    """K with every root of ``f_ints`` (ascending integer coefficients, f(0) ≠ 0) below 2^K in absolute value:
+    |x| < 2 max_i |a_{n-i}/a_n|^{1/i} (Fujiwara), rounded up to a power of two."""
+    if f_ints[0] == 0:
+        raise _IsolationFailed("root at 0")
+    n = len(f_ints) - 1
+    lcb = abs(f_ints[-1]).bit_length()
+    K = 1
+    for i in range(1, n + 1):
+        a = abs(f_ints[n - i])
+        if a:
+            K = max(K, -(-(a.bit_length() - lcb + 1) // i) + 2)
+    return K
+
+
 def _descartes_isolate(f_ints, max_nodes: int = 100_000):
     """Isolating intervals (ascending) of the roots in (0, ∞) of the square-free integer polynomial
     ``f_ints`` (ascending coefficients, f(0) ≠ 0): Collins–Akritas bisection of (0, 2^K) (2^K bounds
@@ -994,14 +1009,7 @@ def _descartes_isolate(f_ints, max_nodes: int = 100_000):
     n = len(f_ints) - 1
     if n < 1:
         return []
-    if f_ints[0] == 0:
-        raise _IsolationFailed("root at 0")
-    lcb = abs(f_ints[-1]).bit_length()
-    K = 1  # |x| < 2 max_i |a_{n-i}/a_n|^{1/i} (Fujiwara) ≤ 2^K
-    for i in range(1, n + 1):
-        a = abs(f_ints[n - i])
-        if a:
-            K = max(K, -(-(a.bit_length() - lcb + 1) // i) + 2)
+    K = _root_bound_exponent(f_ints)
     Pz = fl.fmpz_poly(list(f_ints))
     zeros = [0] * (n + 1)
 
@@ -1088,14 +1096,7 @@ def _descartes_isolate_arb(f_ints, max_nodes: int = 100_000, prec0: int | None =
     n = len(f_ints) - 1
     if n < 1:
         return []
-    if f_ints[0] == 0:
-        raise _IsolationFailed("root at 0")
-    lcb = abs(f_ints[-1]).bit_length()
-    K = 1  # |x| < 2 max_i |a_{n-i}/a_n|^{1/i} (Fujiwara) ≤ 2^K
-    for i in range(1, n + 1):
-        a = abs(f_ints[n - i])
-        if a:
-            K = max(K, -(-(a.bit_length() - lcb + 1) // i) + 2)
+    K = _root_bound_exponent(f_ints)
     Pz = fl.fmpz_poly(list(f_ints))
     hb = max(abs(v).bit_length() for v in f_ints)
     shift1 = fl.arb_poly([1, 1])

@@ -132,6 +132,11 @@ def run(args) -> int:
         text = d.to_latex(max_terms=args.max_terms)
     else:
         text = d.to_text(max_terms=args.max_terms)
+    return _write(args, text)
+
+
+def _write(args, text: str) -> int:
+    """The result to --output, or to stdout."""
     if args.output is not None:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -172,9 +177,4 @@ def _run_adam(args, adam) -> int:
         text = json.dumps(lim.to_json(digits=args.digits), indent=1) + "\n"
     else:
         text = lim.to_text(digits=args.digits)
-    if args.output is not None:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _write(args, text)
