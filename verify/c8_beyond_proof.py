@@ -359,7 +359,6 @@ def _median(xs):
 
 
 def run(ctx):
-    s = ctx.scale
     a, wa = _c8a(ctx)
     b, wb = _c8b(ctx)
     c, wc = _c8c(ctx)
