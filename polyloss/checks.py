@@ -184,8 +184,9 @@ class Context:
                           recipe=recipe, executor=self._executor_spec, optimizer=optimizer, adam_eps=adam_eps)
 
     def sweep(self, name: str, *, depth: int, widths, seeds: int, steps: int, etas: str, activation: str,
-              optimizer: str, param: str, teacher: str = "linear"):
-        """A resumable ``sweep`` run under ``work_dir/runs/name``."""
+              optimizer: str, param: str, teacher: str = "linear", **options):
+        """A resumable ``sweep`` run under ``work_dir/runs/name``; ``options``: further :func:`polyloss.sweep.run_sweep`
+        settings (``init_gain``, ``batch``, ``recipe``, ``norm``, ``alignment``, …), recorded in its run.json."""
         from polyloss.sweep import parse_etas, run_sweep
 
         data, desc = self.data(teacher)
@@ -193,7 +194,7 @@ class Context:
         return run_sweep(path, depth=depth, widths=list(widths), etas=parse_etas(etas), seeds=seeds, steps=steps,
                          activation=activation, optimizer=optimizer, param=self.param(param), data=data,
                          data_description=desc, seed=self.seed, resume=True, progress=self.progress,
-                         executor=self._executor_spec)
+                         executor=self._executor_spec, **options)
 
     def networks(self, name: str, *, param: str, widths, samples: int, config: dict, compute, desc: str = "") -> dict:
         """A resumable per-network computation under ``work_dir/runs/name`` for what ``sample`` does

@@ -275,17 +275,6 @@ def _c8b(ctx):
                  f"n^{old['slope']:.2f} [{old['ci'][0]:.2f}, {old['ci'][1]:.2f}]: {old['verdict']}; " + whe)
 
 
-def _he_sweep(ctx, name, *, depth, widths, seeds, steps, etas):
-    """``ctx.sweep`` with He initialisation (``init_gain='he'``), in a run directory of its own."""
-    from polyloss.sweep import parse_etas, run_sweep
-
-    data, desc = ctx.data()
-    return run_sweep(ctx._run_path(name, "mup"), depth=depth, widths=list(widths), etas=parse_etas(etas), seeds=seeds,
-                     steps=steps, activation="relu", optimizer="gd", param=ctx.param("mup"), data=data,
-                     data_description=desc, seed=ctx.seed, resume=True, progress=ctx.progress,
-                     executor=ctx._executor_spec, init_gain="he")
-
-
 def _c8b_he(ctx):
     """C8b with He initialisation (gain √2), reported, not judged: for ReLU and GD a gain g is only a rescaling
     (gain 1 at η g^{2L} on the targets y/g^{L+1}, losses × g^{2(L+1)}), so it is C8b on another target scale
@@ -293,8 +282,8 @@ def _c8b_he(ctx):
     estimate â of a + b n^{-1/2}."""
     s = ctx.scale
     widths, etas = RELU10[ctx.mode][0], HE_ETAS[ctx.mode]
-    sw = _he_sweep(ctx, f"C8b-relu-gd-{RELU10_STEPS}steps-mup-he", depth=s.sweep_depth, widths=widths,
-                   seeds=HE_SEEDS, steps=RELU10_STEPS, etas=etas)
+    sw = ctx.sweep(f"C8b-relu-gd-{RELU10_STEPS}steps-mup-he", depth=s.sweep_depth, widths=widths, seeds=HE_SEEDS,
+                   steps=RELU10_STEPS, etas=etas, activation="relu", optimizer="gd", param="mup", init_gain="he")
     first = {n: [first_local_min(sw.etas, row) for row in sw.final_losses(n)] for n in widths}
     edge = {n: int(sum(e is None for e in v)) for n, v in first.items()}
     out = {"init_gain": "he", "seeds": HE_SEEDS, "grid": etas, "eta_star_seeds": first, "not_located": edge}
