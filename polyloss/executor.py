@@ -134,10 +134,11 @@ def _identity(x):
 
 def batches(units, seconds, target: float, workers: int = 1):
     """Consecutive ``units`` grouped into tasks of at least ``target`` estimated seconds each (0: one
-    unit per task), but no fewer tasks than ``workers`` where there are that many units; returns
-    (tasks as tuples, estimated seconds per task). ``seconds``: the estimate per unit."""
+    unit per task), but about four tasks per worker at least where there are that many units (so that
+    an estimate that is off by a factor does not leave a worker idle at the end of a small run);
+    returns (tasks as tuples, estimated seconds per task). ``seconds``: the estimate per unit."""
     if target > 0 and workers > 1:
-        target = min(target, sum(seconds) / workers)
+        target = min(target, sum(seconds) / (4 * workers))
     tasks, costs, cur, acc = [], [], [], 0.0
     for unit, sec in zip(units, seconds):
         cur.append(unit)
