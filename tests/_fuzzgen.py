@@ -24,7 +24,6 @@ import signal
 import sys
 import time
 import traceback
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np

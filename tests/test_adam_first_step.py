@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-
 import numpy as np
 import pytest
 
-from polyloss.adam import (DEFAULT_ADAM_EPS, adam_first_step, adam_limit, adam_polynomial, check_adam_eps,
+from polyloss.adam import (DEFAULT_ADAM_EPS, adam_first_step, adam_limit, check_adam_eps,
                            data_moments, default_adam_window)
 from polyloss.cli import main
 from polyloss.data import synthetic

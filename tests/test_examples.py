@@ -114,7 +114,7 @@ def readme_examples() -> list[str]:
 
 
 def _epilog_examples(epilog: str) -> list[str]:
-    lines, keep, cont = [], [], False
+    keep, cont = [], False
     for raw in (epilog or "").splitlines():
         s = raw.strip()
         if s.startswith("polyloss ") or cont:
