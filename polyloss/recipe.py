@@ -14,7 +14,8 @@ reference trainer (:mod:`polyloss.gd_recipe`) and every record use it. Definitio
 - **schedule** ρ_s > 0 (:class:`Schedule`): ``constant`` (ρ_s = 1), ``warmup:K``
   (ρ_s = min(1, (s+1)/K)), ``exp-warmup:r`` (ρ_s = 1 − r^{s+1}, 0 < r < 1), ``cosine``
   (ρ_s = (1 + cos(π s/t))/2, which is > 0 for s < t and ends at sin²(π/2t)), or an explicit list
-  ``ρ_0,ρ_1,…`` of positive numbers (at least t of them); ``n-warmup:K`` depends on the width:
+  ``ρ_0,ρ_1,…`` of positive numbers (at least t of them); the decays ``linear-decay``
+  (ρ_s = 1 − s/t: 1, (t−1)/t, …, 1/t) and ``exp-decay:r`` (ρ_s = r^s, 0 < r < 1); ``n-warmup:K`` depends on the width:
   ρ_s = n^{−(1 − s/K)} for s < K (from 1/n up geometrically), then 1 — Kosson et al.'s exponential
   warmup that starts at 1/n of the rate, "μP as an implicit warmup" for SP (no infinite-width limit:
   ``sweep``, ``poly``, ``sample`` only).
@@ -135,8 +136,9 @@ def _fmt(q: Fraction) -> str:
 # ----------------------------------------------------------------------------------------- schedule
 
 _SCHEDULE_VALID = (
-    "'constant', 'warmup:K' (integer K >= 1), 'exp-warmup:r' (0 < r < 1), 'cosine', 'n-warmup:K' (from 1/n of the "
-    "rate to 1 in K steps), or a comma list of positive numbers such as '0.5,1,1' " + _NUMBER
+    "'constant', 'warmup:K' (integer K >= 1), 'exp-warmup:r' (0 < r < 1), 'cosine', 'linear-decay', 'exp-decay:r' "
+    "(0 < r < 1), 'n-warmup:K' (from 1/n of the rate to 1 in K steps), or a comma list of positive numbers such as "
+    "'0.5,1,1' " + _NUMBER
 )
 
 
@@ -156,21 +158,21 @@ class Schedule:
 
     def __post_init__(self) -> None:
         kind, arg = self.kind, self.arg
-        if kind == "constant" or kind == "cosine":
+        if kind in ("constant", "cosine", "linear-decay"):
             if arg is not None:
                 raise invalid("schedule", f"{kind}:{arg}", _SCHEDULE_VALID)
         elif kind in ("warmup", "n-warmup"):
             if isinstance(arg, bool) or not isinstance(arg, numbers.Integral) or not 1 <= int(arg) <= MAX_WARMUP:
                 raise invalid("schedule", f"{kind}:{arg}", f"'{kind}:K' with an integer 1 <= K <= 10^6")
             object.__setattr__(self, "arg", int(arg))
-        elif kind == "exp-warmup":
-            valid = "'exp-warmup:r' with 0 < r < 1 " + _NUMBER
+        elif kind in ("exp-warmup", "exp-decay"):
+            valid = f"'{kind}:r' with 0 < r < 1 " + _NUMBER
             try:
                 r = _rational("schedule", arg, valid)
             except SpecError:
-                raise invalid("schedule", f"exp-warmup:{arg}", valid) from None
+                raise invalid("schedule", f"{kind}:{arg}", valid) from None
             if not 0 < r < 1:
-                raise invalid("schedule", f"exp-warmup:{arg}", valid)
+                raise invalid("schedule", f"{kind}:{arg}", valid)
             object.__setattr__(self, "arg", r)
         elif kind == "list":
             if isinstance(arg, (str, bytes)) or not hasattr(arg, "__iter__"):
@@ -202,15 +204,15 @@ class Schedule:
         text = value.strip().lower()
         if len(text) > 2000:
             raise invalid("schedule", value, _SCHEDULE_VALID)
-        if text in ("constant", "cosine"):
+        if text in ("constant", "cosine", "linear-decay"):
             return cls(text)
         head, sep, rest = text.partition(":")
         if sep and head in ("warmup", "n-warmup"):
             if not (rest.strip().isascii() and rest.strip().isdigit()):
                 raise invalid("schedule", value, f"'{head}:K' with an integer 1 <= K <= 10^6")
             return cls(head, int(rest))
-        if sep and head == "exp-warmup":
-            return cls("exp-warmup", rest)
+        if sep and head in ("exp-warmup", "exp-decay"):
+            return cls(head, rest)
         if sep and head == "list":
             text = rest
         items = [s.strip() for s in text.split(",")]
@@ -224,7 +226,7 @@ class Schedule:
     @property
     def spec(self) -> str:
         """The canonical string; :meth:`parse` of it gives back this schedule."""
-        if self.kind in ("constant", "cosine"):
+        if self.kind in ("constant", "cosine", "linear-decay"):
             return self.kind
         if self.kind == "list":
             return ",".join(_fmt(v) for v in self.arg)
@@ -287,6 +289,10 @@ class Schedule:
             return min(Fraction(1), Fraction(s + 1, self.arg))
         if kind == "exp-warmup":
             return 1 - self.arg ** (s + 1)
+        if kind == "exp-decay":
+            return self.arg ** s
+        if kind == "linear-decay":
+            return Fraction(steps - s, steps)
         if kind == "list":
             return self.arg[s]
         # cosine: (1 + cos(pi q))/2 with q = s/t in [0, 1); rational exactly at q in {0, 1/3, 1/2, 2/3}

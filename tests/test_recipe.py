@@ -606,3 +606,31 @@ def test_width_warmup_schedule():
     np.testing.assert_allclose(got, ref, rtol=1e-11)
     with pytest.raises(SpecError, match="depends on the width n"):
         derive(2, 2, data=data, recipe=Recipe(schedule="n-warmup:2"))
+
+
+def test_decay_schedules():
+    """linear-decay (1 - s/t) and exp-decay:r (r^s): exact rates; the exact limit equals that of the same rates
+    given as a list, and the finite-width engine equals the reference trainer."""
+    from polyloss.data import linear_teacher
+    from polyloss.derive import derive
+    from polyloss.engine import LossEngine
+    from polyloss.gd_recipe import recipe_losses
+    from polyloss.spec import NetworkSpec, Parametrization
+    from polyloss.weights import child_seed, sample_weights
+
+    lin, ex = Recipe(schedule="linear-decay"), Recipe(schedule="exp-decay:0.5")
+    assert [lin.rho(s, 4) for s in range(4)] == [F(1), F(3, 4), F(1, 2), F(1, 4)]
+    assert [ex.rho(s, 3) for s in range(3)] == [F(1), F(1, 2), F(1, 4)]
+    assert Recipe.from_dict(ex.to_dict()) == ex and lin.schedule.spec == "linear-decay"
+    for bad in ("exp-decay:1", "exp-decay:0", "linear-decay:2"):
+        with pytest.raises(SpecError, match="`schedule`="):
+            Recipe(schedule=bad)
+    data = linear_teacher(d=3, m=6, noise=0.1, seed=4)
+    for rec, listed in ((lin, "1,2/3,1/3"), (ex, "1,1/2,1/4")):
+        assert derive(2, 3, data=data, recipe=rec).loss_coefficients == \
+            derive(2, 3, data=data, recipe=Recipe(schedule=listed)).loss_coefficients
+    mup = Parametrization.parse("mup")
+    w = sample_weights(NetworkSpec(2, 8, 3), mup, child_seed(2, 8, 0))
+    rec = Recipe(trained="input,hidden,readout", schedule="exp-decay:0.7", momentum="0.5")
+    np.testing.assert_allclose(LossEngine(w, data, mup, recipe=rec).loss_at([0.05, 0.3], 3),
+                               recipe_losses(w, data, mup, rec, [0.05, 0.3], 3), rtol=1e-11)

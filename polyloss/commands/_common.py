@@ -130,7 +130,7 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
                         "(PyTorch AdamW/SGDW at each layer's rate) (default l2)")
     g.add_argument("--schedule", default="constant", metavar="SCHEDULE",
                    help="rho_s: constant (1), warmup:K (min(1, (s+1)/K)), exp-warmup:r (1 - r^(s+1), 0<r<1), "
-                        "cosine ((1 + cos(pi s/T))/2), n-warmup:K (n^-(1 - s/K) for s < K, then 1: from 1/n of the rate; "
+                        "cosine ((1 + cos(pi s/T))/2), linear-decay (1 - s/T), exp-decay:r (r^s, 0<r<1), n-warmup:K (n^-(1 - s/K) for s < K, then 1: from 1/n of the rate; "
                         "no infinite-width limit) or a comma list rho_0,rho_1,... of >= T positive numbers (default constant)")
     g.add_argument("--momentum", default="0", metavar="B",
                    help="heavy-ball momentum B in [0, 1), PyTorch SGD semantics (default 0)")
