@@ -1,6 +1,7 @@
 """CLI: poly JSON, sample records, resume after a real kill, chunking invariance, bad input → exit 2."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -222,3 +223,17 @@ def test_a_reader_that_goes_away_gets_no_traceback(files):
     proc.stderr.close()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_verify_pins_blas_threads_before_numpy_loads(tmp_path):
+    """`polyloss verify` in a fresh process: one BLAS thread unless the user chose a count; other commands untouched."""
+    import subprocess
+
+    probe = ("import os, sys; from polyloss.cli import main; rc = main(sys.argv[1:]); "
+             "print(os.environ.get('OPENBLAS_NUM_THREADS'), os.environ.get('OMP_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    run = lambda args, extra=None: subprocess.run([sys.executable, "-c", probe] + args, env=dict(env, **(extra or {})),  # noqa: E731
+                                                  capture_output=True, text=True, timeout=120).stdout.strip().splitlines()[-1]
+    assert run(["verify", "--claims", "C99", "--out", str(tmp_path / "v")]) == "1 1"  # refused (exit 2), but pinned first
+    assert run(["verify", "--claims", "C99", "--out", str(tmp_path / "v")], {"OMP_NUM_THREADS": "2"}) == "None 2"
+    assert run(["data", "--synthetic", "linear", "--d", "2", "--m", "3", "--out", str(tmp_path / "d.npz")]) == "None None"

@@ -15,6 +15,8 @@ EPILOG = """example:
   finishes; the sample/sweep runs behind them live in OUT/runs and resume after a kill.
   Verdicts: pass / fail / inconclusive, or observation for the paper's open question (C7).
   A directory belongs to one --quick/--full, --seed and --override: --resume with others is refused.
+  BLAS runs one thread in this process unless OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS
+  is set (many small problems: extra BLAS threads only spin when the cores are busy).
   --workers N|auto / --scheduler ADDRESS compute the claims' networks and sweeps on Dask workers
   (one cluster for every claim; pip install "polyloss[distributed]"); verdicts are those of a serial
   run, and the run directories resume as usual (with or without workers).
