@@ -85,6 +85,8 @@ def _read_safetensors(path: str) -> dict:
 
 def read_state_dict(path) -> dict:
     """``{name: float64 array}`` from a ``.safetensors`` or ``.npz`` state_dict (one-line errors)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid("model", path, "a path to a .safetensors or .npz file, or a dict of arrays")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise invalid("model", path, "an existing .safetensors or .npz file")
@@ -206,6 +208,20 @@ class ImportedModel:
         return {"input": (Fraction(1), Fraction(0)), "hidden": (b, Fraction(1)), "readout": (om * b, Fraction(1))}
 
 
+def _as_arrays(state: dict) -> dict:
+    """A dict of array-likes as float64 arrays: a non-numeric or non-finite entry is refused in one line."""
+    out = {}
+    for k, v in state.items():
+        try:
+            a = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise invalid(f"model[{k!r}]", v, "an array of numbers") from None
+        if not np.all(np.isfinite(a)):
+            raise invalid(f"model[{k!r}]", "an array with NaN or infinity", "finite numbers")
+        out[str(k)] = a
+    return out
+
+
 def import_model(source, *, layout: str | None = None, optimizer: str = "sgd", base_width=None,
                  output_mult=1) -> ImportedModel:
     """Read ``source`` (a path to a .safetensors/.npz state_dict, or a dict of arrays) and map it.
@@ -213,8 +229,7 @@ def import_model(source, *, layout: str | None = None, optimizer: str = "sgd", b
     ``optimizer``: 'sgd' (torch SGD, plain nn.Linear layers), 'musgd' or 'muadam' (mup: the readout is a
     MuReadout; ``base_width`` — the width of the base model given to ``set_base_shapes`` — is required, and
     ``output_mult`` is MuReadout's)."""
-    state = read_state_dict(source) if not isinstance(source, dict) else {k: np.asarray(v, dtype=np.float64)
-                                                                          for k, v in source.items()}
+    state = read_state_dict(source) if not isinstance(source, dict) else _as_arrays(source)
     if optimizer not in OPTIMIZERS:
         raise invalid("optimizer", optimizer, "one of " + ", ".join(OPTIMIZERS))
     try:

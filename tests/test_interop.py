@@ -120,3 +120,9 @@ def test_refusals(tmp_path):
         read_state_dict(tmp_path / "y.safetensors")
     with pytest.raises(SpecError, match="`model`="):
         read_state_dict(tmp_path / "model.pt")
+
+
+@pytest.mark.parametrize("bad", [123, None, ["x"], {"a.weight": "abc"}, {"a.weight": [[1.0, float("nan")]]}])
+def test_bad_sources_are_one_line(bad):
+    with pytest.raises(SpecError, match="`model"):
+        import_model(bad)
