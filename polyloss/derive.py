@@ -200,7 +200,7 @@ def limit_scalars(recipe, steps: int, R, input_dim=None, param="mup"):
 
     def sc(layer):
         eff, grad = plan[layer]
-        return recipe_scalars(eff, steps, R, gradient=grad)
+        return recipe_scalars(eff, steps, R, gradient=grad, scale=recipe.lr_scale(layer))
 
     hidden = sc("hidden") if "hidden" in plan else frozen_scalars(steps)
     return LimitScalars(hidden, sc("input") if "input" in plan else None, sc("readout") if "readout" in plan else None,

@@ -326,9 +326,11 @@ class LossEngine:
         A_ = _FloatOps(self, K, eta0) if ops is None else ops
         if self.recipe is not None:
             if self.recipe.trained != frozenset({"hidden"}):  # trained input and/or readout
-                coefs = {k: _recipe_coefficients(self.recipe, steps, A_, lam, self.width) for k, lam in self.lams.items()}
+                coefs = {k: _recipe_coefficients(self.recipe, steps, A_, lam, self.width,
+                                                 scaled=self.recipe.lr_scale(k) != 1) for k, lam in self.lams.items()}
                 return self._run_io(steps, A_, final_only, coefs)
-            cw, aw = _recipe_coefficients(self.recipe, steps, A_, self.lam, self.width)
+            cw, aw = _recipe_coefficients(self.recipe, steps, A_, self.lam, self.width,
+                                          scaled=self.recipe.lr_scale("hidden") != 1)
             return self._run_recipe(steps, A_, final_only, cw, aw)
         b, u, P, A, Q, R = {}, {}, {}, {}, {}, {}
         losses, fs = [], []
@@ -621,21 +623,24 @@ def _engine_recipe(recipe, param):
     return recipe
 
 
-def _recipe_coefficients(recipe, steps: int, A_, lam: float, width: int | None = None):
+def _recipe_coefficients(recipe, steps: int, A_, lam: float, width: int | None = None, *, scaled: bool = False):
     """The scalar polynomials of ``W_ℓ^{(t)} = c_t W_ℓ + Σ_{s<t} a_{t,s} G^{(s)}`` (``G^{(s)} = b^{(s)}u^{(s)ᵀ}``,
     the gradient at step s) for t = 0..steps, in the arithmetic ``A_``: ``(cw, aw)`` with ``cw[t]``
     (None: exactly 1) and ``aw[t] = {s: a_{t,s}}``. The rules of :mod:`polyloss.recipe`: with
     g = G^{(t)} (+ ωW^{(t)} in l2 mode), buffer v ← βv + g (v = g at t = 0), direction D = v
     (Nesterov: g + βv; g without momentum), W^{(t+1)} = δ_t W^{(t)} − ηρ_tλ D with δ_t = 1 (l2),
     1 − ηρ_tω (decoupled), 1 − ω (independent), 1 − ηρ_tλω (torch). Each of g, v, D is kept as coefficients on the same
-    basis {W, G^{(0)}, …}; a None coefficient is zero."""
+    basis {W, G^{(0)}, …}; a None coefficient is zero. ``scaled``: λ = fl(fl(c)·fl(n^-γ)) carries a
+    constant c ≠ 1 (:attr:`Recipe.lr_scales`), two more roundings in its error bound."""
     from fractions import Fraction
 
     omega, beta, mode = recipe.weight_decay, recipe.momentum, recipe.wd_mode
     eta = A_.eta_poly()
     one = A_.const(1)
     lam_q = Fraction(lam)
-    lam_err = 0.0 if lam == 1.0 else 2 * _U * lam * (1 + 4 * _U)  # |fl(n^-γ) − n^-γ| (see _BoundOps.scale_eta)
+    # |λ̂ − λ|: fl(n^-γ) is within 2u of n^-γ (see _BoundOps.scale_eta); with a constant, fl(c) and the
+    # product add one rounding each: (1+u)²(1+2u) − 1 ≤ 4u(1+4u)
+    lam_err = 0.0 if (lam == 1.0 and not scaled) else (4 if scaled else 2) * _U * lam * (1 + 4 * _U)
 
     def add(x, y):
         return y if x is None else x if y is None else A_.add(x, y)

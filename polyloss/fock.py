@@ -744,7 +744,8 @@ def recipe_needs_eta(recipe) -> bool:
     return recipe.weight_decay != 0 and recipe.wd_mode in ("l2", "decoupled", "torch")
 
 
-def recipe_scalars(recipe, steps: int, R: ScalarRing, *, l2_omega=None, gradient: bool = True) -> RecipeScalars:
+def recipe_scalars(recipe, steps: int, R: ScalarRing, *, l2_omega=None, gradient: bool = True,
+                   scale=1) -> RecipeScalars:
     """``c_t`` and ``a_{t,s}`` (t = 0..steps) of one trained layer at its μP rate in ring R.
 
     The rules of :mod:`polyloss.recipe`, written on the basis {W, G^{(0)}, G^{(1)}, …} (G^{(s)} the
@@ -759,7 +760,8 @@ def recipe_scalars(recipe, steps: int, R: ScalarRing, *, l2_omega=None, gradient
     for a hidden layer at rate n^0; the readout's ω·n^{-1} → 0 gives 0). ``gradient=False``: the
     layer's gradient step vanishes in the limit (its rate is below μP's) but its decay still acts,
     so only ``c_t`` is kept. The W-coefficient c_t never receives gradient terms, so dropping the
-    a_{t,s} afterwards is exact.
+    a_{t,s} afterwards is exact. ``scale``: the layer's rate constant c (:attr:`Recipe.lr_scales`), the
+    step becomes −ηρ_t c D (l2 decay, inside D, scales with it; decoupled and independent decay do not).
     """
     omega, beta, mode, nesterov = (Fraction(recipe.weight_decay), Fraction(recipe.momentum), recipe.wd_mode,
                                    bool(recipe.nesterov))
@@ -792,7 +794,7 @@ def recipe_scalars(recipe, steps: int, R: ScalarRing, *, l2_omega=None, gradient
             d = comb(g, v, one, bc) if nesterov else v
         else:
             d = g
-        step = R.const(-rho) * eta
+        step = R.const(-rho * Fraction(scale)) * eta
         if mode == "decoupled" and omega:
             decay = one - R.const(rho * omega) * eta
         elif mode == "independent" and omega:

@@ -252,7 +252,8 @@ def recipe_power_counting(recipe, param="mup", depth: int = 1) -> RecipePowerCou
             decay[layer], w = ("active", omega) if gammas[layer] == s else ("vanishes", Fraction(0))
         # torch: 1 − ηρλ_ℓω outside the momentum buffer; at the layer's own scale that is the decoupled
         # factor 1 − ηρω of the rate-normalised limit (and it vanishes where λ_ℓ is below the scale)
-        effective[layer] = ("decoupled" if mode == "torch" else mode, w)
+        # (with a rate constant c_ℓ the factor is 1 − ηρc_ℓω: decoupled with ω' = c_ℓω)
+        effective[layer] = ("decoupled", w * recipe.lr_scale(layer)) if mode == "torch" else (mode, w)
     learns = "active" in gradient.values()
     notes = []
     if a == 2:

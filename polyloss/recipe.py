@@ -11,6 +11,10 @@ reference trainer (:mod:`polyloss.gd_recipe`) and every record use it. Definitio
   the input/readout exponents are those of :data:`LR_PRESETS` (``mup``: −1, 0, 1 — Yang & Hu's μP
   for SGD in effective weights, input ×n, hidden ×1, readout ×1/n; ``sp``: 0, 0, 0; ``ntp``:
   0, 1, 1). An explicit triple (or a preset name) overrides the parametrization's γ.
+  ``lr_scales`` = (c_in, c_hid, c_out) multiplies them by width-independent constants,
+  λ_ℓ = c_ℓ·n^{−γ_ℓ} (default 1, 1, 1): the per-layer multipliers of ``mup.MuSGD`` (input ×n/base,
+  readout ×output_mult²·base/n) or of a PyTorch parameter group are a constant times a width power
+  (:mod:`polyloss.interop` derives them from a user's model).
 - **schedule** ρ_s > 0 (:class:`Schedule`): ``constant`` (ρ_s = 1), ``warmup:K``
   (ρ_s = min(1, (s+1)/K)), ``exp-warmup:r`` (ρ_s = 1 − r^{s+1}, 0 < r < 1), ``cosine``
   (ρ_s = (1 + cos(π s/t))/2, which is > 0 for s < t and ends at sin²(π/2t)), or an explicit list
@@ -73,6 +77,7 @@ __all__ = [
     "parse_trained",
     "parse_schedule",
     "parse_lr_exponents",
+    "parse_lr_scales",
     "recipe_weight_degree",
     "recipe_f_degree",
     "recipe_loss_degree",
@@ -361,6 +366,32 @@ def parse_lr_exponents(value):
         raise invalid("lr_exponents", value, _LR_VALID) from None
 
 
+_SCALES_VALID = ("'IN,HID,OUT': three width-independent constants c > 0 (λ_ℓ = c_ℓ·n^-γ_ℓ), e.g. '1/64,1,64', "
+                 "each " + _NUMBER)
+
+
+def parse_lr_scales(value):
+    """``"1/64,1,64"`` or a 3-sequence → (c_in, c_hid, c_out) as positive Fractions; ``None`` and
+    (1, 1, 1) give ``None`` (no constants: the rates are n^-γ_ℓ alone)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = value.strip().split(",")
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        raise invalid("lr_scales", value, _SCALES_VALID)
+    if len(parts) != 3:
+        raise invalid("lr_scales", value, _SCALES_VALID)
+    try:
+        out = tuple(_rational(f"lr_scales[{name}]", p, _SCALES_VALID) for name, p in zip(LAYERS, parts))
+    except SpecError:
+        raise invalid("lr_scales", value, _SCALES_VALID) from None
+    if any(c <= 0 for c in out):
+        raise invalid("lr_scales", value, _SCALES_VALID)
+    return None if all(c == 1 for c in out) else out
+
+
 # ----------------------------------------------------------------------------------------- recipe
 
 @dataclass(frozen=True)
@@ -368,7 +399,7 @@ class Recipe:
     """How the network is trained (see the module docstring for the exact update rules).
 
     Fields: ``trained`` (frozenset of ``input``/``hidden``/``readout``), ``lr_exponents``
-    (``None`` or (γ_in, γ_hid, γ_out)), ``schedule`` (:class:`Schedule`), ``weight_decay`` ω,
+    (``None`` or (γ_in, γ_hid, γ_out)), ``lr_scales`` (``None`` or constants (c_in, c_hid, c_out)), ``schedule`` (:class:`Schedule`), ``weight_decay`` ω,
     ``wd_mode`` (``l2``/``decoupled``/``independent``), ``momentum`` β, ``nesterov``. Every field
     also accepts its CLI string (``Recipe(trained="input,hidden", schedule="warmup:3",
     weight_decay="0.1", lr_exponents="-1,0,1")``).
@@ -381,11 +412,13 @@ class Recipe:
     wd_mode: str = "l2"
     momentum: Fraction = Fraction(0)
     nesterov: bool = False
+    lr_scales: tuple | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("trained", parse_trained(self.trained))
         set_("lr_exponents", parse_lr_exponents(self.lr_exponents))
+        set_("lr_scales", parse_lr_scales(self.lr_scales))
         set_("schedule", Schedule.parse(self.schedule))
         omega_in = self.weight_decay
         omega = _rational("weight_decay", omega_in, "a number >= 0 " + _NUMBER)
@@ -445,10 +478,15 @@ class Recipe:
                     )
         return (g_in, param.gamma, g_out)
 
+    def lr_scale(self, layer: str) -> Fraction:
+        """c_ℓ, the constant of layer ``layer``'s rate (1 unless ``lr_scales`` says otherwise)."""
+        return Fraction(1) if self.lr_scales is None else self.lr_scales[LAYERS.index(layer)]
+
     def lr_multipliers(self, width: int, param=None, *, exact: bool = False) -> dict:
-        """{layer: λ_ℓ = n^{−γ_ℓ}} for the trained layers. Floats computed exactly as
-        :meth:`Parametrization.lr_multiplier` does (so the plain recipe gives today's bits);
-        ``exact=True`` gives Fractions (integer exponents only)."""
+        """{layer: λ_ℓ = c_ℓ·n^{−γ_ℓ}} for the trained layers. Floats computed exactly as
+        :meth:`Parametrization.lr_multiplier` does (so the plain recipe gives today's bits; a
+        constant c_ℓ ≠ 1 multiplies that float once); ``exact=True`` gives Fractions (integer
+        exponents only)."""
         if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
             raise invalid("width", width, "an integer >= 1")
         gammas = dict(zip(LAYERS, self.resolve_lr_exponents(param)))
@@ -458,9 +496,10 @@ class Recipe:
             if exact:
                 if g.denominator != 1:
                     raise invalid(f"lr_exponents[{layer}]", str(g), "an integer for exact rational multipliers n^-γ")
-                out[layer] = Fraction(int(width)) ** (-int(g))
+                out[layer] = self.lr_scale(layer) * Fraction(int(width)) ** (-int(g))
             else:
-                out[layer] = float(width) ** (-float(g))
+                c = self.lr_scale(layer)
+                out[layer] = float(width) ** (-float(g)) if c == 1 else float(c) * float(width) ** (-float(g))
         return out
 
     def check_steps(self, steps: int) -> int:
@@ -475,21 +514,24 @@ class Recipe:
     @property
     def is_plain(self) -> bool:
         """Today's recipe: hidden layers only, at the parametrization's rate, ρ ≡ 1, ω = 0, β = 0."""
-        return (self.trained == frozenset({"hidden"}) and self.lr_exponents is None and self.schedule.is_constant
-                and self.weight_decay == 0 and self.momentum == 0)
+        return (self.trained == frozenset({"hidden"}) and self.lr_exponents is None and self.lr_scales is None
+                and self.schedule.is_constant and self.weight_decay == 0 and self.momentum == 0)
 
     def is_plain_for(self, param) -> bool:
         """Like :attr:`is_plain`, but an explicit hidden exponent equal to ``param``'s γ also counts
         (the input/readout exponents do not matter when those layers are frozen)."""
-        if self.lr_exponents is not None and self.trained == frozenset({"hidden"}):
-            same = self.lr_exponents[1] == Parametrization.parse(param).gamma
+        if self.lr_scales is not None and (self.trained != frozenset({"hidden"}) or self.lr_scale("hidden") != 1):
+            return False
+        if self.trained == frozenset({"hidden"}) and (self.lr_exponents is not None or self.lr_scales is not None):
+            same = self.lr_exponents is None or self.lr_exponents[1] == Parametrization.parse(param).gamma
             return same and self.schedule.is_constant and self.weight_decay == 0 and self.momentum == 0
         return self.is_plain
 
     # ---- records
     def to_dict(self) -> dict:
-        """JSON-safe: lists and strings only; exact numbers as strings ('1/10')."""
-        return {
+        """JSON-safe: lists and strings only; exact numbers as strings ('1/10'). ``lr_scales`` appears
+        only when set (so records of recipes without constants are unchanged)."""
+        out = {
             "trained": list(self.trained_layers),
             "lr_exponents": None if self.lr_exponents is None else [_fmt(g) for g in self.lr_exponents],
             "schedule": self.schedule.spec,
@@ -498,6 +540,9 @@ class Recipe:
             "momentum": _fmt(self.momentum),
             "nesterov": self.nesterov,
         }
+        if self.lr_scales is not None:
+            out["lr_scales"] = [_fmt(c) for c in self.lr_scales]
+        return out
 
     @classmethod
     def from_dict(cls, data) -> "Recipe":
@@ -520,6 +565,8 @@ class Recipe:
         parts = ["train " + "+".join(self.trained_layers)]
         if self.lr_exponents is not None:
             parts.append("lr n^-(" + ",".join(_fmt(g) for g in self.lr_exponents) + ")")
+        if self.lr_scales is not None:
+            parts.append("lr x(" + ",".join(_fmt(c) for c in self.lr_scales) + ")")
         parts.append("schedule " + self.schedule.spec)
         parts.append(f"wd {_fmt(self.weight_decay)} ({self.wd_mode})" if self.weight_decay else "no wd")
         if self.momentum:
@@ -527,7 +574,7 @@ class Recipe:
         return " · ".join(parts)
 
 
-_FIELDS = ("trained", "lr_exponents", "schedule", "weight_decay", "wd_mode", "momentum", "nesterov")
+_FIELDS = ("trained", "lr_exponents", "schedule", "weight_decay", "wd_mode", "momentum", "nesterov", "lr_scales")
 
 #: Today's recipe.
 PLAIN = Recipe()

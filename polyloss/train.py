@@ -849,9 +849,14 @@ def adam_layer_exponents(recipe, param, adam_exponent=None) -> tuple:
 
 
 def adam_layer_multipliers(recipe, width: int, param, adam_exponent=None) -> dict:
-    """{layer: n^-κ_ℓ} for the trained layers of ``recipe`` (:func:`adam_layer_exponents`)."""
+    """{layer: c_ℓ·n^-κ_ℓ} for the trained layers of ``recipe`` (:func:`adam_layer_exponents`; c_ℓ the
+    recipe's ``lr_scales``, e.g. mup.MuAdam's base/n on the hidden layers is c = base, κ = 1)."""
     kap = dict(zip(("input", "hidden", "readout"), adam_layer_exponents(recipe, param, adam_exponent)))
-    return {layer: float(width) ** (-float(kap[layer])) for layer in recipe.trained_layers}
+    out = {}
+    for layer in recipe.trained_layers:
+        c = recipe.lr_scale(layer)
+        out[layer] = float(width) ** (-float(kap[layer])) if c == 1 else float(c) * float(width) ** (-float(kap[layer]))
+    return out
 
 
 def alignment_layers(depth: int, recipe=None, param="mup") -> list[str]:

@@ -95,7 +95,7 @@ def resolve_data(args, seed_seq) -> tuple[Dataset, dict]:
 
 
 RECIPE_HELP = """training recipe (docs/theory.md §7; defaults: plain GD on the hidden layers). Step s = 0..T-1
-  updates every trained layer l with rate eta*rho_s*lambda_l, lambda_l = n^-gamma_l, G = dL/dW:
+  updates every trained layer l with rate eta*rho_s*lambda_l, lambda_l = c_l*n^-gamma_l (--lr-scales c), G = dL/dW:
   --wd-mode l2 (coupled):      W <- W - eta*rho_s*lambda_l*(G + w*W)    (decay factor 1 - eta*rho_s*lambda_l*w)
   --wd-mode decoupled (AdamW): W <- (1 - eta*rho_s*w)*W - eta*rho_s*lambda_l*G   (base rate, not scaled by lambda_l)
   --wd-mode independent:       W <- (1 - w)*W - eta*rho_s*lambda_l*G    (not scaled by eta; needs w < 1)
@@ -121,6 +121,9 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
                    help="per-layer rates lambda_l = n^-gamma_l: three exponents such as -1,0,1, or a preset "
                         "mup (-1,0,1), sp (0,0,0), ntp (0,1,1) (default: the parametrization's; its gamma "
                         "for the hidden layers)")
+    g.add_argument("--lr-scales", default=None, metavar="IN,HID,OUT",
+                   help="width-independent constants c_l > 0 multiplying the rates, lambda_l = c_l*n^-gamma_l, e.g. "
+                        "1/64,1,64 (mup.MuSGD with base width 64: input x n/64, readout x 64/n) (default 1,1,1)")
     g.add_argument("--weight-decay", default="0", metavar="W",
                    help="weight decay w >= 0 (default 0), applied as --wd-mode says")
     g.add_argument("--wd-mode", default="l2", metavar="l2|decoupled|independent|torch",
@@ -137,7 +140,8 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (needs --momentum > 0)")
 
 
-_RECIPE_FLAGS = {"trained": "--train", "lr_exponents": "--lr-exponents", "weight_decay": "--weight-decay",
+_RECIPE_FLAGS = {"trained": "--train", "lr_exponents": "--lr-exponents", "lr_scales": "--lr-scales",
+                 "weight_decay": "--weight-decay",
                  "wd_mode": "--wd-mode", "schedule": "--schedule", "momentum": "--momentum", "nesterov": "--nesterov"}
 
 
@@ -148,7 +152,7 @@ def recipe_from_args(args, steps: int | None = None):
 
     fields = {"trained": args.train, "lr_exponents": args.lr_exponents, "schedule": args.schedule,
               "weight_decay": args.weight_decay, "wd_mode": args.wd_mode, "momentum": args.momentum,
-              "nesterov": bool(args.nesterov)}
+              "nesterov": bool(args.nesterov), "lr_scales": getattr(args, "lr_scales", None)}
     try:
         recipe = Recipe(**fields)
         if steps is not None:
