@@ -35,7 +35,8 @@ import numpy as np
 from polyloss.errors import DataError, SpecError, invalid
 from polyloss.weights import Weights
 
-__all__ = ["read_state_dict", "infer_layout", "Layout", "ImportedModel", "import_model", "OPTIMIZERS"]
+__all__ = ["read_state_dict", "infer_layout", "Layout", "ImportedModel", "import_model", "OPTIMIZERS", "LOSSES",
+           "LossConvention", "loss_convention", "poly_doc_in_user_units"]
 
 #: safetensors dtype codes polyloss reads (floats; everything is converted to float64).
 _DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": "bf16"}
@@ -206,6 +207,95 @@ class ImportedModel:
         if self.optimizer == "musgd":
             return {"input": (1 / b, Fraction(-1)), "hidden": (Fraction(1), Fraction(0)), "readout": (om * om * b, Fraction(1))}
         return {"input": (Fraction(1), Fraction(0)), "hidden": (b, Fraction(1)), "readout": (om * b, Fraction(1))}
+
+
+    def recipe(self, trained=None, **knobs):
+        """The :class:`~polyloss.recipe.Recipe` that trains this model as its optimizer does, with η = the
+        user's lr: every layer (or ``trained``) at c_ℓ·n^-γ_ℓ from :meth:`lr_rates` (as ``lr_exponents``
+        and ``lr_scales``); ``knobs`` (schedule, weight_decay, wd_mode, momentum, nesterov) as given. For
+        ``muadam`` these are Adam rates (``sweep --optimizer adam``)."""
+        from polyloss.recipe import LAYERS, Recipe
+
+        rates = self.lr_rates()
+        return Recipe(trained=",".join(LAYERS) if trained is None else trained,
+                      lr_exponents=[rates[k][1] for k in LAYERS], lr_scales=[rates[k][0] for k in LAYERS], **knobs)
+
+    @property
+    def adam(self) -> bool:
+        """Whether the optimizer is Adam (mup.MuAdam)."""
+        return self.optimizer == "muadam"
+
+
+#: Loss conventions: polyloss's (1/2m)Σ(f − y)² and PyTorch's nn.MSELoss (1/m)Σ(f − y)², twice it.
+LOSSES = ("half-mse", "mse")
+
+
+@dataclass(frozen=True)
+class LossConvention:
+    """How a user's loss and learning rate map to polyloss's (:func:`loss_convention`).
+
+    polyloss computes 𝓛 = (1/2m)Σ(f − y)² after GD at η. Under ``mse`` (torch's MSELoss, 2𝓛) the gradient
+    is twice polyloss's, so GD at the user's lr is polyloss's GD at η = 2·lr, and the user's loss is 2𝓛:
+    𝓛_mse(lr) = 2·𝓛(2·lr), coefficient k times 2^(k+1). Coupled (l2), decoupled and torch weight decay
+    ω_user act as polyloss's ω = ω_user/2 at η = 2·lr (independent decay is unchanged). Adam divides by
+    the gradient's scale: η = lr (ε becomes ε/2)."""
+
+    loss: str = "half-mse"
+    eta_factor: float = 1.0  # polyloss's η = eta_factor · the user's lr
+    loss_factor: float = 1.0  # the user's loss = loss_factor · 𝓛
+
+    def internal_recipe(self, recipe):
+        """``recipe`` with the weight decay the user gave mapped to polyloss's (ω/2 for mse GD)."""
+        import dataclasses
+
+        if self.eta_factor == 1.0 or recipe.weight_decay == 0 or recipe.wd_mode == "independent":
+            return recipe
+        return dataclasses.replace(recipe, weight_decay=recipe.weight_decay / 2)
+
+    def to_json(self) -> dict:
+        return {"loss": self.loss, "eta_factor": self.eta_factor, "loss_factor": self.loss_factor,
+                "meaning": "polyloss eta = eta_factor * lr; reported loss = loss_factor * (1/2m) sum (f - y)^2"}
+
+
+def poly_doc_in_user_units(doc: dict, conv: LossConvention) -> dict:
+    """A ``polyloss.poly/3`` document (:meth:`polyloss.poly.PolyResult.to_json`, computed at polyloss's
+    η = a·lr with the internal recipe) in the user's units: 𝓛_user(lr) = b·𝓛(a·lr), so loss coefficient
+    k (and its bound) × b·a^k, f coefficient k × a^k, learning rates / a, losses × b (a, b powers of 2:
+    exact). Adds ``convention`` (:meth:`LossConvention.to_json`)."""
+    a, b = conv.eta_factor, conv.loss_factor
+    out = dict(doc)
+    out["convention"] = conv.to_json()
+    if a == 1.0 and b == 1.0:
+        return out
+
+    def scale(seq, first, ratio):
+        return None if seq is None else [None if c is None else c * first * ratio**k for k, c in enumerate(seq)]
+
+    out["loss_coefficients"] = scale(doc["loss_coefficients"], b, a)
+    out["loss_coefficient_errors"] = scale(doc.get("loss_coefficient_errors"), b, a)
+    out["f_coefficients"] = [scale(row, 1.0, a) for row in doc["f_coefficients"]]
+    if doc.get("f_coefficient_errors") is not None:
+        out["f_coefficient_errors"] = [scale(row, 1.0, a) for row in doc["f_coefficient_errors"]]
+    acc = dict(doc["coefficient_accuracy"])
+    if acc.get("monomial_error_at_eta_opt") is not None:
+        acc["monomial_error_at_eta_opt"] *= b
+    out["coefficient_accuracy"] = acc
+    eta = lambda v: None if v is None else v / a  # noqa: E731
+    loss = lambda v: None if v is None else v * b  # noqa: E731
+    out["eta_opt"], out["loss_at_eta_opt"] = eta(doc["eta_opt"]), loss(doc["loss_at_eta_opt"])
+    out["window"], out["requested_window"] = eta(doc["window"]), eta(doc.get("requested_window"))
+    out["local_minima"] = [dict(lm, eta=eta(lm["eta"]), loss=loss(lm["loss"])) for lm in doc["local_minima"]]
+    out["eval"] = [dict(e, eta=eta(e["eta"]), loss=loss(e["loss"])) for e in doc["eval"]]
+    return out
+
+
+def loss_convention(loss: str = "half-mse", optimizer: str = "gd") -> LossConvention:
+    """The :class:`LossConvention` of ``loss`` ('half-mse' or 'mse') for ``optimizer`` ('gd' or 'adam')."""
+    if loss not in LOSSES:
+        raise invalid("loss", loss, "one of " + ", ".join(LOSSES) + " (mse: PyTorch's nn.MSELoss, twice polyloss's loss)")
+    if loss == "half-mse":
+        return LossConvention()
+    return LossConvention("mse", 1.0 if optimizer == "adam" else 2.0, 2.0)
 
 
 def _as_arrays(state: dict) -> dict:

@@ -124,10 +124,14 @@ def default_window(data: Dataset, depth: int, recipe=None, param="mup") -> float
     return 4.0 * data.eta_inf_t1(depth) if k == depth else 4.0 * data.eta_inf_t1(1) / k
 
 
-def _first_order_weight(depth: int, d: int, recipe, param) -> int:
-    """k of :func:`default_window`: L for plain GD and hidden-only recipes."""
-    if recipe is None or not (recipe.trained - {"hidden"}) or recipe.is_plain_for(param):
+def _first_order_weight(depth: int, d: int, recipe, param):
+    """k of :func:`default_window`: L for plain GD and hidden-only recipes, each active layer's weight
+    times its rate constant c_ℓ (:attr:`Recipe.lr_scales`: c multiplies the first-order term)."""
+    if recipe is None or recipe.is_plain_for(param):
         return depth
+    if not (recipe.trained - {"hidden"}):
+        c = recipe.lr_scale("hidden")
+        return depth if c == 1 else float(depth * c)
     from polyloss.errors import SpecError
     from polyloss.power import recipe_power_counting
 
@@ -135,8 +139,8 @@ def _first_order_weight(depth: int, d: int, recipe, param) -> int:
         active = [layer for layer, g in recipe_power_counting(recipe, param, depth).gradient.items() if g == "active"]
     except SpecError:  # no power counting for this parametrization: keep the hidden-only rule
         return depth
-    k = sum({"input": d, "hidden": depth, "readout": 1}[layer] for layer in active)
-    return k or depth
+    k = sum({"input": d, "hidden": depth, "readout": 1}[layer] * recipe.lr_scale(layer) for layer in active)
+    return (int(k) if k.denominator == 1 else float(k)) if k else depth
 
 
 def _check_window(window) -> float:

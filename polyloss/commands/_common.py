@@ -114,9 +114,9 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
     if hasattr(p, "_negative_number_matcher"):
         p._negative_number_matcher = re.compile(r"^-\.?\d[\d.,/eE+-]*$")
     g = p.add_argument_group("training recipe", RECIPE_HELP)
-    g.add_argument("--train", default="hidden", metavar="LAYERS",
-                   help="trained layers: a comma subset of input,hidden,readout (default hidden; untrained "
-                        "layers keep their initial values)")
+    g.add_argument("--train", default=None, metavar="LAYERS",
+                   help="trained layers: a comma subset of input,hidden,readout (default hidden, with --model "
+                        "all three; untrained layers keep their initial values)")
     g.add_argument("--lr-exponents", default=None, metavar="IN,HID,OUT",
                    help="per-layer rates lambda_l = n^-gamma_l: three exponents such as -1,0,1, or a preset "
                         "mup (-1,0,1), sp (0,0,0), ntp (0,1,1) (default: the parametrization's; its gamma "
@@ -150,7 +150,7 @@ def recipe_from_args(args, steps: int | None = None):
     ``steps`` when given); a bad value is a one-line SpecError naming the flag."""
     from polyloss.recipe import Recipe
 
-    fields = {"trained": args.train, "lr_exponents": args.lr_exponents, "schedule": args.schedule,
+    fields = {"trained": "hidden" if args.train is None else args.train, "lr_exponents": args.lr_exponents, "schedule": args.schedule,
               "weight_decay": args.weight_decay, "wd_mode": args.wd_mode, "momentum": args.momentum,
               "nesterov": bool(args.nesterov), "lr_scales": getattr(args, "lr_scales", None)}
     try:
@@ -226,3 +226,71 @@ def _scheduler(text: str) -> str:
         raise argparse.ArgumentTypeError(f"`scheduler`={text!r} is invalid: must be a Dask scheduler address such as "
                                          "tcp://host:8786")
     return s if "://" in s else "tcp://" + s
+
+
+MODEL_HELP = """a user's PyTorch / mup MLP instead of --weights: its state_dict as .safetensors (read without
+  torch) or .npz with torch's key names. The chain input -> hidden ... -> readout is inferred from the
+  names (or --layout), mapped to effective weights (a MuReadout's output_mult/width_mult folded into V)
+  and trained as its optimizer trains it: every layer at lr * c_l * n^-gamma_l (sgd: 1, 1, 1; musgd:
+  input n/base, hidden 1, readout output_mult^2*base/n; muadam: Adam at 1, base/n, output_mult*base/n),
+  so eta IS your optimizer's lr. Zero biases are dropped; a non-zero bias is refused."""
+
+
+def add_model_options(p, *, loss: bool = True) -> None:
+    """--model FILE, --layout, --model-optimizer, --base-width, --output-mult (and --loss)."""
+    g = p.add_argument_group("a user's model (issue 15)", MODEL_HELP)
+    g.add_argument("--model", default=None, metavar="FILE",
+                   help="state_dict of an MLP (.safetensors or .npz with torch key names)")
+    g.add_argument("--layout", default=None, metavar="SPEC",
+                   help="input=NAME,hidden=NAME1;NAME2,readout=NAME (module names; default: inferred)")
+    g.add_argument("--model-optimizer", choices=("sgd", "musgd", "muadam"), default="sgd",
+                   help="how the model is trained: torch SGD (plain nn.Linear layers), mup.MuSGD or mup.MuAdam "
+                        "(default sgd)")
+    g.add_argument("--base-width", type=positive_int("base-width"), default=None, metavar="B",
+                   help="the base model's width given to mup.set_base_shapes (musgd, muadam)")
+    g.add_argument("--output-mult", type=positive_float("output-mult"), default=1.0, metavar="M",
+                   help="MuReadout's output_mult (default 1)")
+    if loss:
+        g.add_argument("--loss", choices=("half-mse", "mse"), default="half-mse",
+                       help="the loss the lr and the reported losses refer to: half-mse = polyloss's "
+                            "(1/2m) sum (f-y)^2 (default), mse = PyTorch's nn.MSELoss (twice it: GD at lr is "
+                            "polyloss's GD at 2*lr; coupled/decoupled/torch weight decay w acts as w/2)")
+
+
+def model_from_args(args, input_dim: int):
+    """The :class:`~polyloss.interop.ImportedModel` of --model (None without it); one-line errors."""
+    if getattr(args, "model", None) is None:
+        for flag in ("layout", "base_width"):
+            if getattr(args, flag, None) is not None:
+                raise SpecError(f"`--{flag.replace('_', '-')}`={getattr(args, flag)!r} is invalid without --model")
+        return None
+    from polyloss.interop import import_model
+
+    model = import_model(args.model, layout=args.layout, optimizer=args.model_optimizer, base_width=args.base_width,
+                         output_mult=args.output_mult)
+    if model.weights.input_dim != input_dim:
+        raise SpecError(f"`--model`={args.model!r} is invalid for this data: its input layer takes "
+                        f"{model.weights.input_dim} inputs, the data has d = {input_dim}")
+    return model
+
+
+def model_recipe(args, model, steps: int | None = None):
+    """The recipe of a --model run: the model's per-layer rates (c_l, gamma_l) with the recipe flags'
+    trained layers, schedule, weight decay and momentum; --lr-exponents/--lr-scales are refused (the
+    model's optimizer fixes them)."""
+    for flag, value in (("lr-exponents", args.lr_exponents), ("lr-scales", getattr(args, "lr_scales", None))):
+        if value is not None:
+            raise SpecError(f"`--{flag}`={value!r} is invalid with --model: the rates come from --model-optimizer "
+                            f"{args.model_optimizer} (see --help)")
+    user = recipe_from_args(args, steps)
+    if model.optimizer != "sgd" and user.weight_decay and user.wd_mode in ("l2", "torch"):
+        raise SpecError(f"`--wd-mode`={user.wd_mode!r} is invalid with --model-optimizer {model.optimizer}: torch "
+                        "decays a MuReadout's raw weight at its parameter group's lr, which in effective weights is not "
+                        "the readout's rate (polyloss decays each layer at its own rate); use decoupled or independent")
+    trained = None if args.train is None else user.trained  # default with a model: every layer, as torch trains it
+    knobs = dict(schedule=user.schedule, weight_decay=user.weight_decay, wd_mode=user.wd_mode, momentum=user.momentum,
+                 nesterov=user.nesterov)
+    try:
+        return model.recipe(trained=None if trained is None else ",".join(sorted(trained)), **knobs)
+    except SpecError as exc:
+        raise SpecError(_flag_message(str(exc))) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyloss.commands._common import add_param, add_recipe_options, positive_float, positive_int
+from polyloss.commands._common import add_model_options, add_param, add_recipe_options, positive_float, positive_int
 
 EPILOG = """example:
   polyloss data --synthetic linear --d 10 --m 50 --seed 1 --out data.npz
@@ -21,6 +21,10 @@ EPILOG = """example:
   polyloss poly --data data.npz --weights net.npz --steps 2 --schedule warmup:2 --weight-decay 0.1 --wd-mode decoupled --momentum 0.5
 
   polyloss poly --data data.npz --weights net.npz --steps 3 --eval 0.5,1,2   # stable loss at given etas
+
+  --model FILE instead of --weights: a PyTorch/mup MLP's state_dict (.safetensors or .npz), every layer
+  trained as its optimizer trains it, eta = that optimizer's lr (--loss mse: nn.MSELoss); worked
+  example in docs/interop.md.
 
   polyloss poly --data data.npz --weights net.npz --steps 1 --optimizer adam --adam-eps 0
       # the loss after one Adam step (eps = 0: sign descent), an exact polynomial of degree 2L;
@@ -43,7 +47,8 @@ def register(sub) -> None:
     p = sub.add_parser("poly", help="exact loss polynomial in eta of one given network",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, metavar="FILE", help="NPZ (X, y) or CSV (x_1..x_d, y)")
-    p.add_argument("--weights", required=True, metavar="FILE", help="NPZ with W0, W1..WL, V")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="NPZ with W0, W1..WL, V (effective weights; or --model: a PyTorch/mup state_dict)")
     p.add_argument("--steps", required=True, type=positive_int("steps"), help="number of full-batch GD steps T >= 1")
     add_param(p)
     p.add_argument("--window", type=positive_float("window"), default=None,
@@ -58,6 +63,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the polyloss.poly/3 JSON document")
     add_recipe_options(p)
     add_optimizer_options(p)
+    add_model_options(p)
     p.set_defaults(func=run, _param_default=p.get_default("param"))
 
 
@@ -108,36 +114,73 @@ def _fmt(v) -> str:
 
 def run(args) -> int:
     from polyloss._jsonsafe import dump
+    from polyloss.commands._common import model_from_args, model_recipe, recipe_from_args
     from polyloss.data import load_data
+    from polyloss.errors import SpecError
+    from polyloss.interop import loss_convention, poly_doc_in_user_units
     from polyloss.poly import alpha_consistent, check_eval_etas, exact_polynomial
     from polyloss.weights import load_weights
-    from polyloss.commands._common import recipe_from_args
 
+    if (args.weights is None) == (args.model is None):
+        raise SpecError("give exactly one of --weights FILE (effective weights, NPZ) and --model FILE (a PyTorch/mup "
+                        "state_dict)" + (", not both" if args.weights is not None else ""))
     adam = optimizer_from_args(args, args.steps)
-    recipe = recipe_from_args(args, args.steps)
+    conv = loss_convention(args.loss, "adam" if adam is not None else "gd")
+    if adam is not None and (args.model is not None or conv.loss != "half-mse"):
+        raise SpecError("`--optimizer adam` is invalid with --model or --loss mse: the exact first Adam step covers "
+                        "the hidden layers of effective weights; train a muadam model with polyloss sweep")
     evals = None if args.eval is None else check_eval_etas(args.eval)
+    recipe = recipe_from_args(args, args.steps)  # every flag checked before any file is read
     data = load_data(args.data)
-    weights = load_weights(args.weights, input_dim=data.d)
-    if args.param is not getattr(args, "_param_default", None) and not alpha_consistent(args.param.alpha, weights.V):
+    model = model_from_args(args, data.d)
+    if model is not None:
+        if model.adam:
+            raise SpecError("`--model-optimizer muadam` is invalid with polyloss poly: its polynomial is GD's; "
+                            "Adam-trained models are swept by polyloss sweep --model")
+        weights = model.weights
+        recipe = model_recipe(args, model, args.steps)
+    else:
+        weights = load_weights(args.weights, input_dim=data.d)
+    if (model is None and args.param is not getattr(args, "_param_default", None)
+            and not alpha_consistent(args.param.alpha, weights.V)):
         from polyloss.poly import observed_alpha
 
         print(f"warning: --param alpha={args.param.alpha} does not match the given V (|V|^2/n suggests alpha ~ "
               f"{observed_alpha(weights.V):.2f}); alpha is not used with given weights (only gamma is)", file=sys.stderr)
     if adam is not None:
         return _run_adam(args, weights, data, evals, adam)
-    res = exact_polynomial(weights, data, args.param, args.steps, args.degree, args.window,
-                           certify=args.certify, eval_etas=evals, recipe=recipe)
+    a = conv.eta_factor
+    res = exact_polynomial(weights, data, args.param, args.steps, args.degree,
+                           None if args.window is None else args.window * a, certify=args.certify,
+                           eval_etas=None if evals is None else evals * a, recipe=conv.internal_recipe(recipe))
+    doc = poly_doc_in_user_units(res.to_json(), conv) if (model is not None or conv.loss != "half-mse") else res.to_json()
+    if model is not None:
+        doc["recipe"] = recipe.to_dict()  # the user's recipe (the weight decay they gave)
+        doc["model"] = {"source": str(args.model), "optimizer": model.optimizer, "base_width": model.base_width,
+                        "output_mult": str(model.output_mult), "layout": {"input": model.layout.input,
+                        "hidden": list(model.layout.hidden), "readout": model.layout.readout},
+                        "mapping": list(model.notes)}
     if args.json:
-        dump(res.to_json(), sys.stdout, indent=1)
+        dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    p, mn = res.polynomial, res.minimisation
-    doc = res.to_json()
+    p = res.polynomial
     acc = doc["coefficient_accuracy"]
-    print(f"network: L={res.depth} n={res.width} d={res.input_dim}; data m={res.m}; param {args.param.name}; T={p.steps} steps")
+    print(f"network: L={res.depth} n={res.width} d={res.input_dim}; data m={res.m}; "
+          + (f"model {args.model} ({model.optimizer})" if model is not None else f"param {args.param.name}")
+          + f"; T={p.steps} steps")
+    if model is not None:
+        for note in model.notes:
+            print(f"  mapped: {note}")
     print(f"recipe: {recipe.describe()}")
+    lr = "eta"
+    if "convention" in doc and doc["convention"]["loss"] == "mse":
+        lr = "lr"
+        print("loss: nn.MSELoss = (1/m) sum (f - y)^2; lr: torch's (GD at lr = polyloss's GD at eta = 2 lr"
+              + (", weight decay w acting as w/2" if recipe.weight_decay and recipe.wd_mode != "independent" else "")
+              + ")")
     kept = f"{p.degree} (truncated; full degree {p.full_degree})" if p.truncated else f"{p.degree} (complete)"
-    print(f"loss polynomial, degree kept {kept}:")
+    print(f"loss polynomial in {lr}, degree kept {kept}:")
     n_acc = acc["accurate_loss_coefficients"]
     if n_acc is None:
         print("  coefficients: float64, not certified")
@@ -152,19 +195,21 @@ def run(args) -> int:
     if len(p.loss) > 12:
         print(f"  ... ({len(p.loss) - 12} more; use --json)")
     if acc["monomial_error_at_eta_opt"] is not None:
-        print(f"  (summing c_k eta^k at eta_opt is exact only to +- {acc['monomial_error_at_eta_opt']:.3g}: "
+        print(f"  (summing c_k {lr}^k at {lr}_opt is exact only to +- {acc['monomial_error_at_eta_opt']:.3g}: "
               "use the values below)")
-    if mn.window_shrunk:
-        print(f"window shrunk from (0, {mn.requested_window:.6g}] to (0, {mn.window:.6g}]: GD diverges (overflows) beyond")
-    edge = "  (at the window's edge)" if mn.at_edge else ""
-    print(f"eta_opt in (0, {mn.window:.6g}] = {mn.eta_opt:.15g}, loss {mn.loss_opt:.12g}{edge}")
-    how = ("all sign changes of L' in the window isolated rigorously" if mn.certified else
+    if doc["requested_window"] is not None:
+        print(f"window shrunk from (0, {doc['requested_window']:.6g}] to (0, {doc['window']:.6g}]: GD diverges "
+              "(overflows) beyond")
+    edge = "  (at the window's edge)" if doc["at_edge"] else ""
+    print(f"{lr}_opt in (0, {doc['window']:.6g}] = {doc['eta_opt']:.15g}, loss {doc['loss_at_eta_opt']:.12g}{edge}")
+    how = ("all sign changes of L' in the window isolated rigorously" if doc["minima_certified"] else
            "grid + refinement search (not certified: may miss basins narrower than the grid)")
     print(f"local minima ({how}):")
-    for lm in mn.local_minima:
-        print(f"  local minimum: eta = {lm.eta:.15g}, loss = {lm.loss:.12g}{' (edge)' if lm.at_edge else ''}")
-    for e, v in res.evaluations:
-        print(f"loss at eta = {e:.15g}: " + (f"{v:.15g}" if v is not None else "GD diverges (overflow)"))
+    for lm in doc["local_minima"]:
+        print(f"  local minimum: {lr} = {lm['eta']:.15g}, loss = {lm['loss']:.12g}{' (edge)' if lm['at_edge'] else ''}")
+    for e in doc["eval"]:
+        print(f"loss at {lr} = {e['eta']:.15g}: " + (f"{e['loss']:.15g}" if e["loss"] is not None else
+                                                      "GD diverges (overflow)"))
     return 0
 
 
