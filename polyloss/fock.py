@@ -442,6 +442,8 @@ class KrylovEvaluator:
         if len(u) > len(v):
             u, v = v, u
         uw = _by_word(u)
+        if self._fold:
+            return self._inner_folded(uw, _by_word(v))
         buckets: dict = {}
         R = self.R
         for key, c in v.items():
@@ -460,6 +462,32 @@ class KrylovEvaluator:
         total = R.zero
         for n, s in buckets.items():
             total = total + (s if n < 0 else s * self._mu(n))
+        return total
+
+    def _inner_folded(self, uw: dict, vw: dict):
+        """:meth:`inner` for numeric μ: per word, ``Σ_{i,j} a_i b_j μ_{i+j+1}`` as ``Σ_i a_i (Σ_j b_j μ_{i+j+1})``
+        with μ folded into the side with more entries (constant multiples only), so one polynomial product
+        per entry of the other side; the scalar slots (−1) pair among themselves."""
+        R = self.R
+        total = R.zero
+        for w, A in uw.items():
+            B = vw.get(w)
+            if not B:
+                continue
+            if len(A) > len(B):
+                A, B = B, A
+            for i, a in A:  # one product per entry of A
+                g = R.zero
+                if i < 0:
+                    for j, b in B:
+                        if j < 0:
+                            g = g + b
+                else:
+                    for j, b in B:
+                        if j >= 0:
+                            g = g + b * self._mu(i + j + 1)
+                if g:
+                    total = total + a * g
         return total
 
     def inner_batched(self, u: dict, H: dict) -> dict:

@@ -207,3 +207,53 @@ def test_folded_moment_products_equal_the_pairwise_sums(L, t):
     for backend in ("sympy",):
         c = run_program(KrylovEvaluator(default_ring(mus, backend=backend)), L, t)
         assert default_ring(mus).eta_coefficients(a.loss) == default_ring(mus, backend=backend).eta_coefficients(c.loss)
+
+
+def test_folded_inner_equals_pairwise_inner_with_scalar_slots():
+    """KrylovEvaluator.inner for numeric μ folds μ into the side with more entries; against the pairwise
+    route on random unbatched vectors (data slots i ≥ 0, scalar slot −1, shared and unshared words)."""
+    import random
+
+    rng = random.Random(5)
+    mus = [Fraction(rng.randint(1, 99), rng.randint(1, 99)) for _ in range(12)]
+    R = default_ring(mus)
+    fast, slow = KrylovEvaluator(R), KrylovEvaluator(R)
+    slow._fold = False
+    words = [(), (1,), (-1,), (2, -1), (1, 1, -2)]
+
+    def vec(n):
+        out = {}
+        for _ in range(n):
+            key = (rng.choice(words), rng.randint(-1, 4))
+            out[key] = R.const(Fraction(rng.randint(-9, 9), rng.randint(1, 9))) * R.eta ** rng.randint(0, 3) + R.one
+        return out
+
+    for _ in range(40):
+        u, v = vec(rng.randint(0, 9)), vec(rng.randint(0, 9))
+        assert fast.inner(u, v) == slow.inner(u, v) == slow.inner(v, u)
+
+
+@pytest.mark.parametrize("L,t", [(1, 1), (1, 3), (2, 1), (2, 3), (3, 2), (3, 3), (4, 2), (5, 2)])
+def test_plain_gd_adjoint_route_equals_run_program(L, t):
+    """derive's plain-GD route (polyloss.derive._plain_gd_adjoint: f from the backward chain carried to
+    layer 0, u from the forward chain on contracted vectors, no batched vector) gives the same loss and
+    f rationals as run_program, on FLINT and sympy rings, and the same polynomials in the μ_j (symbolic:
+    the identities hold in the indeterminates); and the explicit evaluator's loss on data."""
+    from polyloss.derive import _plain_gd_adjoint
+
+    X, y = rational_data(4, 3, seed=20 * L + t)
+    mus = moments(X, y, 2 * t + 1)
+    backends = ("flint", "sympy") if HAS_FLINT else ("sympy",)
+    for backend in backends:
+        R = default_ring(mus, backend=backend)
+        a, b = run_program(KrylovEvaluator(R), L, t), _plain_gd_adjoint(KrylovEvaluator(R), L, t)
+        assert a.loss == b.loss and a.f == b.f and b.losses == (b.loss,)
+    R0 = default_ring([])
+    explicit = R0.eta_coefficients(run_program(ExplicitEvaluator(R0, gram(X), y), L, t).loss)
+    assert R.eta_coefficients(b.loss) == explicit
+    if L * t <= 6:
+        for eta_free in (True, False):
+            S = default_ring(None, 2 * t + 1, eta_free=eta_free)
+            a = run_program(KrylovEvaluator(S, track_mu=True), L, t)
+            b = _plain_gd_adjoint(KrylovEvaluator(S, track_mu=True), L, t)
+            assert a.loss == b.loss and a.f == b.f
