@@ -15,7 +15,7 @@ import sys
 from polyloss import __version__
 from polyloss.errors import PolylossError, one_line
 
-COMMANDS = ("poly", "sample", "sweep", "compare", "report", "verify", "derive", "data")
+COMMANDS = ("poly", "sample", "sweep", "compare", "report", "verify", "derive", "data", "transfer")
 
 
 class _UsageError(Exception):

@@ -30,12 +30,13 @@ def _raw_model(mup=True):
             "readout.weight": (w.V * ((N / BASE) / OM if mup else 1.0))[None, :]}
 
 
-def _musgd_mse_losses(sd, lr, steps, momentum=0.0, weight_decay=0.0, loss="mse", mup=True):
+def _musgd_mse_losses(sd, lr, steps, momentum=0.0, weight_decay=0.0, loss="mse", mup=True, mup_wd=False):
     """Raw-parameter MuSGD (torch.optim.SGD semantics per group: g ← grad + wd·p, buf ← β·buf + g (buf = g at
     the first step), p ← p − lr_group·buf) on the MSE (or half-MSE) of f(x) = (OM/wm)·R·W_L⋯W_1·W_0·x.
     mup's groups: vector-like parameters (the input weight: fan_in d finite; the readout weight: fan_out 1
     finite) at lr·wm, matrix-like hidden weights at lr. ``mup=False``: torch SGD on plain nn.Linear layers
-    (every group at lr, f = R·W_L⋯W_0·x). Returns the loss after each step."""
+    (every group at lr, f = R·W_L⋯W_0·x). ``mup_wd``: MuSGD's weight decay per group, wd / wm on the vector-like
+    groups (whose lr is ×wm). Returns the loss after each step."""
     wm = N / BASE if mup else 1.0
     OM_ = OM if mup else 1.0
     names = ["input.weight", *[f"hidden.{i}.weight" for i in range(L)], "readout.weight"]
@@ -67,7 +68,8 @@ def _musgd_mse_losses(sd, lr, steps, momentum=0.0, weight_decay=0.0, loss="mse",
             grads[k] = back @ hs[j].T
             back = P[k].T @ back
         for k in names:
-            g = grads[k] + weight_decay * P[k]
+            wd = weight_decay / wm if (mup_wd and k in ("input.weight", "readout.weight")) else weight_decay
+            g = grads[k] + wd * P[k]
             buf[k] = g if k not in buf else momentum * buf[k] + g
             P[k] = P[k] - lr_of[k] * (buf[k] if momentum else g)
     return np.array(out)
@@ -90,16 +92,17 @@ def _poly(tmp_path, sd, *extra, fmt="safetensors", opt="musgd"):
 
 @pytest.mark.parametrize("loss", ["mse", "half-mse"])
 @pytest.mark.parametrize("opt,knob", [("musgd", "plain"), ("musgd", "momentum"), ("sgd", "l2"),
-                                      ("sgd", "l2-momentum")])
+                                      ("sgd", "l2-momentum"), ("musgd", "mup-decay")])
 def test_musgd_on_raw_parameters_equals_poly_in_the_users_units(tmp_path, loss, opt, knob):
-    """(Coupled decay is tested on plain SGD only: on a MuReadout torch decays the raw weight at the group's
-    lr·wm, not at the effective readout rate — refused below.)"""
+    """Coupled (l2) decay on plain SGD; MuSGD's decay, which mup rescales to 1 − lr·wd on every layer, is
+    polyloss's decoupled mode (no momentum)."""
     lrs = [0.002, 0.01, 0.03] if opt == "musgd" else [0.0005, 0.002, 0.005]
     steps = 2
     kw = {"plain": {}, "momentum": {"momentum": 0.5}, "l2": {"weight_decay": 0.1},
-          "l2-momentum": {"weight_decay": 0.1, "momentum": 0.5}}[knob]
+          "l2-momentum": {"weight_decay": 0.1, "momentum": 0.5}, "mup-decay": {"weight_decay": 0.1, "mup_wd": True}}[knob]
     flags = {"plain": [], "momentum": ["--momentum", "0.5"], "l2": ["--weight-decay", "0.1"],
-             "l2-momentum": ["--weight-decay", "0.1", "--momentum", "0.5"]}[knob]
+             "l2-momentum": ["--weight-decay", "0.1", "--momentum", "0.5"],
+             "mup-decay": ["--weight-decay", "0.1", "--wd-mode", "decoupled"]}[knob]
     mup = opt == "musgd"
     doc = _poly(tmp_path, _raw_model(mup), "--steps", str(steps), "--loss", loss, "--eval", ",".join(map(str, lrs)),
                 *flags, opt=opt)
@@ -146,8 +149,9 @@ def test_model_recipe_is_the_optimizers():
     (["--lr-scales", "1,2,3"], "`--lr-scales`"),
     (["--model-optimizer", "muadam"], "muadam"),
     (["--optimizer", "adam"], "--optimizer adam"),
-    (["--weight-decay", "0.1"], "MuReadout"),
-    (["--weight-decay", "0.1", "--wd-mode", "torch"], "MuReadout"),
+    (["--weight-decay", "0.1"], "--wd-mode decoupled"),
+    (["--weight-decay", "0.1", "--wd-mode", "torch"], "--wd-mode decoupled"),
+    (["--weight-decay", "0.1", "--wd-mode", "decoupled", "--momentum", "0.5"], "momentum buffer"),
 ])
 def test_model_refusals_are_one_line(tmp_path, extra, needle):
     np.savez(tmp_path / "d.npz", X=DATA.X, y=DATA.y)

@@ -236,11 +236,12 @@ MODEL_HELP = """a user's PyTorch / mup MLP instead of --weights: its state_dict 
   so eta IS your optimizer's lr. Zero biases are dropped; a non-zero bias is refused."""
 
 
-def add_model_options(p, *, loss: bool = True) -> None:
-    """--model FILE, --layout, --model-optimizer, --base-width, --output-mult (and --loss)."""
+def add_model_options(p, *, loss: bool = True, single: bool = True) -> None:
+    """--model FILE (``single``), --layout, --model-optimizer, --base-width, --output-mult (and --loss)."""
     g = p.add_argument_group("a user's model (issue 15)", MODEL_HELP)
-    g.add_argument("--model", default=None, metavar="FILE",
-                   help="state_dict of an MLP (.safetensors or .npz with torch key names)")
+    if single:
+        g.add_argument("--model", default=None, metavar="FILE",
+                       help="state_dict of an MLP (.safetensors or .npz with torch key names)")
     g.add_argument("--layout", default=None, metavar="SPEC",
                    help="input=NAME,hidden=NAME1;NAME2,readout=NAME (module names; default: inferred)")
     g.add_argument("--model-optimizer", choices=("sgd", "musgd", "muadam"), default="sgd",
@@ -274,6 +275,24 @@ def model_from_args(args, input_dim: int):
     return model
 
 
+def check_mup_decay(optimizer: str, recipe) -> None:
+    """Weight decay of a mup optimizer in polyloss's modes. mup scales each group's weight_decay inversely to its lr
+    (MuSGD: vector-like lr x width_mult, wd / width_mult; MuAdam(W): matrix-like lr / width_mult, wd x width_mult),
+    so torch's decay factor is 1 - lr*wd on every layer: polyloss's 'decoupled' (base rate) for MuSGD without
+    momentum and for MuAdamW, never 'l2'/'torch' (which decay each layer at its own effective rate). With momentum,
+    torch SGD puts the decay into the buffer, which no polyloss mode does. One-line refusals otherwise."""
+    if optimizer == "sgd" or not recipe.weight_decay or recipe.wd_mode == "independent":
+        return
+    if recipe.wd_mode != "decoupled":
+        raise SpecError(f"`--wd-mode`={recipe.wd_mode!r} is invalid with --model-optimizer {optimizer}: mup scales each "
+                        "group's weight_decay inversely to its lr, so torch's decay is 1 - lr*wd on every layer, which is "
+                        "--wd-mode decoupled (MuSGD without momentum, MuAdamW)")
+    if optimizer == "musgd" and recipe.momentum:
+        raise SpecError(f"`--momentum`={recipe.momentum} is invalid with --model-optimizer musgd and weight decay: torch "
+                        "SGD adds the decay to the gradient inside the momentum buffer, which no polyloss mode does for "
+                        "mup's rescaled groups (give --momentum 0 or --weight-decay 0)")
+
+
 def model_recipe(args, model, steps: int | None = None):
     """The recipe of a --model run: the model's per-layer rates (c_l, gamma_l) with the recipe flags'
     trained layers, schedule, weight decay and momentum; --lr-exponents/--lr-scales are refused (the
@@ -283,10 +302,7 @@ def model_recipe(args, model, steps: int | None = None):
             raise SpecError(f"`--{flag}`={value!r} is invalid with --model: the rates come from --model-optimizer "
                             f"{args.model_optimizer} (see --help)")
     user = recipe_from_args(args, steps)
-    if model.optimizer != "sgd" and user.weight_decay and user.wd_mode in ("l2", "torch"):
-        raise SpecError(f"`--wd-mode`={user.wd_mode!r} is invalid with --model-optimizer {model.optimizer}: torch "
-                        "decays a MuReadout's raw weight at its parameter group's lr, which in effective weights is not "
-                        "the readout's rate (polyloss decays each layer at its own rate); use decoupled or independent")
+    check_mup_decay(model.optimizer, user)
     trained = None if args.train is None else user.trained  # default with a model: every layer, as torch trains it
     knobs = dict(schedule=user.schedule, weight_decay=user.weight_decay, wd_mode=user.wd_mode, momentum=user.momentum,
                  nesterov=user.nesterov)
