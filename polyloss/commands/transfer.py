@@ -12,7 +12,6 @@ eta_n0 (reused). Prints the table, the extrapolated limit of eta_n, and a one-li
 from __future__ import annotations
 
 import argparse
-import sys
 
 from polyloss.commands._common import (add_data_options, add_model_options, add_recipe_options, out_dir,
                                        positive_float, positive_int)
