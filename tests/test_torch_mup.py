@@ -132,3 +132,20 @@ def test_transfer_with_a_torch_factory(tmp_path):
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert res.returncode == 0, res.stderr
     assert "verdict:" in res.stdout
+
+
+def test_the_worked_example_of_docs_interop_runs(tmp_path):
+    """docs/interop.md's example as written: its python block saved as mymodels.py, its bash block run line by line."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "interop.md").read_text()
+    (tmp_path / "mymodels.py").write_text(re.findall(r"```python\n(.*?)```", text, re.S)[0])
+    lines = [ln for ln in re.findall(r"```bash\n(.*?)```", text, re.S)[0].splitlines() if ln.strip()]
+    assert lines[0] == "python mymodels.py" and all(ln.startswith("polyloss ") for ln in lines[1:])
+    for ln in lines:
+        argv = ln.split()
+        cmd = [sys.executable, *argv[1:]] if argv[0] == "python" else [sys.executable, "-m", "polyloss", *argv[1:]]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 0, (ln, res.stderr)
+    assert "verdict:" in res.stdout and (tmp_path / "results" / "my-transfer" / "transfer.png").exists()
