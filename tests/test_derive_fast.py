@@ -202,6 +202,40 @@ def test_arb_descartes_equals_ball_descartes_and_sympy_count(ints, monkeypatch):
             assert a * b <= 0
 
 
+def test_arb_descartes_deduces_halves_from_parities_and_keeps_the_ball_intervals():
+    """The arb bisection fixes a half's variation count without its Taylor shift when Descartes' bounds
+    leave one value (var ≡ root count mod 2 from the signs at the endpoints, var(left) + var(right) <=
+    var(parent)); the nodes and intervals stay those of the fixed-point bisection (no deduction), on
+    polynomials with many close positive roots, pairs without a sign change, complex roots near the axis
+    and roots on bisection points."""
+    import random
+
+    from flint import fmpz_poly
+
+    rng = random.Random(31)
+    polys = []
+    for _ in range(4):
+        P = fmpz_poly([1])
+        for _k in range(rng.randint(8, 20)):
+            p, q = rng.randint(1, 3000), rng.randint(1, 1000)
+            P *= fmpz_poly([-p, q])
+            if rng.random() < 0.3:  # a close neighbour: no sign change across a small cell
+                P *= fmpz_poly([-(p * 10**6 + rng.randint(1, 50)), q * 10**6])
+        P *= fmpz_poly([rng.randint(1, 9) * 10**8 + 1, -2 * 10**4, 1])  # complex pair near the axis
+        polys.append(P)
+    P = fmpz_poly([1])
+    for p, q in [(1, 1), (3, 2), (7, 4), (2, 1), (9, 8), (17, 16)]:  # dyadic roots on bisection points
+        P *= fmpz_poly([-p, q])
+    polys.append(P * fmpz_poly([-1, 3]))
+    before = D._iso_stats.get("deduced_nodes", 0)
+    for P in polys:
+        S = _squarefree_positive_part([int(v) for v in P.coeffs()])
+        ref = D._descartes_isolate(S)
+        for prec0 in (None, 4):
+            assert D._descartes_isolate_arb(S, prec0=prec0) == ref
+    assert D._iso_stats.get("deduced_nodes", 0) > before
+
+
 def test_arb_descartes_escalates_to_exact_counts():
     """At 2 bits every node is undetermined at first: the escalation path (and the final exact count)
     must still give the reference intervals; the counter records the recomputed nodes."""
