@@ -48,7 +48,7 @@ from polyloss._backend import get_xp
 from polyloss._progress import Progress
 from polyloss._rundir import RECORDS, load_run_config, read_records, run_session
 from polyloss.data import Dataset
-from polyloss.errors import RunError, invalid
+from polyloss.errors import RunError, SpecError, invalid
 from polyloss.executor import batches, check_executor, resolve_executor
 from polyloss.recipe import PLAIN
 from polyloss.spec import NetworkSpec, Parametrization, parse_widths
@@ -87,10 +87,10 @@ __all__ = [
 SCHEMA = "polyloss.sweep/1"
 RECORD_FIELDS = ("width", "sample", "losses")
 _MATCH_KEYS = ("depth", "steps", "etas", "activation", "optimizer", "param", "adam", "dtype", "method", "seed", "data", "backend",
-               "recipe", "batch", "init_gain", "alignment", "readout_init", "norm")
+               "recipe", "batch", "init_gain", "alignment", "readout_init", "norm", "models")
 #: Keys a run.json may lack (written before they existed), with the value that absence means.
 _DEFAULTS = {"recipe": PLAIN.to_dict(), "batch": None, "init_gain": "1", "alignment": False, "readout_init": "param",
-             "norm": None}
+             "norm": None, "models": None}
 
 
 # ----------------------------------------------------------------------------------------- optimum
@@ -252,6 +252,41 @@ class _SweepJob:
     alignment: bool = False
     readout_init: str = "param"
     norm: str | None = None
+    models: dict | None = None  # {width: Weights}: the user's networks instead of sampled ones
+
+
+def _check_models(models, depth: int, d: int, widths, seeds, init_gain, readout_init):
+    """({width: Weights}, JSON description) of a user's networks, or (None, None); one-line errors."""
+    from polyloss.weights import Weights
+
+    if models is None:
+        return None, None
+    if isinstance(models, (str, bytes)) or not hasattr(models, "__iter__"):
+        raise invalid("models", type(models).__name__, "a list of Weights or ImportedModel, one per width")
+    out, desc = {}, []
+    for m in models:
+        w = getattr(m, "weights", m)
+        if not isinstance(w, Weights):
+            raise invalid("models", type(m).__name__, "a list of Weights or ImportedModel, one per width")
+        if w.depth != depth or w.input_dim != d:
+            raise invalid("models", f"a model of depth {w.depth} on {w.input_dim} inputs",
+                          f"models of depth {depth} on the data's d = {d} inputs")
+        if w.width in out:
+            raise invalid("models", f"two models of width {w.width}", "one model per width")
+        h = hashlib.sha256()
+        for a in (w.W0, *[np.asarray(W) for W in w.hidden], w.V):
+            h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+        out[w.width] = w
+        desc.append({"width": w.width, "sha256": h.hexdigest(), "notes": list(getattr(m, "notes", ()))})
+    if not out:
+        raise invalid("models", "[]", "a non-empty list of models")
+    if widths is not None:
+        raise invalid("widths", widths, "None with models (their widths are used)")
+    if seeds != 1:
+        raise invalid("seeds", seeds, "1 with models (one network per width)")
+    if str(init_gain) != "1" or readout_init != "param":
+        raise SpecError("`init_gain`/`readout_init` are invalid with models: the given weights are trained as they are")
+    return out, sorted(desc, key=lambda r: r["width"])
 
 
 def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
@@ -262,7 +297,11 @@ def _sweep_batch(job: _SweepJob, units) -> list[tuple]:
     out = []
     for n, s, lo, hi in units:
         t0 = time.perf_counter()
-        weights = sample_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp)
+        if job.models is not None:  # the user's network (one per width)
+            w = job.models[n]
+            weights = w if xp is np else type(w)(xp.asarray(w.W0), tuple(xp.asarray(W) for W in w.hidden), xp.asarray(w.V))
+        else:
+            weights = sample_weights(NetworkSpec(job.depth, n, job.data.d), job.param, child_seed(job.seed, n, s), xp=xp)
         rows = None if job.batch is None else batch_schedule(job.data.m, job.batch, job.steps, job.seed, s)
         losses = sweep_network(with_init_gain(weights, job.gain, job.readout_init), job.data, job.param, job.grid[lo:hi], job.steps,
                                activation=job.activation, optimizer=job.optimizer, adam_eps=job.adam_eps,
@@ -378,6 +417,7 @@ def run_sweep(
     alignment: bool = False,
     readout_init: str = "param",
     norm=None,
+    models=None,
 ) -> SweepRun:
     """Sweep η at every (width, sample) and append one record each to ``out_dir/records.jsonl``.
 
@@ -406,6 +446,10 @@ def run_sweep(
       alignment: record per trained layer the alignment diagnostics of the updates at
         :func:`alignment_steps` (record field ``alignment``: {metric: [eta][layer][step]}; run.json
         ``alignment_steps``/``alignment_layers``); trains densely.
+      models: a user's networks instead of sampled ones — a sequence of :class:`~polyloss.weights.Weights` (or
+        :class:`polyloss.interop.ImportedModel`), one per width, all of depth ``depth``; ``widths`` must then be
+        None (the models' widths) and ``seeds`` 1. run.json records a digest of each model (``models``), so
+        ``--resume`` refuses other models.
       executor: where the networks are trained (:func:`polyloss.executor.resolve_executor`): None or
         'serial' (here, in order), a number of local Dask workers or 'auto', a scheduler address, or a
         ``distributed.Client``. Records are identical whichever runs them; this process alone writes.
@@ -420,7 +464,8 @@ def run_sweep(
     check_executor(executor)
     out_dir = check_out_dir("out", out_dir)
     NetworkSpec(depth, 1, data.d)  # validates depth
-    widths = parse_widths(widths)
+    models, models_desc = _check_models(models, depth, data.d, widths, seeds, init_gain, readout_init)
+    widths = parse_widths(sorted(models) if models is not None else widths)
     grid = parse_etas(etas)
     seeds = _check_count("seeds", seeds, 1)
     seed = _check_count("seed", seed, 0)
@@ -498,6 +543,7 @@ def run_sweep(
         "alignment": alignment,
         "readout_init": readout_init,
         "norm": norm,
+        "models": models_desc,
     }
     if alignment:
         config["alignment_steps"] = alignment_steps(steps)
@@ -517,7 +563,8 @@ def run_sweep(
         job = _SweepJob(depth=depth, param=param, seed=seed, data=data, grid=grid, steps=steps, activation=activation,
                         optimizer=optimizer, adam_eps=adam_eps, adam_exponent=adam_exponent, dtype=dtype,
                         memory_mb=memory_mb, method=method, backend=backend, recipe=recipe, methods=methods,
-                        batch=batch, gain=gain, alignment=alignment, readout_init=readout_init, norm=norm)
+                        batch=batch, gain=gain, alignment=alignment, readout_init=readout_init, norm=norm,
+                        models=models)
         units, unit_seconds = _eta_pieces(todo, [_seconds(c, steps, depth) for c in costs], len(grid), ex.batch_seconds,
                                           ex.workers)
         tasks, task_costs = batches(units, unit_seconds, ex.batch_seconds, ex.workers)

@@ -171,3 +171,38 @@ def test_data_of_another_dimension_is_refused(tmp_path):
     res = subprocess.run([sys.executable, "-m", "polyloss", "poly", "--data", str(tmp_path / "d.npz"), "--model",
                           str(tmp_path / "m.npz"), "--steps", "1"], capture_output=True, text=True)
     assert res.returncode == 2 and "d = 3" in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+def test_sweep_model_trains_the_users_networks(tmp_path):
+    """sweep --model (two widths, MuSGD): the training loop's losses equal poly --model's exact polynomial values,
+    two independent routes; run.json records each model's digest, --resume with other models is refused."""
+    from polyloss.demo_models import mup_mlp
+
+    np.savez(tmp_path / "d.npz", X=DATA.X, y=DATA.y)
+    paths = []
+    for n in (16, 32):
+        np.savez(tmp_path / f"m{n}.npz", **mup_mlp(n, 0, d=DATA.d, base_width=8))
+        paths.append(str(tmp_path / f"m{n}.npz"))
+    lrs = [0.01, 0.05, 0.2]
+    common = ["--data", str(tmp_path / "d.npz"), "--model-optimizer", "musgd", "--base-width", "8", "--steps", "2"]
+    sw = subprocess.run([sys.executable, "-m", "polyloss", "sweep", "--model", ",".join(paths), "--etas",
+                         ",".join(map(str, lrs)), "--out", str(tmp_path / "sw"), "--quiet", *common],
+                        capture_output=True, text=True)
+    assert sw.returncode == 0, sw.stderr
+    recs = {json.loads(ln)["width"]: json.loads(ln) for ln in (tmp_path / "sw" / "records.jsonl").read_text().splitlines()}
+    cfg = json.loads((tmp_path / "sw" / "run.json").read_text())
+    assert [m["width"] for m in cfg["models"]] == [16, 32] and len(cfg["models"][0]["sha256"]) == 64
+    for n, path in zip((16, 32), paths):
+        res = subprocess.run([sys.executable, "-m", "polyloss", "poly", "--model", path, "--json", "--eval",
+                              ",".join(map(str, lrs)), *common], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        exact = [e["loss"] for e in json.loads(res.stdout)["eval"]]
+        np.testing.assert_allclose([row[-1] for row in recs[n]["losses"]], exact, rtol=1e-10)
+    np.savez(tmp_path / "m16.npz", **mup_mlp(16, 1, d=DATA.d, base_width=8))  # another network, same file name
+    again = subprocess.run([sys.executable, "-m", "polyloss", "sweep", "--model", ",".join(paths), "--etas",
+                            ",".join(map(str, lrs)), "--out", str(tmp_path / "sw"), "--quiet", "--resume", *common],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "models" in again.stderr
+    bad = subprocess.run([sys.executable, "-m", "polyloss", "sweep", "--model", paths[0], "--widths", "16", "--etas",
+                          "0.1", "--out", str(tmp_path / "sw2"), *common], capture_output=True, text=True)
+    assert bad.returncode == 2 and "`--widths` is invalid with --model" in bad.stderr

@@ -17,6 +17,11 @@ With --optimizer adam the layers train with Adam at eta*n^-K per layer: --lr-exp
 (default muP 0,1,1: input eta, hidden and readout eta/fan_in, as mup.MuAdam; SP 0,0,0; NTP 0,1/2,1/2);
 l2 decay enters Adam's gradient, decoupled/independent scale W outside it; no --momentum.
 
+A user's networks: --model F1[,F2,...] (state_dicts, one per width: .safetensors or .npz with torch key
+names; --model-optimizer sgd|musgd|muadam, --base-width, --output-mult, --layout as in `polyloss poly`)
+trains those networks, every layer at its optimizer's rate (muadam: Adam), eta = the optimizer's lr
+(losses are polyloss's (1/2m) sum (f - y)^2: nn.MSELoss is twice that; docs/interop.md).
+
 Diverged losses (overflow/NaN) are +inf, stored as null in records.jsonl; training at that eta
 stops. The closing table gives per width the argmin of the seed-mean final loss (+inf if any seed
 diverged), that loss, the grid spacing there, and the mean +- s.e. of the per-seed argmins.
@@ -27,8 +32,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyloss.commands._common import (EXECUTOR_HELP, add_backend, add_data_options, add_executor_options, add_param,
-                                       add_recipe_options, positive_float, positive_int)
+from polyloss.commands._common import (EXECUTOR_HELP, add_backend, add_data_options, add_executor_options,
+                                       add_model_options, add_param, add_recipe_options, positive_float, positive_int)
 
 EPILOG = """example:
   polyloss sweep --depth 3 --widths 64,256,1024 --etas lin:0.05:3:60 --seeds 4 --steps 2 \\
@@ -57,8 +62,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("sweep", help="learning-rate sweeps by actual training (linear/relu, gd/adam)",
                        description=__doc__, epilog=EPILOG.replace("{limits}", LIMITS_HELP).replace("{executor}", EXECUTOR_HELP), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--depth", required=True, type=positive_int("depth"), help="number L >= 1 of hidden n x n layers")
-    p.add_argument("--widths", required=True, metavar="N1,N2,...", help="comma-separated widths, e.g. 64,128,256")
+    p.add_argument("--depth", type=positive_int("depth"), default=None,
+                   help="number L >= 1 of hidden n x n layers (required unless --model)")
+    p.add_argument("--widths", default=None, metavar="N1,N2,...",
+                   help="comma-separated widths, e.g. 64,128,256 (required unless --model)")
     p.add_argument("--etas", required=True, metavar="SPEC",
                    help="eta grid: lin:START:STOP:COUNT, log:START:STOP:COUNT or a comma list, e.g. lin:0.05:3:60")
     p.add_argument("--seeds", type=positive_int("seeds"), default=1, help="networks per width: samples 0..S-1 (default 1)")
@@ -100,6 +107,7 @@ def register(sub) -> None:
     add_backend(p)
     add_executor_options(p)
     add_recipe_options(p)
+    add_model_options(p, loss=False)
     p.set_defaults(func=run)
 
 
@@ -111,7 +119,7 @@ def run(args) -> int:
     from polyloss.commands._common import resolve_data
     from polyloss.errors import invalid
     from polyloss.sampling import data_seed
-    from polyloss.sweep import run_sweep, summarise
+    from polyloss.sweep import run_sweep
 
     from polyloss._budget import check_sweep
     from polyloss.commands._common import executor_from_args, out_dir, recipe_from_args
@@ -122,6 +130,14 @@ def run(args) -> int:
     out_dir(args)
     executor = executor_from_args(args)  # the extra is installed
     recipe = recipe_from_args(args, args.steps)
+    if args.model is not None:
+        return _run_models(args, executor, recipe)
+    for flag in ("depth", "widths"):
+        if getattr(args, flag) is None:
+            raise SpecError(f"`--{flag}` is required (or --model FILE[,FILE...]: a user's networks)")
+    for flag in ("layout", "base_width"):
+        if getattr(args, flag) is not None:
+            raise SpecError(f"`--{flag.replace('_', '-')}` is invalid without --model")
     kappa = None
     if args.adam_exponent is not None:
         try:
@@ -140,6 +156,52 @@ def run(args) -> int:
                      resume=args.resume, progress=not args.quiet, recipe=recipe, executor=executor, batch=args.batch,
                      init_gain=args.init_gain, alignment=args.alignment, readout_init=args.readout_init,
                      norm=None if args.norm == "none" else args.norm)
+    _print_run(args, run_, data, recipe)
+    return 0
+
+
+def _run_models(args, executor, recipe) -> int:
+    """sweep --model F1[,F2,...]: the user's networks (one per width), trained as their optimizer trains them."""
+    from polyloss.commands._common import check_mup_decay, model_recipe, resolve_data
+    from polyloss.errors import SpecError
+    from polyloss.interop import import_model
+    from polyloss.sampling import data_seed
+    from polyloss.sweep import run_sweep
+
+    for flag, bad in (("widths", args.widths is not None), ("seeds", args.seeds != 1),
+                      ("init-gain", args.init_gain != "1"), ("readout-init", args.readout_init != "param"),
+                      ("adam-exponent", args.adam_exponent is not None)):
+        if bad:
+            raise SpecError(f"`--{flag}` is invalid with --model: the models' widths and weights are used as they are, "
+                            "trained at their optimizer's rates")
+    optimizer = "adam" if args.model_optimizer == "muadam" else "gd"
+    if args.optimizer != optimizer and args.optimizer != "gd":
+        raise SpecError(f"`--optimizer`={args.optimizer!r} is invalid with --model-optimizer {args.model_optimizer}: "
+                        "the model's optimizer decides (muadam: adam; sgd, musgd: gd)")
+    data, desc = resolve_data(args, data_seed(args.seed))
+    models = [import_model(path.strip(), layout=args.layout, optimizer=args.model_optimizer,
+                           base_width=args.base_width, output_mult=args.output_mult) for path in args.model.split(",")]
+    depth = models[0].weights.depth
+    if args.depth is not None and args.depth != depth:
+        raise SpecError(f"`--depth`={args.depth} is invalid: the model has {depth} hidden layers")
+    check_mup_decay(args.model_optimizer, recipe)
+    rec = model_recipe(args, models[0], args.steps)
+    run_ = run_sweep(args.out, depth=depth, widths=None, etas=args.etas, seeds=1, steps=args.steps,
+                     activation=args.activation, optimizer=optimizer, param=args.param, data=data,
+                     data_description=desc, seed=args.seed, adam_eps=args.adam_eps, dtype=args.dtype,
+                     memory_mb=args.memory_mb, method=args.method, backend=args.backend, resume=args.resume,
+                     progress=not args.quiet, recipe=rec, executor=executor, batch=args.batch,
+                     alignment=args.alignment, norm=None if args.norm == "none" else args.norm, models=models)
+    for note in models[0].notes:
+        print(f"mapped: {note}")
+    _print_run(args, run_, data, rec, optimizer)
+    return 0
+
+
+def _print_run(args, run_, data, recipe, optimizer=None) -> None:
+    from polyloss.sweep import summarise
+
+    optimizer = optimizer or args.optimizer
     cfg, etas = run_.config, run_.etas
     print(f"run {args.out}: L={cfg['depth']} T={cfg['steps']} {cfg['activation']}/{cfg['optimizer']} "
           f"param={cfg['param']['name']} m={data.m} d={data.d}; {etas.size} etas in [{etas[0]:.6g}, {etas[-1]:.6g}]"
@@ -150,7 +212,7 @@ def run(args) -> int:
           + (f"; init gain {cfg['init_gain']}" if cfg.get("init_gain", "1") != "1" else "")
           + ("; zero readout" if cfg.get("readout_init", "param") == "zero" else "")
           + (f"; norm {cfg['norm']}" if cfg.get("norm") else "")
-          + "; recipe: " + (recipe.describe().replace("plain GD", "plain Adam") if args.optimizer == "adam" else recipe.describe()))
+          + "; recipe: " + (recipe.describe().replace("plain GD", "plain Adam") if optimizer == "adam" else recipe.describe()))
     print(f"{'width':>7} {'seeds':>5} {'eta* (seed-mean loss)':>22} {'loss at eta*':>13} {'spacing':>10} "
           f"{'seed argmins (mean ± s.e.)':>27} {'edge':>4} {'diverged':>8}")
     for r in summarise(run_):
@@ -158,4 +220,3 @@ def run(args) -> int:
               f"{_fmt(r['spacing'], '10.3g')} {_fmt(r['seed_eta_mean'], '13.6g')} ± {_fmt(r['seed_eta_se'], '<11.2g')} "
               f"{'yes' if r['at_edge'] else 'no':>4} {r['diverged']:>8}")
     sys.stdout.flush()
-    return 0
