@@ -206,3 +206,24 @@ def test_sweep_model_trains_the_users_networks(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "polyloss", "sweep", "--model", paths[0], "--widths", "16", "--etas",
                           "0.1", "--out", str(tmp_path / "sw2"), *common], capture_output=True, text=True)
     assert bad.returncode == 2 and "`--widths` is invalid with --model" in bad.stderr
+
+
+def test_sweep_weights_trains_given_effective_weights(tmp_path):
+    """sweep --weights (polyloss's NPZ of effective weights): linear GD losses equal poly --weights's values."""
+    from tests.conftest import make_net
+
+    np.savez(tmp_path / "d.npz", X=DATA.X, y=DATA.y)
+    w, _ = make_net(2, 12, DATA, "mup", seed=3)
+    np.savez(tmp_path / "w.npz", W0=w.W0, W1=w.hidden[0], W2=w.hidden[1], V=w.V)
+    lrs = [0.1, 0.5]
+    common = ["--data", str(tmp_path / "d.npz"), "--steps", "2", "--weight-decay", "0.1", "--momentum", "0.5"]
+    sw = subprocess.run([sys.executable, "-m", "polyloss", "sweep", "--weights", str(tmp_path / "w.npz"), "--etas",
+                         ",".join(map(str, lrs)), "--out", str(tmp_path / "sw"), "--quiet", *common],
+                        capture_output=True, text=True)
+    assert sw.returncode == 0, sw.stderr
+    rec = json.loads((tmp_path / "sw" / "records.jsonl").read_text().splitlines()[0])
+    res = subprocess.run([sys.executable, "-m", "polyloss", "poly", "--weights", str(tmp_path / "w.npz"), "--json",
+                          "--eval", ",".join(map(str, lrs)), *common], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_allclose([row[-1] for row in rec["losses"]], [e["loss"] for e in json.loads(res.stdout)["eval"]],
+                               rtol=1e-10)

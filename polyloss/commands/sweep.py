@@ -108,6 +108,9 @@ def register(sub) -> None:
     add_executor_options(p)
     add_recipe_options(p)
     add_model_options(p, loss=False)
+    p.add_argument("--weights", default=None, metavar="F1,F2,...",
+                   help="train these networks instead of sampled ones: NPZ files of effective weights W0, W1..WL, V "
+                        "(as `polyloss poly --weights`), one per width; trained by the recipe flags and --param")
     p.set_defaults(func=run)
 
 
@@ -130,11 +133,13 @@ def run(args) -> int:
     out_dir(args)
     executor = executor_from_args(args)  # the extra is installed
     recipe = recipe_from_args(args, args.steps)
-    if args.model is not None:
+    if args.model is not None or args.weights is not None:
+        if args.model is not None and args.weights is not None:
+            raise SpecError("give one of --model (state_dicts) and --weights (effective weights), not both")
         return _run_models(args, executor, recipe)
     for flag in ("depth", "widths"):
         if getattr(args, flag) is None:
-            raise SpecError(f"`--{flag}` is required (or --model FILE[,FILE...]: a user's networks)")
+            raise SpecError(f"`--{flag}` is required (or --model/--weights FILE[,FILE...]: a user's networks)")
     for flag in ("layout", "base_width"):
         if getattr(args, flag) is not None:
             raise SpecError(f"`--{flag.replace('_', '-')}` is invalid without --model")
@@ -161,19 +166,33 @@ def run(args) -> int:
 
 
 def _run_models(args, executor, recipe) -> int:
-    """sweep --model F1[,F2,...]: the user's networks (one per width), trained as their optimizer trains them."""
+    """sweep --model F1[,F2,...] (state_dicts, trained as their optimizer trains them) or --weights F1[,F2,...]
+    (effective weights, trained by the recipe flags): the user's networks, one per width."""
     from polyloss.commands._common import check_mup_decay, model_recipe, resolve_data
     from polyloss.errors import SpecError
     from polyloss.interop import import_model
     from polyloss.sampling import data_seed
     from polyloss.sweep import run_sweep
 
+    which = "--model" if args.model is not None else "--weights"
     for flag, bad in (("widths", args.widths is not None), ("seeds", args.seeds != 1),
                       ("init-gain", args.init_gain != "1"), ("readout-init", args.readout_init != "param"),
-                      ("adam-exponent", args.adam_exponent is not None)):
+                      ("adam-exponent", args.adam_exponent is not None and args.model is not None)):
         if bad:
-            raise SpecError(f"`--{flag}` is invalid with --model: the models' widths and weights are used as they are, "
-                            "trained at their optimizer's rates")
+            raise SpecError(f"`--{flag}` is invalid with {which}: the networks' widths and weights are used as they are")
+    if args.weights is not None:  # polyloss's effective weights, trained by the recipe flags and --param
+        from polyloss.weights import load_weights
+
+        data, desc = resolve_data(args, data_seed(args.seed))
+        nets = [load_weights(path.strip(), input_dim=data.d) for path in args.weights.split(",")]
+        run_ = run_sweep(args.out, depth=nets[0].depth, widths=None, etas=args.etas, seeds=1, steps=args.steps,
+                         activation=args.activation, optimizer=args.optimizer, param=args.param, data=data,
+                         data_description=desc, seed=args.seed, adam_eps=args.adam_eps, dtype=args.dtype,
+                         memory_mb=args.memory_mb, method=args.method, backend=args.backend, resume=args.resume,
+                         progress=not args.quiet, recipe=recipe, executor=executor, batch=args.batch,
+                         alignment=args.alignment, norm=None if args.norm == "none" else args.norm, models=nets)
+        _print_run(args, run_, data, recipe)
+        return 0
     optimizer = "adam" if args.model_optimizer == "muadam" else "gd"
     if args.optimizer != optimizer and args.optimizer != "gd":
         raise SpecError(f"`--optimizer`={args.optimizer!r} is invalid with --model-optimizer {args.model_optimizer}: "
