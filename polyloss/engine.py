@@ -160,8 +160,18 @@ class LossEngine:
       (5,)
     """
 
-    def __init__(self, weights: Weights, data: Dataset, param: Parametrization, recipe=None, xp=None):
+    def __init__(self, weights: Weights, data: Dataset, param: Parametrization, recipe=None, xp=None,
+                 channel: bool = False):
         self.recipe = _engine_recipe(recipe, param)
+        # ``channel``: the last coordinate of every space is a constant channel carrying biases (a network with
+        # biases written as one without, :func:`polyloss.interop.augmented_network`): the last row of every
+        # matrix is frozen, so every backward vector (the left factor of an update) has its last entry masked
+        self.channel = bool(channel)
+        if self.channel:
+            if not isinstance(recipe, Recipe) or recipe.weight_decay != 0:
+                raise invalid("recipe", recipe, "a Recipe without weight decay for a network with a bias channel "
+                              "(decay would scale the frozen channel)")
+            self.recipe = recipe
         if weights.input_dim != data.d:
             raise DataError(
                 f"weights have input dimension {weights.input_dim} (W0 is {weights.width}×{weights.input_dim}) "
@@ -325,7 +335,7 @@ class LossEngine:
         L, m = self.depth, self.m
         A_ = _FloatOps(self, K, eta0) if ops is None else ops
         if self.recipe is not None:
-            if self.recipe.trained != frozenset({"hidden"}):  # trained input and/or readout
+            if self.channel or self.recipe.trained != frozenset({"hidden"}):  # trained input and/or readout
                 coefs = {k: _recipe_coefficients(self.recipe, steps, A_, lam, self.width,
                                                  scaled=self.recipe.lr_scale(k) != 1) for k, lam in self.lams.items()}
                 return self._run_io(steps, A_, final_only, coefs)
@@ -583,12 +593,16 @@ class LossEngine:
                 if readout:
                     terms += [(a(Lp, s), u[(Lp, s)]) for s in range(t)]
                 b[(L, t)] = A_.lincomb(terms)
+                if self.channel:  # the readout's channel entry (the readout bias) is no gradient factor
+                    b[(L, t)] = A_.mask_last(b[(L, t)])
                 for l in range(L, low[0], -1):
                     terms = [(cl[l], A_.layers([b[(l, t)]], l - 1, backward=True)[0])]
                     if kind[l] in coefs:
                         for s in range(t):
                             terms.append((A_.smul(a(l, s), A_.vdotf(b[(l, s)], b[(l, t)])), u[(l, s)]))
                     b[(l - 1, t)] = A_.lincomb(terms)
+                    if self.channel:
+                        b[(l - 1, t)] = A_.mask_last(b[(l - 1, t)])
                 for j in low:
                     P[(j, j, t)] = b[(j, t)]
                 for l in range(low[0] + 1, L + 1):  # the words of all lower layers through W_l in one product
@@ -789,6 +803,12 @@ class _FloatOps:
     def col(a):
         return a[..., None]
 
+    def mask_last(self, p):
+        """The vector polynomial ``p`` with its last coordinate set to 0 (exact)."""
+        q = p.copy()
+        q[..., -1] = 0
+        return q
+
     def scale_eta(self, p):  # −λ η p
         return tp.times_eta(p, self.eta0, self.K) * (-self.lam)
 
@@ -950,6 +970,16 @@ class _BoundOps(_FloatOps):
     @staticmethod
     def col(a):
         return _B(a.v[..., None], None if a.e is None else a.e[..., None])
+
+    def mask_last(self, p):
+        """Values and bounds with the last coordinate set to 0 (exact: no rounding)."""
+        v = p.v.copy()
+        v[..., -1] = 0
+        if p.e is None:
+            return _B(v, None)
+        e = self.xp.array(self.xp.broadcast_to(p.e, p.v.shape))
+        e[..., -1] = 0
+        return _B(v, e)
 
     def scale_eta(self, p):
         v = tp.times_eta(p.v, None, self.K) * (-self.lam)

@@ -8,12 +8,14 @@ A user's model is a chain input layer → L hidden n × n layers → readout, sa
 
 :func:`read_state_dict` returns ``{name: float64 array}``; :func:`infer_layout` finds the chain (or
 checks a declared one); :func:`import_model` maps it to :class:`polyloss.weights.Weights` and says
-exactly what it did (:attr:`ImportedModel.notes`).
+exactly what it did (:attr:`ImportedModel.notes`). Biases (input, hidden, readout) are kept: a network with
+biases is a network without them on one more coordinate, a constant channel (:func:`augmented_network`).
 
 Effective weights (THEORY §1: f(x) = Vᵀ W_L ⋯ W_1 W_0 x): W_0 = input weight (n × d), W_ℓ = hidden
 weights, V = readout weight × ``output_mult / width_mult`` for a ``mup.MuReadout`` (width_mult =
-n / base width), the readout weight itself for a plain ``nn.Linear``. Biases: polyloss's networks have
-none yet, so a non-zero bias is refused (a zero one is dropped, and the notes say so).
+n / base width), the readout weight itself for a plain ``nn.Linear``. Biases are raw = effective (a MuReadout
+adds its bias after the scaling); an all-zero bias is dropped (and the notes say so): it stays 0 only if it
+is not trained, so a trained layer's zero bias is kept like any other.
 
 Learning rates in effective weights, relative to the user's lr (:meth:`ImportedModel.lr_rates`, each a
 constant times n^-γ): torch SGD trains every layer at lr; ``mup.MuSGD`` at input ×n/base, hidden ×1,
@@ -35,7 +37,8 @@ import numpy as np
 from polyloss.errors import DataError, SpecError, invalid
 from polyloss.weights import Weights
 
-__all__ = ["read_state_dict", "infer_layout", "Layout", "ImportedModel", "import_model", "OPTIMIZERS", "LOSSES",
+__all__ = ["read_state_dict", "infer_layout", "Layout", "ImportedModel", "import_model", "augmented_network",
+           "OPTIMIZERS", "LOSSES",
            "LossConvention", "loss_convention", "poly_doc_in_user_units"]
 
 #: safetensors dtype codes polyloss reads (floats; everything is converted to float64).
@@ -187,7 +190,10 @@ def _check_chain(state: dict, lay: Layout) -> None:
 
 @dataclass(frozen=True)
 class ImportedModel:
-    """A user's MLP in polyloss's terms: effective weights, the mapping, and the per-layer learning rates."""
+    """A user's MLP in polyloss's terms: effective weights, the mapping, and the per-layer learning rates.
+
+    ``biases``: {'input': (n,), 'hidden': ((n,), …) with None for a layer without one, 'readout': float or None}
+    (None: no bias at all)."""
 
     weights: Weights
     layout: Layout
@@ -195,6 +201,19 @@ class ImportedModel:
     base_width: int | None
     output_mult: Fraction
     notes: tuple = field(default_factory=tuple)
+    biases: dict | None = None
+
+    def bias_rates(self) -> dict:
+        """{layer: (constant c, exponent γ)} of the biases' rates, like :meth:`lr_rates`: torch SGD trains every
+        bias at lr; mup.MuSGD treats the input and hidden biases as vector-like (lr × width_mult = lr·n/base) and
+        the MuReadout's bias (one entry) as fixed (lr)."""
+        if self.optimizer == "sgd":
+            return {k: (Fraction(1), Fraction(0)) for k in ("input", "hidden", "readout")}
+        if self.optimizer == "musgd":
+            b = Fraction(self.base_width)
+            return {"input": (1 / b, Fraction(-1)), "hidden": (1 / b, Fraction(-1)), "readout": (Fraction(1), Fraction(0))}
+        raise SpecError("`model` has biases and optimizer 'muadam': Adam on a bias channel is not exact in effective "
+                        "weights; build the model with bias=False")
 
     def lr_rates(self) -> dict:
         """{layer: (constant c, exponent γ)}: layer ℓ moves at the user's lr × c·n^-γ in effective weights
@@ -224,6 +243,87 @@ class ImportedModel:
     def adam(self) -> bool:
         """Whether the optimizer is Adam (mup.MuAdam)."""
         return self.optimizer == "muadam"
+
+
+def _sqrt_ratio(q: Fraction) -> tuple[float, bool]:
+    """(√q as a float, whether it is exact): exact when numerator and denominator are perfect squares."""
+    import math
+
+    a, b = math.isqrt(q.numerator), math.isqrt(q.denominator)
+    if a * a == q.numerator and b * b == q.denominator:
+        return a / b, True
+    return math.sqrt(q.numerator / q.denominator), False
+
+
+def augmented_network(model: ImportedModel, data, recipe):
+    """A network with biases as one without them on a constant channel: ``(weights, data, recipe, notes)`` for
+    :class:`polyloss.engine.LossEngine` with ``channel=True``; None when no bias matters (none, or only all-zero
+    biases of frozen layers, which stay 0).
+
+    Every space gets one more coordinate whose value is a constant κ: x̃ = (x, κ_in), h̃_ℓ = (h_ℓ, κ_ℓ); layer ℓ
+    becomes W̃_ℓ = [[W_ℓ, b_ℓ/κ_{ℓ−1}], [0, κ_ℓ/κ_{ℓ−1}]] and the readout Ṽ = (V, c/κ_L), so h̃ and f are those of
+    the network with biases. GD on W̃ with its last row frozen (the engine masks the left factor of every update)
+    moves the bias column at the layer's rate λ_ℓ times κ_{ℓ−1}², so κ_{ℓ−1} = √(λ_bias/λ_ℓ) gives each bias its
+    own rate (mup: input and hidden biases lr·n/base, the readout bias lr). The weights' rates go into the recipe
+    as absolute constants (exponents 0), so the engine's width n + 1 never enters them. When a ratio is not a
+    square of rationals, κ is rounded to float64 (relative 2^-53 in the bias entries; the notes say so). Weight
+    decay (which would scale the frozen channel) and width-dependent schedules are refused."""
+    from polyloss.data import Dataset
+    from polyloss.recipe import LAYERS, Recipe
+    from polyloss.spec import Parametrization
+
+    w, bz = model.weights, model.biases
+    if bz is None:
+        return None
+    trained = recipe.trained
+    # a bias stays as it is when its layer is frozen: an all-zero one can then be left out
+    live = {"input": bz["input"] if (bz["input"] is not None and ("input" in trained or np.any(bz["input"]))) else None,
+            "hidden": tuple(b if (b is not None and ("hidden" in trained or np.any(b))) else None for b in bz["hidden"]),
+            "readout": bz["readout"] if (bz["readout"] is not None and ("readout" in trained or bz["readout"] != 0))
+            else None}
+    if live["input"] is None and live["readout"] is None and all(b is None for b in live["hidden"]):
+        return None
+    bz = live
+    if recipe.weight_decay != 0:
+        raise SpecError("`--weight-decay` is invalid with a model that has biases: polyloss carries biases on a constant "
+                        "channel that decay would scale (build the model with bias=False, or give --weight-decay 0)")
+    if recipe.schedule.needs_width:
+        raise invalid("schedule", recipe.schedule.spec, "a width-independent schedule with a model that has biases")
+    n, L = w.width, w.depth
+    lam = recipe.lr_multipliers(n, Parametrization.preset("mup"), exact=True)  # weights: {layer: c·n^-γ}
+    brates = model.bias_rates()
+    lam_b = {k: c * Fraction(n) ** (-int(g)) for k, (c, g) in brates.items()}
+    notes, rounded = [], []
+
+    def kappa(layer: str, has_bias: bool) -> float:
+        if not has_bias or layer not in lam:  # no bias, or a frozen layer (its bias is frozen too)
+            return 1.0
+        k, exact = _sqrt_ratio(lam_b[layer] / lam[layer])
+        if not exact:
+            rounded.append(layer)
+        return k
+
+    hb = bz["hidden"]
+    k_in = kappa("input", bz["input"] is not None)
+    ks = [kappa("hidden", hb[l] is not None) for l in range(L)] + [kappa("readout", bz["readout"] is not None)]
+    # κ_{−1} = k_in (the input channel), κ_ℓ = ks[ℓ] for ℓ = 0..L (ks[ℓ] serves layer ℓ+1's bias, ks[L] the readout's)
+
+    def block(W, b, k_prev, k_next):
+        top = np.hstack([W, (np.zeros(W.shape[0]) if b is None else b / k_prev)[:, None]])
+        bottom = np.zeros((1, W.shape[1] + 1))
+        bottom[0, -1] = k_next / k_prev
+        return np.vstack([top, bottom])
+
+    W0 = block(np.asarray(w.W0), bz["input"], k_in, ks[0])
+    hidden = tuple(block(np.asarray(W), hb[l], ks[l], ks[l + 1]) for l, W in enumerate(w.hidden))
+    V = np.append(np.asarray(w.V), 0.0 if bz["readout"] is None else bz["readout"] / ks[L])
+    X = np.hstack([data.X, np.full((data.m, 1), k_in)])
+    rec = Recipe(trained=recipe.trained, lr_exponents=[0, 0, 0], lr_scales=[lam.get(k, Fraction(1)) for k in LAYERS],
+                 schedule=recipe.schedule, momentum=recipe.momentum, nesterov=recipe.nesterov)
+    notes.append("biases carried on a constant channel (one more coordinate per space), each at its own rate"
+                 + (f"; channel values rounded to float64 for the {', '.join(sorted(set(rounded)))} bias rates "
+                    "(relative 2^-53 in the bias entries)" if rounded else "; channel values exact"))
+    return Weights(W0, hidden, V), Dataset(X, np.asarray(data.y)), rec, tuple(notes)
 
 
 #: Loss conventions: polyloss's (1/2m)Σ(f − y)² and PyTorch's nn.MSELoss (1/m)Σ(f − y)², twice it.
@@ -332,13 +432,22 @@ def import_model(source, *, layout: str | None = None, optimizer: str = "sgd", b
     n, d = state[lay.input].shape
     notes = [f"input layer W_0 = {lay.input} ({n}×{d})",
              f"hidden layers W_1..W_{len(lay.hidden)} = " + ", ".join(lay.hidden)]
-    for name in lay.names:
+    biases, kept = {"input": None, "hidden": [None] * len(lay.hidden), "readout": None}, False
+    for k, name in enumerate(lay.names):
         bias = name[: -len("weight")] + "bias"
         if bias in state:
-            if np.any(state[bias] != 0):
-                raise SpecError(f"`model` has a non-zero bias {bias!r} (max |b| = {np.max(np.abs(state[bias])):.3g}); "
-                                "polyloss's networks have no biases yet: build the model with bias=False")
-            notes.append(f"{bias}: all zero, dropped")
+            b = np.asarray(state[bias], dtype=np.float64).reshape(-1)
+            if b.size != (1 if name == lay.readout else n):
+                raise DataError(f"the bias {bias!r} has {b.size} entries, not {1 if name == lay.readout else n}")
+            if name == lay.readout:
+                biases["readout"] = float(b[0])
+            elif name == lay.input:
+                biases["input"] = b.copy()
+            else:
+                biases["hidden"][k - 1] = b.copy()
+            kept = True
+            notes.append(f"{bias}: kept as a bias (max |b| = {np.max(np.abs(b)):.3g})")
+    biases["hidden"] = tuple(biases["hidden"])
     extra = sorted(set(state) - set(lay.names) - {nm[: -len('weight')] + 'bias' for nm in lay.names})
     if extra:
         raise SpecError(f"`model` has entries polyloss does not know how to map: {', '.join(extra[:4])}"
@@ -360,4 +469,4 @@ def import_model(source, *, layout: str | None = None, optimizer: str = "sgd", b
             raise invalid("output_mult", output_mult, "1 with optimizer 'sgd' (a plain nn.Linear readout)")
         notes.append(f"readout V = {lay.readout}")
     w = Weights(state[lay.input].copy(), tuple(state[h].copy() for h in lay.hidden), V)
-    return ImportedModel(w, lay, optimizer, base, om, tuple(notes))
+    return ImportedModel(w, lay, optimizer, base, om, tuple(notes), biases if kept else None)

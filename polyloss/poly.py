@@ -307,6 +307,7 @@ def exact_polynomial(
     certify: str = "auto",
     eval_etas=None,
     recipe=None,
+    channel: bool = False,
 ) -> PolyResult:
     """The exact loss polynomial of one network after ``steps`` GD steps, and its minimisers.
 
@@ -324,6 +325,9 @@ def exact_polynomial(
     ``recipe``: the training recipe (:class:`~polyloss.recipe.Recipe`, its ``to_dict()`` dict, or None
     for plain GD). Non-plain recipes are not recomputed in ball arithmetic (``certify='auto'`` keeps
     the float64 bounds; ``'arb'`` is refused by the engine).
+
+    ``channel``: the network carries biases on a constant last coordinate
+    (:func:`polyloss.interop.augmented_network`; ``recipe`` is then that function's).
     """
     from polyloss._budget import check_poly  # refuse absurd degrees / sizes before any work
 
@@ -333,7 +337,7 @@ def exact_polynomial(
                trained=recipe.trained_matrices(weights.depth))
     certify = _check_certify(certify)
     evals = None if eval_etas is None else check_eval_etas(eval_etas)
-    engine = LossEngine(weights, data, param, recipe=recipe)
+    engine = LossEngine(weights, data, param, recipe=recipe, channel=channel)
     window = default_window(data, weights.depth, recipe, param) if window is None else _check_window(window)
     full_degree = _engine_degree(engine, steps)
     with np.errstate(over="ignore", invalid="ignore"):

@@ -156,10 +156,18 @@ def _record(job: _Job, model, width: int, sample: int, eta_base: float | None) -
     trained = knobs.pop("trained", None)
     recipe = job.conv.internal_recipe(model.recipe(trained=trained, **knobs))
     a, b = job.conv.eta_factor, job.conv.loss_factor
+    net, data, channel = model.weights, job.data, False
+    if model.biases is not None:  # biases on a constant channel (polyloss.interop.augmented_network)
+        from polyloss.interop import augmented_network
+
+        aug = augmented_network(model, job.data, recipe)
+        if aug is not None:
+            net, data, recipe, _ = aug
+            channel = True
     with np.errstate(over="ignore", invalid="ignore"):
-        res = exact_polynomial(model.weights, job.data, mup, job.steps, window=job.window * a, certify="bound",
-                               recipe=recipe)
-        eng = LossEngine(model.weights, job.data, mup, recipe=recipe)
+        res = exact_polynomial(net, data, mup, job.steps, window=job.window * a, certify="bound", recipe=recipe,
+                               channel=channel)
+        eng = LossEngine(net, data, mup, recipe=recipe, channel=channel)
         curve = eng.loss_at(job.grid * a, job.steps) * b
         at_base = None if eta_base is None else float(eng.loss_at(np.array([eta_base * a]), job.steps)[0] * b)
         init = float(eng.loss_at(np.array([0.0]), job.steps)[0] * b)

@@ -65,7 +65,8 @@ def test_mup_state_dict_gives_the_same_polynomial(tmp_path, fmt):
     ref = LossEngine(w, DATA, MUP).polynomial(2).loss
     got = LossEngine(model.weights, DATA, MUP).polynomial(2).loss
     np.testing.assert_allclose(got, ref, rtol=1e-13)
-    assert any("all zero, dropped" in note for note in model.notes)
+    assert any("input.bias: kept as a bias" in note for note in model.notes)
+    assert model.biases["readout"] == 0.0 and not np.any(model.biases["input"])
     rates = model.lr_rates()
     assert rates["input"] == (Fraction(1, 4), -1) and rates["readout"] == (Fraction(16), 1)  # om^2 · base = 4 · 4
     assert import_model(path, optimizer="muadam", base_width=4, output_mult=2).lr_rates()["hidden"] == (4, 1)
@@ -105,8 +106,8 @@ def test_declared_layout(tmp_path):
 def test_refusals(tmp_path):
     w = _effective()
     sd = _mup_state(w, 4, 1.0)
-    sd["input.bias"] = np.full(16, 0.1)
-    with pytest.raises(SpecError, match="non-zero bias 'input.bias'"):
+    sd["input.bias"] = np.full(15, 0.1)
+    with pytest.raises(DataError, match="'input.bias' has 15 entries, not 16"):
         import_model(sd, optimizer="musgd", base_width=4)
     with pytest.raises(SpecError, match="`base_width` is required"):
         import_model(_mup_state(w, 4, 1.0), optimizer="muadam")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from polyloss.data import linear_teacher
+from polyloss.errors import SpecError
 from polyloss.interop import import_model, loss_convention
 from polyloss.spec import NetworkSpec, Parametrization
 from polyloss.weights import child_seed, sample_weights
@@ -227,3 +228,75 @@ def test_sweep_weights_trains_given_effective_weights(tmp_path):
     assert res.returncode == 0, res.stderr
     np.testing.assert_allclose([row[-1] for row in rec["losses"]], [e["loss"] for e in json.loads(res.stdout)["eval"]],
                                rtol=1e-10)
+
+
+def _raw_with_biases(sd, lr, steps, opt="musgd", loss="mse", momentum=0.0):
+    """Raw-parameter training of input → hidden → readout with biases (torch SGD semantics per group): MuSGD's
+    groups are vector-like (input weight and every hidden/input bias: lr·wm; the MuReadout weight: lr·wm), matrix
+    hidden weights (lr) and the MuReadout's one-entry bias (fixed: lr); f = (OM/wm)·R·h_L + c. ``opt='sgd'``:
+    plain nn.Linear layers, every group at lr."""
+    wm, om = (N / BASE, OM) if opt == "musgd" else (1.0, 1.0)
+    names = ["input", *[f"hidden.{i}" for i in range(L)], "readout"]
+    P = {k: np.array(v, dtype=float) for k, v in sd.items()}
+    X, y, m = DATA.X, DATA.y, DATA.m
+    scale = 2.0 if loss == "mse" else 1.0
+    lr_of = {}
+    for k in P:
+        vector_like = k in ("input.weight", "readout.weight") or (k.endswith(".bias") and k != "readout.bias")
+        lr_of[k] = lr * (wm if vector_like else 1.0)
+    buf = {}
+    for s in range(steps + 1):
+        hs = [X.T]
+        for k in names[:-1]:
+            hs.append(P[k + ".weight"] @ hs[-1] + P[k + ".bias"][:, None])
+        f = (om / wm) * (P["readout.weight"] @ hs[-1])[0] + P["readout.bias"][0]
+        r = f - y
+        if s == steps:
+            return scale * 0.5 * np.mean(r**2)
+        df = scale * r / m
+        grads = {"readout.weight": (om / wm) * (df @ hs[-1].T)[None, :], "readout.bias": np.array([df.sum()])}
+        back = (om / wm) * P["readout.weight"].T * df[None, :]
+        for j in range(len(names) - 2, -1, -1):
+            grads[names[j] + ".weight"] = back @ hs[j].T
+            grads[names[j] + ".bias"] = back.sum(axis=1)
+            back = P[names[j] + ".weight"].T @ back
+        for k in P:
+            g = grads[k]
+            buf[k] = g if k not in buf else momentum * buf[k] + g
+            P[k] = P[k] - lr_of[k] * (buf[k] if momentum else g)
+
+
+@pytest.mark.parametrize("opt,momentum", [("musgd", 0.0), ("musgd", 0.5), ("sgd", 0.0)])
+def test_biases_against_an_independent_raw_parameter_loop(tmp_path, opt, momentum):
+    """Biases on every layer (non-zero, trained): poly --model equals actual training of the raw parameters."""
+    rng = np.random.default_rng(5)
+    sd = _raw_model(opt == "musgd")
+    sd.update({"input.bias": 0.3 * rng.standard_normal(N), "readout.bias": np.array([0.2]),
+               **{f"hidden.{i}.bias": 0.3 * rng.standard_normal(N) for i in range(L)}})
+    lrs = [0.002, 0.01, 0.02] if opt == "musgd" else [0.0005, 0.002]
+    doc = _poly(tmp_path, sd, "--steps", "2", "--loss", "mse", "--momentum", str(momentum), "--eval",
+                ",".join(map(str, lrs)), opt=opt)
+    ref = [_raw_with_biases(sd, lr, 2, opt=opt, momentum=momentum) for lr in lrs]
+    np.testing.assert_allclose([e["loss"] for e in doc["eval"]], ref, rtol=1e-10)
+    assert doc["width"] == N and doc["input_dim"] == DATA.d
+    assert any("constant channel" in note for note in doc["model"]["mapping"])
+    # and the biases matter: the same weights without them give another polynomial
+    no_bias = _poly(tmp_path, {k: v for k, v in sd.items() if not k.endswith("bias")}, "--steps", "2", "--loss",
+                    "mse", "--momentum", str(momentum), "--eval", ",".join(map(str, lrs)), opt=opt)
+    assert abs(no_bias["eval"][0]["loss"] - ref[0]) > 1e-3 * ref[0]
+
+
+def test_bias_refusals(tmp_path):
+    sd = {**_raw_model(), "input.bias": np.full(N, 0.1)}
+    np.savez(tmp_path / "d.npz", X=DATA.X, y=DATA.y)
+    np.savez(tmp_path / "m.npz", **sd)
+    base = [sys.executable, "-m", "polyloss", "poly", "--data", str(tmp_path / "d.npz"), "--model",
+            str(tmp_path / "m.npz"), "--model-optimizer", "musgd", "--base-width", str(BASE), "--steps", "1"]
+    res = subprocess.run(base + ["--weight-decay", "0.1", "--wd-mode", "decoupled"], capture_output=True, text=True)
+    assert res.returncode == 2 and "biases" in res.stderr and res.stderr.strip().count("\n") == 0
+    sw = subprocess.run([sys.executable, "-m", "polyloss", "sweep", "--data", str(tmp_path / "d.npz"), "--model",
+                         str(tmp_path / "m.npz"), "--model-optimizer", "musgd", "--base-width", str(BASE), "--steps",
+                         "1", "--etas", "0.1", "--out", str(tmp_path / "sw")], capture_output=True, text=True)
+    assert sw.returncode == 2 and "biases" in sw.stderr and sw.stderr.strip().count("\n") == 0
+    with pytest.raises(SpecError, match="muadam"):
+        import_model(sd, optimizer="muadam", base_width=BASE).bias_rates()

@@ -21,11 +21,11 @@ D, M, DEPTH, BASE, OM = 6, 20, 2, 8, 1.5
 
 
 class MLP(torch.nn.Module):
-    def __init__(self, width):
+    def __init__(self, width, bias=False):
         super().__init__()
-        self.input = torch.nn.Linear(D, width, bias=False)
-        self.hidden = torch.nn.ModuleList([torch.nn.Linear(width, width, bias=False) for _ in range(DEPTH)])
-        self.readout = mup.MuReadout(width, 1, bias=False, output_mult=OM)
+        self.input = torch.nn.Linear(D, width, bias=bias)
+        self.hidden = torch.nn.ModuleList([torch.nn.Linear(width, width, bias=bias) for _ in range(DEPTH)])
+        self.readout = mup.MuReadout(width, 1, bias=bias, output_mult=OM)
 
     def forward(self, x):
         h = self.input(x)
@@ -34,11 +34,16 @@ class MLP(torch.nn.Module):
         return self.readout(h)[:, 0]
 
 
-def make(width, seed=0):
+def make(width, seed=0, bias=False):
     """The mup recipe: base shapes from width BASE (delta 2·BASE), float64."""
     torch.manual_seed(seed)
-    model = MLP(width).double()
-    mup.set_base_shapes(model, MLP(BASE).double(), delta=MLP(2 * BASE).double())
+    model = MLP(width, bias).double()
+    mup.set_base_shapes(model, MLP(BASE, bias).double(), delta=MLP(2 * BASE, bias).double())
+    if bias:  # torch initialises biases small and uniform, MuReadout's at 0: make every one visible
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.uniform_(-0.5, 0.5)
     return model
 
 
@@ -83,6 +88,21 @@ def test_musgd_training_equals_poly_model(tmp_path, width, momentum):
     assert res.returncode == 0, res.stderr
     got = [e["loss"] for e in json.loads(res.stdout)["eval"]]
     np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_musgd_with_biases_equals_poly_model(tmp_path, momentum):
+    """nn.Linear and MuReadout with biases (all trained, MuSGD: input and hidden biases vector-like at lr·width_mult,
+    the readout's one-entry bias at lr): poly --model carries them on a constant channel."""
+    path = _save(tmp_path, make(32, bias=True))
+    lrs = [0.005, 0.02]
+    ref = [_train(make(32, bias=True), mup.MuSGD, lr, 3, momentum=momentum) for lr in lrs]
+    res = subprocess.run([sys.executable, "-m", "polyloss", "poly", "--data", str(tmp_path / "data.npz"), "--model",
+                          str(path), "--model-optimizer", "musgd", "--base-width", str(BASE), "--output-mult", str(OM),
+                          "--loss", "mse", "--steps", "3", "--momentum", str(momentum), "--json",
+                          "--eval", ",".join(map(str, lrs))], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_allclose([e["loss"] for e in json.loads(res.stdout)["eval"]], ref, rtol=1e-10)
 
 
 def test_musgd_weight_decay_is_polyloss_decoupled(tmp_path):

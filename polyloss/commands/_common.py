@@ -233,7 +233,8 @@ MODEL_HELP = """a user's PyTorch / mup MLP instead of --weights: its state_dict 
   names (or --layout), mapped to effective weights (a MuReadout's output_mult/width_mult folded into V)
   and trained as its optimizer trains it: every layer at lr * c_l * n^-gamma_l (sgd: 1, 1, 1; musgd:
   input n/base, hidden 1, readout output_mult^2*base/n; muadam: Adam at 1, base/n, output_mult*base/n),
-  so eta IS your optimizer's lr. Zero biases are dropped; a non-zero bias is refused."""
+  so eta IS your optimizer's lr. Biases are kept and trained at their optimizer's rates (poly, transfer; not
+  with weight decay or Adam)."""
 
 
 def add_model_options(p, *, loss: bool = True, single: bool = True) -> None:

@@ -150,27 +150,40 @@ def run(args) -> int:
     if adam is not None:
         return _run_adam(args, weights, data, evals, adam)
     a = conv.eta_factor
-    res = exact_polynomial(weights, data, args.param, args.steps, args.degree,
-                           None if args.window is None else args.window * a, certify=args.certify,
-                           eval_etas=None if evals is None else evals * a, recipe=conv.internal_recipe(recipe))
+    internal = conv.internal_recipe(recipe)
+    window = None if args.window is None else args.window * a
+    net, dat, channel, bias_notes = weights, data, False, ()
+    if model is not None and model.biases is not None:  # biases on a constant channel
+        from polyloss.interop import augmented_network
+        from polyloss.poly import default_window
+
+        aug = augmented_network(model, data, internal)
+        if aug is not None:
+            window = default_window(data, weights.depth, internal, args.param) if window is None else window
+            net, dat, internal, bias_notes = aug
+            channel = True
+    res = exact_polynomial(net, dat, args.param, args.steps, args.degree, window, certify=args.certify,
+                           eval_etas=None if evals is None else evals * a, recipe=internal, channel=channel)
     doc = poly_doc_in_user_units(res.to_json(), conv) if (model is not None or conv.loss != "half-mse") else res.to_json()
+    if channel:  # the user's network, not its augmented form
+        doc["width"], doc["input_dim"], doc["observed_alpha"] = weights.width, weights.input_dim, None
     if model is not None:
         doc["recipe"] = recipe.to_dict()  # the user's recipe (the weight decay they gave)
         doc["model"] = {"source": str(args.model), "optimizer": model.optimizer, "base_width": model.base_width,
                         "output_mult": str(model.output_mult), "layout": {"input": model.layout.input,
                         "hidden": list(model.layout.hidden), "readout": model.layout.readout},
-                        "mapping": list(model.notes)}
+                        "mapping": list(model.notes) + list(bias_notes)}
     if args.json:
         dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
     p = res.polynomial
     acc = doc["coefficient_accuracy"]
-    print(f"network: L={res.depth} n={res.width} d={res.input_dim}; data m={res.m}; "
+    print(f"network: L={res.depth} n={weights.width} d={weights.input_dim}; data m={res.m}; "
           + (f"model {args.model} ({model.optimizer})" if model is not None else f"param {args.param.name}")
           + f"; T={p.steps} steps")
     if model is not None:
-        for note in model.notes:
+        for note in model.notes + bias_notes:
             print(f"  mapped: {note}")
     print(f"recipe: {recipe.describe()}")
     lr = "eta"

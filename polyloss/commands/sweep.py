@@ -205,6 +205,14 @@ def _run_models(args, executor, recipe) -> int:
         raise SpecError(f"`--depth`={args.depth} is invalid: the model has {depth} hidden layers")
     check_mup_decay(args.model_optimizer, recipe)
     rec = model_recipe(args, models[0], args.steps)
+    import dataclasses
+
+    from polyloss.interop import augmented_network
+
+    no_decay = dataclasses.replace(rec, weight_decay=0)  # (only: do any biases matter)
+    if any(m.biases is not None and augmented_network(m, data, no_decay) is not None for m in models):
+        raise SpecError("`--model` has biases that train (or are non-zero): sweep's trainer has no biases; the exact "
+                        "polynomial with biases is polyloss poly --model / polyloss transfer")
     run_ = run_sweep(args.out, depth=depth, widths=None, etas=args.etas, seeds=1, steps=args.steps,
                      activation=args.activation, optimizer=optimizer, param=args.param, data=data,
                      data_description=desc, seed=args.seed, adam_eps=args.adam_eps, dtype=args.dtype,
