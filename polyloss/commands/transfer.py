@@ -26,7 +26,7 @@ EPILOG = """examples (demo factories in polyloss.demo_models; yours: mypackage.m
   killed run), DIR/report.json and DIR/transfer.png (loss curves per width with each optimum and the reused
   rate; eta_n vs width with the extrapolated limit; the penalty of reusing eta_n0 vs width with the 1% line).
   Learning rates are the optimizer's lr (--loss mse: PyTorch's nn.MSELoss convention). The models must be
-  bias-free linear MLPs (polyloss's exact polynomials); worked example with torch and mup: docs/interop.md.
+  linear MLPs (biases are carried exactly, at their optimizer's rates); worked example: docs/interop.md.
 """
 
 
