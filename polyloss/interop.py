@@ -37,7 +37,7 @@ import numpy as np
 from polyloss.errors import DataError, SpecError, invalid
 from polyloss.weights import Weights
 
-__all__ = ["read_state_dict", "infer_layout", "Layout", "ImportedModel", "import_model", "augmented_network",
+__all__ = ["read_state_dict", "read_base_shapes", "infer_layout", "Layout", "ImportedModel", "import_model", "augmented_network",
            "OPTIMIZERS", "LOSSES",
            "LossConvention", "loss_convention", "poly_doc_in_user_units"]
 
@@ -412,13 +412,62 @@ def _as_arrays(state: dict) -> dict:
     return out
 
 
+def read_base_shapes(path) -> dict:
+    """``{name: [dim or None, ...]}`` from a mup base-shape file (``mup.make_base_shapes(..., savefile=)``: YAML lines
+    ``name:`` then ``- 8`` / ``- null``, or ``name: [8, null]``), read without a YAML library; one-line errors."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise invalid("base_shapes", path, "an existing mup base-shape file (mup.make_base_shapes(..., savefile=...))")
+    shapes, current = {}, None
+
+    def dim(tok: str, line: int):
+        tok = tok.strip()
+        if tok in ("null", "~", ""):
+            return None
+        if tok.isdigit():
+            return int(tok)
+        raise DataError(f"{path}, line {line}: {tok!r} is not a dimension (an integer or null)")
+
+    with open(path) as fh:
+        for i, raw in enumerate(fh, start=1):
+            line = raw.split("#", 1)[0].rstrip()
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("- "):
+                if current is None:
+                    raise DataError(f"{path}, line {i}: a dimension before any parameter name")
+                shapes[current].append(dim(line.lstrip()[2:], i))
+            elif ":" in line:
+                name, _, rest = line.partition(":")
+                current = name.strip()
+                rest = rest.strip()
+                shapes[current] = ([dim(t, i) for t in rest.strip("[]").split(",")] if rest.startswith("[") else [])
+            else:
+                raise DataError(f"{path}, line {i}: not a base-shape entry ({line.strip()!r})")
+    if not shapes:
+        raise DataError(f"{path}: no parameter shapes (not a mup base-shape file)")
+    return shapes
+
+
+def base_width_from_shapes(shapes: dict, lay: "Layout") -> int:
+    """The base width of the hidden layers from a base-shape dict (:func:`read_base_shapes`)."""
+    for name in (*lay.hidden, lay.input):
+        dims = [d for d in shapes.get(name, []) if d is not None]
+        if dims:
+            return int(dims[0])
+    raise DataError(f"the base-shape file has no width for {', '.join((*lay.hidden, lay.input))}")
+
+
 def import_model(source, *, layout: str | None = None, optimizer: str = "sgd", base_width=None,
-                 output_mult=1) -> ImportedModel:
+                 output_mult=1, base_shapes=None) -> ImportedModel:
     """Read ``source`` (a path to a .safetensors/.npz state_dict, or a dict of arrays) and map it.
 
+    ``source`` may also be a live ``torch.nn.Module`` (its ``state_dict()``; torch is not imported here).
     ``optimizer``: 'sgd' (torch SGD, plain nn.Linear layers), 'musgd' or 'muadam' (mup: the readout is a
-    MuReadout; ``base_width`` — the width of the base model given to ``set_base_shapes`` — is required, and
-    ``output_mult`` is MuReadout's)."""
+    MuReadout; ``base_width`` — the width of the base model given to ``set_base_shapes`` — or ``base_shapes``, mup's
+    base-shape file, is required, and ``output_mult`` is MuReadout's)."""
+    if hasattr(source, "state_dict") and callable(source.state_dict):  # a torch module
+        source = {k: (v.detach().cpu().double().numpy() if hasattr(v, "detach") else v)
+                  for k, v in source.state_dict().items()}
     state = read_state_dict(source) if not isinstance(source, dict) else _as_arrays(source)
     if optimizer not in OPTIMIZERS:
         raise invalid("optimizer", optimizer, "one of " + ", ".join(OPTIMIZERS))
@@ -454,10 +503,16 @@ def import_model(source, *, layout: str | None = None, optimizer: str = "sgd", b
                         f"{'…' if len(extra) > 4 else ''} (an MLP is input → hidden … → readout; declare --layout)")
     V = state[lay.readout][0].copy()
     base = None
+    if base_shapes is not None:
+        found = base_width_from_shapes(read_base_shapes(base_shapes), lay)
+        if base_width is not None and base_width != found:
+            raise invalid("base_width", base_width, f"the base-shape file's width {found} (or leave it out)")
+        base_width = found
+        notes.append(f"base width {found} from the base-shape file {os.fspath(base_shapes)}")
     if optimizer in ("musgd", "muadam"):
         if base_width is None:
             raise SpecError(f"`base_width` is required with optimizer {optimizer!r}: the width of the base model "
-                            "given to mup.set_base_shapes")
+                            "given to mup.set_base_shapes (or its base-shape file)")
         if isinstance(base_width, bool) or not isinstance(base_width, (int, np.integer)) or base_width < 1:
             raise invalid("base_width", base_width, "an integer >= 1")
         base = int(base_width)

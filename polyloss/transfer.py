@@ -181,14 +181,14 @@ def _record(job: _Job, model, width: int, sample: int, eta_base: float | None) -
 def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int = 1, data: Dataset, steps: int,
                  optimizer: str = "sgd", base_width=None, output_mult=1.0, layout=None, loss: str = "half-mse",
                  recipe_knobs: dict | None = None, window=None, data_description: dict | None = None,
-                 resume: bool = False, progress: bool = True) -> dict:
+                 resume: bool = False, progress: bool = True, base_shapes=None) -> dict:
     """Compute the records of a transfer report into ``out_dir`` and return :func:`transfer_report`.
 
     Models: ``models`` (a list of state_dicts or paths, one per width, one seed) or ``factory`` (a callable or
     'module:function', called as ``factory(width)`` or ``factory(width, seed)``) with ``widths``. ``window``:
     where η_n is searched, in the user's lr units (default: polyloss's default window of the smallest model).
     ``recipe_knobs``: schedule, weight_decay, wd_mode, momentum, nesterov, trained (see
-    :meth:`polyloss.interop.ImportedModel.recipe`)."""
+    :meth:`polyloss.interop.ImportedModel.recipe`). ``base_shapes``: mup's base-shape file (instead of ``base_width``)."""
     from polyloss._paths import check_out_dir
     from polyloss._progress import Progress
     from polyloss._rundir import run_session
@@ -218,7 +218,7 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
             raise invalid("models", models, "a non-empty list of state_dicts or paths, one per width")
         by_width = {}
         for st in states:
-            m = _imported_raw(st, layout, optimizer, base_width, output_mult)
+            m = _imported_raw(st, layout, optimizer, base_width, output_mult, base_shapes)
             if m.weights.width in by_width:
                 raise invalid("models", f"two models of width {m.weights.width}", "one model per width")
             by_width[m.weights.width] = m
@@ -237,7 +237,7 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
         raise invalid("widths", widths, "at least two widths (transfer is between widths)")
     knobs = dict(recipe_knobs or {})
     first = by_width[widths[0]] if by_width else _imported_raw(_call_factory(fn, widths[0], 0, seeds), layout,
-                                                                 optimizer, base_width, output_mult)
+                                                                 optimizer, base_width, output_mult, base_shapes)
     if window is None:
         trained = knobs.get("trained")
         rk = {k: v for k, v in knobs.items() if k != "trained"}
@@ -250,7 +250,7 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
     job = _Job(data, steps, optimizer, base_width, float(output_mult), layout, conv, knobs, window, grid)
     config = {"schema": SCHEMA, "source": source, "widths": widths, "seeds": seeds, "steps": steps,
               "data": data_description or {"kind": "array", "m": data.m, "d": data.d},
-              "optimizer": optimizer, "base_width": base_width, "output_mult": float(output_mult), "layout": layout,
+              "optimizer": optimizer, "base_width": first.base_width, "output_mult": float(output_mult), "layout": layout,
               "loss": conv.to_json(), "recipe": {k: (str(v) if not isinstance(v, (bool, type(None))) else v)
                                                    for k, v in knobs.items()},
               "window": window, "grid": grid.tolist(), "rule": RULE, "depth": first.weights.depth,
@@ -271,7 +271,7 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
                 eta_base = curve_minimum(config["grid"], [r["curve_loss"] for r in base])[0]
             model = (by_width[n] if by_width else
                      (first if (n, s) == (widths[0], 0) else _imported_raw(_call_factory(fn, n, s, seeds), layout,
-                                                                             optimizer, base_width, output_mult)))
+                                                                             optimizer, base_width, output_mult, base_shapes)))
             rec = _record(job, model, n, s, eta_base)
             if n == base_n:
                 rec["eta_base"] = None
@@ -283,11 +283,11 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
     return transfer_report(config, records)
 
 
-def _imported_raw(state, layout, optimizer, base_width, output_mult):
+def _imported_raw(state, layout, optimizer, base_width, output_mult, base_shapes=None):
     from polyloss.interop import import_model
 
     return import_model(state_of(state), layout=layout, optimizer=optimizer, base_width=base_width,
-                        output_mult=output_mult)
+                        output_mult=output_mult, base_shapes=base_shapes)
 
 
 # ----------------------------------------------------------------------------------------- the report

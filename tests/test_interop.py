@@ -127,3 +127,23 @@ def test_refusals(tmp_path):
 def test_bad_sources_are_one_line(bad):
     with pytest.raises(SpecError, match="`model"):
         import_model(bad)
+
+
+def test_mup_base_shape_file(tmp_path):
+    """mup.make_base_shapes(..., savefile=) YAML, read without a YAML library: the hidden layers' base width."""
+    from polyloss.interop import read_base_shapes
+
+    (tmp_path / "b.bsh").write_text("# mup base shapes\nhidden.0.weight:\n- 4\n- 4\nhidden.1.weight:\n- 4\n- 4\n"
+                                    "input.weight:\n- 4\n- null\nreadout.weight: [null, 4]\n")
+    assert read_base_shapes(tmp_path / "b.bsh")["readout.weight"] == [None, 4]
+    w = _effective()
+    sd = _mup_state(w, 4, 2.0)
+    a = import_model(sd, optimizer="musgd", base_shapes=tmp_path / "b.bsh", output_mult=2)
+    b = import_model(sd, optimizer="musgd", base_width=4, output_mult=2)
+    assert a.base_width == 4 and a.lr_rates() == b.lr_rates()
+    np.testing.assert_array_equal(a.weights.V, b.weights.V)
+    with pytest.raises(SpecError, match="`base_width`=8 is invalid"):
+        import_model(sd, optimizer="musgd", base_shapes=tmp_path / "b.bsh", base_width=8)
+    (tmp_path / "bad.bsh").write_text("input.weight:\n- four\n")
+    with pytest.raises(DataError, match="line 2"):
+        read_base_shapes(tmp_path / "bad.bsh")

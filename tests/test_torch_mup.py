@@ -169,3 +169,16 @@ def test_the_worked_example_of_docs_interop_runs(tmp_path):
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
         assert res.returncode == 0, (ln, res.stderr)
     assert "verdict:" in res.stdout and (tmp_path / "results" / "my-transfer" / "transfer.png").exists()
+
+
+def test_live_module_and_mups_base_shape_file(tmp_path):
+    """import_model takes the live nn.Module, and the base width from mup's own base-shape file."""
+    from polyloss.interop import import_model
+
+    mup.make_base_shapes(MLP(BASE).double(), MLP(2 * BASE).double(), savefile=str(tmp_path / "base.bsh"))
+    model = make(64)
+    a = import_model(model, optimizer="musgd", base_shapes=tmp_path / "base.bsh", output_mult=OM)
+    b = import_model({k: v.detach().numpy() for k, v in model.state_dict().items()}, optimizer="musgd",
+                     base_width=BASE, output_mult=OM)
+    assert a.base_width == BASE and a.lr_rates() == b.lr_rates()
+    np.testing.assert_array_equal(a.weights.V, b.weights.V)

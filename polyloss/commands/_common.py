@@ -250,6 +250,8 @@ def add_model_options(p, *, loss: bool = True, single: bool = True) -> None:
                         "(default sgd)")
     g.add_argument("--base-width", type=positive_int("base-width"), default=None, metavar="B",
                    help="the base model's width given to mup.set_base_shapes (musgd, muadam)")
+    g.add_argument("--base-shapes", default=None, metavar="FILE",
+                   help="mup's base-shape file (mup.make_base_shapes(..., savefile=FILE)): the base width from it")
     g.add_argument("--output-mult", type=positive_float("output-mult"), default=1.0, metavar="M",
                    help="MuReadout's output_mult (default 1)")
     if loss:
@@ -262,14 +264,14 @@ def add_model_options(p, *, loss: bool = True, single: bool = True) -> None:
 def model_from_args(args, input_dim: int):
     """The :class:`~polyloss.interop.ImportedModel` of --model (None without it); one-line errors."""
     if getattr(args, "model", None) is None:
-        for flag in ("layout", "base_width"):
+        for flag in ("layout", "base_width", "base_shapes"):
             if getattr(args, flag, None) is not None:
                 raise SpecError(f"`--{flag.replace('_', '-')}`={getattr(args, flag)!r} is invalid without --model")
         return None
     from polyloss.interop import import_model
 
     model = import_model(args.model, layout=args.layout, optimizer=args.model_optimizer, base_width=args.base_width,
-                         output_mult=args.output_mult)
+                         output_mult=args.output_mult, base_shapes=args.base_shapes)
     if model.weights.input_dim != input_dim:
         raise SpecError(f"`--model`={args.model!r} is invalid for this data: its input layer takes "
                         f"{model.weights.input_dim} inputs, the data has d = {input_dim}")

@@ -140,7 +140,7 @@ def run(args) -> int:
     for flag in ("depth", "widths"):
         if getattr(args, flag) is None:
             raise SpecError(f"`--{flag}` is required (or --model/--weights FILE[,FILE...]: a user's networks)")
-    for flag in ("layout", "base_width"):
+    for flag in ("layout", "base_width", "base_shapes"):
         if getattr(args, flag) is not None:
             raise SpecError(f"`--{flag.replace('_', '-')}` is invalid without --model")
     kappa = None
@@ -199,7 +199,8 @@ def _run_models(args, executor, recipe) -> int:
                         "the model's optimizer decides (muadam: adam; sgd, musgd: gd)")
     data, desc = resolve_data(args, data_seed(args.seed))
     models = [import_model(path.strip(), layout=args.layout, optimizer=args.model_optimizer,
-                           base_width=args.base_width, output_mult=args.output_mult) for path in args.model.split(",")]
+                           base_width=args.base_width, output_mult=args.output_mult, base_shapes=args.base_shapes)
+              for path in args.model.split(",")]
     depth = models[0].weights.depth
     if args.depth is not None and args.depth != depth:
         raise SpecError(f"`--depth`={args.depth} is invalid: the model has {depth} hidden layers")

@@ -88,7 +88,8 @@ def run(args) -> int:
     rep = run_transfer(out, models=models, factory=args.factory, widths=args.widths, seeds=args.seeds, data=data,
                        steps=args.steps, optimizer=args.model_optimizer, base_width=args.base_width,
                        output_mult=args.output_mult, layout=args.layout, loss=args.loss, recipe_knobs=knobs,
-                       window=args.window, data_description=desc, resume=args.resume, progress=not args.quiet)
+                       window=args.window, data_description=desc, resume=args.resume, progress=not args.quiet,
+                       base_shapes=args.base_shapes)
     from polyloss._rundir import read_records
 
     records = read_records(os.path.join(out, "records.jsonl"))
