@@ -1010,6 +1010,105 @@ class _IsolationFailed(ArithmeticError):
     pass
 
 
+#: degree from which the root isolation and refinement of :func:`_critical_points` use several processes
+_PAR_MIN_DEGREE = 600
+_MAX_PROCS = 8
+
+
+def _derive_procs() -> int:
+    """Processes for the critical points of one polynomial: ``POLYLOSS_DERIVE_PROCS`` when set, else the
+    CPUs this process may run on (at most :data:`_MAX_PROCS`); 1 (serial) without ``os.fork`` or when other
+    threads run (a fork copies only the calling thread)."""
+    import os
+    import threading
+
+    env = os.environ.get("POLYLOSS_DERIVE_PROCS", "").strip()
+    if not hasattr(os, "fork"):
+        return 1
+    if env:
+        try:
+            return max(1, min(int(env), _MAX_PROCS))
+        except ValueError:
+            return 1
+    if threading.active_count() > 1:
+        return 1
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        ncpu = os.cpu_count() or 1
+    return max(1, min(ncpu, _MAX_PROCS))
+
+
+def _fork_map(fn, tasks: list, procs: int) -> list:
+    """``[fn(t) for t in tasks]`` over ``procs`` processes: this one and ``procs − 1`` forked children take
+    the next unclaimed task (a shared counter) until none is left; a child's results come back pickled
+    through a pipe. An exception in a child is raised here; a task whose child died without results is
+    redone here. Which process runs a task does not change its result, so the list is the serial one."""
+    import os
+    import pickle
+    import signal
+    from multiprocessing import Value
+
+    counter = Value("l", 0)
+
+    def work() -> dict:
+        done = {}
+        while True:
+            with counter.get_lock():
+                i = counter.value
+                counter.value = i + 1
+            if i >= len(tasks):
+                return done
+            done[i] = fn(tasks[i])
+
+    kids = []
+    try:
+        for _ in range(min(procs, len(tasks)) - 1):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
+                try:
+                    os.close(r)
+                    try:
+                        payload = pickle.dumps(("ok", work()), protocol=pickle.HIGHEST_PROTOCOL)
+                    except BaseException as e:  # noqa: BLE001 - handed to the parent
+                        try:
+                            payload = pickle.dumps(("err", e))
+                        except Exception:
+                            payload = b""
+                    with os.fdopen(w, "wb") as fh:
+                        fh.write(payload)
+                finally:
+                    os._exit(0)
+            os.close(w)
+            kids.append((pid, r))
+        results = work()
+        while kids:
+            pid, r = kids.pop(0)
+            with os.fdopen(r, "rb") as fh:
+                data = fh.read()
+            os.waitpid(pid, 0)
+            try:
+                status, val = pickle.loads(data)
+            except Exception:
+                status, val = "lost", {}
+            if status == "err":
+                raise val
+            results.update(val)
+        return [results[i] if i in results else fn(t) for i, t in enumerate(tasks)]
+    finally:
+        for pid, r in kids:  # only after an exception here: stop and reap our own children
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+            try:
+                os.close(r)
+            except OSError:
+                pass
+
+
 def _var_ball(M, R):
     """Sign variations of a sequence a with |a_k − M_k| ≤ R_k; None when a sign is undetermined."""
     v, last = 0, 0
@@ -1192,88 +1291,145 @@ def _descartes_isolate_arb(f_ints, max_nodes: int = 100_000, prec0: int | None =
     def sgn(b):  # the sign of an arb ball, None when it holds 0
         return 1 if b > 0 else (-1 if b < 0 else None)
 
-    out = []
+    nodes = [0]
+
+    def process(item, out) -> list:
+        """One stack item: appends its intervals to ``out``, returns its children (left to right).
+        Items: ("node", c, j, Q, prec, cell, V, weight) (V: None, or deduced), ("right", c, j, Ql, prec,
+        V_parent, left_cell, parity, weight) (the right half, after its left sibling), ("root", x)."""
+        if item[0] == "root":
+            out.append((item[1], item[1]))
+            return []
+        if item[0] == "right":  # the right half, after its left sibling's subtree
+            _, c, j, Ql, p, V_parent, left, par, _w = item
+            # var(left) + var(right) <= var(parent) when f(mid) != 0 (sub-additivity of Descartes'
+            # variations over disjoint subintervals): the right half has no variation, no root
+            # (left[0] is None when the left sibling went to another process: no deduction then)
+            if left[0] == V_parent:
+                _iso_stats["skipped_nodes"] = _iso_stats.get("skipped_nodes", 0) + 1
+                return []
+            if par is not None and left[0] is not None and V_parent - left[0] == 1:
+                item = ("node", c, j, None, p, None, par, 0)  # var(right) <= 1 and ≡ its root count
+            else:
+                fl.ctx.prec = p
+                item = ("node", c, j, Ql(shift1), p, None, None, 0)
+        _, c, j, Q, p, cell, V, _w = item
+        if V is not None:  # deduced (0 or 1): no Taylor shift
+            _iso_stats["deduced_nodes"] = _iso_stats.get("deduced_nodes", 0) + 1
+            if cell is not None:
+                cell[0] = V
+            if V == 1:
+                out.append((x_of(c, j), x_of(c + 1, j)))
+            return []
+        nodes[0] += 1
+        if nodes[0] > max_nodes:
+            raise _IsolationFailed("too many bisection nodes")
+        fl.ctx.prec = p
+        V, cs = variations(Q)
+        while V is None:  # a sign not determined: recompute this node at twice the precision
+            _iso_stats["exact_nodes"] += 1
+            p *= 2
+            Q = node_poly(c, j, p)
+            if p > 2 * (hb + n * (abs(K - j) + j + 2)):  # as many bits as the exact node: count exactly
+                ex = exact_ints(c, j)
+                V = _var_ball(_compose_lin(fl, ex[::-1], n, 1), [0] * (n + 1))
+                cs = Q.coeffs()
+                cs = cs + [zero] * (n + 1 - len(cs))
+            else:
+                V, cs = variations(Q)
+        if cell is not None:
+            cell[0] = V
+        if V == 0:
+            return []
+        if V == 1:
+            out.append((x_of(c, j), x_of(c + 1, j)))
+            return []
+        Ql = fl.arb_poly([cs[k] * pow2[k] for k in range(n + 1)])  # 2^n Q(y/2): exact scaling
+        mid = x_of(2 * c + 1, j + 1)
+        is_root = False
+        q1 = Ql(fl.arb(1))  # ∝ f(mid): may it vanish? decide exactly
+        if not (q1 > 0 or q1 < 0):
+            is_root = Pz(fl.fmpq(mid.numerator, mid.denominator)) == 0
+        if is_root:  # no skipping past a root at the midpoint
+            return [("node", 2 * c, j + 1, Ql, p, None, None, V), ("root", mid),
+                    ("node", 2 * c + 1, j + 1, Ql(shift1), p, None, None, V)]
+        # parities: var(half) ≡ its number of roots (mod 2, Descartes; f square-free), odd iff f changes
+        # sign across it (no endpoint is a root: 0, 2^K and every midpoint were checked), and
+        # var(left) + var(right) <= var(parent): var = pl + pr fixes both halves without a Taylor shift
+        s_lo, s_mid, s_hi = sgn(cs[0]), sgn(q1), sgn(Q(fl.arb(1)))
+        pl = pr = None
+        if s_lo is not None and s_mid is not None and s_hi is not None:
+            pl, pr = int(s_lo != s_mid), int(s_mid != s_hi)
+        if pl is not None and V == pl + pr:
+            return [("node", 2 * c, j + 1, None, p, None, pl, 0), ("node", 2 * c + 1, j + 1, None, p, None, pr, 0)]
+        left = [None]
+        return [("node", 2 * c, j + 1, Ql, p, left, None, V), ("right", 2 * c + 1, j + 1, Ql, p, V, left, pr, V)]
+
+    def run(items) -> list:  # depth first, left to right: intervals in ascending order
+        out: list = []
+        stack = list(reversed(items))
+        while stack:
+            stack.extend(reversed(process(stack.pop(), out)))
+        return out
+
     old = fl.ctx.prec
     p0 = int(prec0 or _ARB_PREC0)
     try:
-        stack = [("node", 0, 0, node_poly(0, 0, p0), p0, None, None)]
-        nodes = 0
-        while stack:
-            item = stack.pop()
-            if item[0] == "root":
-                out.append((item[1], item[1]))
-                continue
-            if item[0] == "right":  # the right half, after its left sibling's subtree
-                _, c, j, Ql, p, V_parent, left, par = item
-                # var(left) + var(right) <= var(parent) when f(mid) != 0 (sub-additivity of Descartes'
-                # variations over disjoint subintervals): the right half has no variation, no root
-                if left[0] == V_parent:
-                    _iso_stats["skipped_nodes"] = _iso_stats.get("skipped_nodes", 0) + 1
-                    continue
-                if par is not None and V_parent - left[0] == 1:  # var(right) <= 1 and ≡ its root count
-                    item = ("node", c, j, None, p, None, par)
-                else:
-                    fl.ctx.prec = p
-                    item = ("node", c, j, Ql(shift1), p, None, None)
-            _, c, j, Q, p, cell, V = item
-            if V is not None:  # deduced (0 or 1): no Taylor shift
-                _iso_stats["deduced_nodes"] = _iso_stats.get("deduced_nodes", 0) + 1
-                if cell is not None:
-                    cell[0] = V
-                if V == 1:
-                    out.append((x_of(c, j), x_of(c + 1, j)))
-                continue
-            nodes += 1
-            if nodes > max_nodes:
-                raise _IsolationFailed("too many bisection nodes")
-            fl.ctx.prec = p
-            V, cs = variations(Q)
-            while V is None:  # a sign not determined: recompute this node at twice the precision
-                _iso_stats["exact_nodes"] += 1
-                p *= 2
-                Q = node_poly(c, j, p)
-                if p > 2 * (hb + n * (abs(K - j) + j + 2)):  # as many bits as the exact node: count exactly
-                    ex = exact_ints(c, j)
-                    V = _var_ball(_compose_lin(fl, ex[::-1], n, 1), [0] * (n + 1))
-                    cs = Q.coeffs()
-                    cs = cs + [zero] * (n + 1 - len(cs))
-                else:
-                    V, cs = variations(Q)
-            if cell is not None:
-                cell[0] = V
-            if V == 0:
-                continue
-            if V == 1:
-                out.append((x_of(c, j), x_of(c + 1, j)))
-                continue
-            Ql = fl.arb_poly([cs[k] * pow2[k] for k in range(n + 1)])  # 2^n Q(y/2): exact scaling
-            mid = x_of(2 * c + 1, j + 1)
-            is_root = False
-            q1 = Ql(fl.arb(1))  # ∝ f(mid): may it vanish? decide exactly
-            if not (q1 > 0 or q1 < 0):
-                is_root = Pz(fl.fmpq(mid.numerator, mid.denominator)) == 0
-            if is_root:  # no skipping past a root at the midpoint
-                stack.append(("node", 2 * c + 1, j + 1, Ql(shift1), p, None, None))
-                stack.append(("root", mid))
-                stack.append(("node", 2 * c, j + 1, Ql, p, None, None))
-                continue
-            # parities: var(half) ≡ its number of roots (mod 2, Descartes; f square-free), odd iff f changes
-            # sign across it (no endpoint is a root: 0, 2^K and every midpoint were checked), and
-            # var(left) + var(right) <= var(parent): var = pl + pr fixes both halves without a Taylor shift
-            s_lo, s_mid, s_hi = sgn(cs[0]), sgn(q1), sgn(Q(fl.arb(1)))
-            pl = pr = None
-            if s_lo is not None and s_mid is not None and s_hi is not None:
-                pl, pr = int(s_lo != s_mid), int(s_mid != s_hi)
-            if pl is not None and V == pl + pr:
-                stack.append(("node", 2 * c + 1, j + 1, None, p, None, pr))
-                stack.append(("node", 2 * c, j + 1, None, p, None, pl))
-                continue
-            left = [None]
-            stack.append(("right", 2 * c + 1, j + 1, Ql, p, V, left, pr))
-            stack.append(("node", 2 * c, j + 1, Ql, p, left, None))
+        first = ("node", 0, 0, node_poly(0, 0, p0), p0, None, None, 1)
+        procs = _derive_procs() if n >= _PAR_MIN_DEGREE else 1
+        if procs <= 1:
+            return run([first])
+        # breadth first until there is work for every process; then the pending subtrees (a left half with
+        # its right sibling kept together), heaviest first by their parents' variation counts, are taken
+        # by the processes as they come free; the intervals are sorted, so the result is the serial one
+        from collections import deque
+
+        out: list = []
+        queue = deque([first])
+        while queue and sum(1 for it in queue if it[0] != "root" and it[-1]) < 4 * procs:
+            queue.extend(process(queue.popleft(), out))
+        # split the heaviest pending items further while one of them holds over a third of a process's share
+        for _ in range(16 * procs):
+            live = [it for it in queue if it[0] != "root" and it[-1]]
+            if not live:
+                break
+            heavy = max(live, key=lambda it: it[-1])
+            if 3 * procs * heavy[-1] <= sum(it[-1] for it in live):
+                break
+            i = queue.index(heavy)
+            if heavy[0] == "right":  # its left sibling first (the skip and deduction read its count)
+                for k in range(i):
+                    if queue[k][0] == "node" and queue[k][5] is heavy[6]:
+                        queue.extend(process(queue[k], out))
+                        del queue[k]
+                        i -= 1
+                        break
+            del queue[i]
+            queue.extend(process(heavy, out))
+        tasks: list = []
+        for it in queue:
+            if it[0] == "root":
+                out.append((it[1], it[1]))
+            elif it[0] == "right" and tasks and tasks[-1][-1][0] == "node" and tasks[-1][-1][5] is it[6]:
+                tasks[-1].append(it)
+            else:
+                tasks.append([it])
+        tasks.sort(key=lambda g: -sum(it[-1] for it in g))
+
+        def task(g):
+            st0 = dict(_iso_stats)
+            got = run(g)
+            return got, {k: v - st0.get(k, 0) for k, v in _iso_stats.items()}
+
+        stats0 = dict(_iso_stats)
+        for got, st in _fork_map(task, tasks, procs):
+            out.extend(got)
+            for key, v in st.items():
+                stats0[key] = stats0.get(key, 0) + v
+        _iso_stats.update(stats0)
+        return sorted(out)
     finally:
         fl.ctx.prec = old
-    return out
 
 
 def _exact_sign(fl, Pz, q: Fraction) -> int:
@@ -1442,10 +1598,11 @@ def _critical_points(c: list, digits: int, Pq=None) -> tuple[CriticalPoint, ...]
     S_or = _SignOracle(s_ints, digits, Sz if HAS_FLINT else None)
     P_or = _SignOracle(ints, 10, Pz if HAS_FLINT else None)
     C_z = fl.fmpz_poly(c_ints) if HAS_FLINT else None
-    out = []
-    for (lo, hi), mult in _isolate(ints):
+
+    def one(item):  # the critical point of one isolating interval (None: the root 0)
+        (lo, hi), mult = item
         if hi <= 0:
-            continue  # a root at 0 is not a positive critical point
+            return None  # a root at 0 is not a positive critical point
         if lo != hi and S_deg == 1:  # linear: the root is rational
             lo = hi = Fraction(-s_ints[0], s_ints[1])
         if lo != hi:
@@ -1482,7 +1639,7 @@ def _critical_points(c: list, digits: int, Pq=None) -> tuple[CriticalPoint, ...]
             loss_str = _decimal(loss_mid, digits)
         else:
             loss_mid, loss_str = _eval_approx(c_ints, c_den, mid, digits, C_z)
-        out.append(
+        return (
             CriticalPoint(
                 eta=_decimal(mid, digits),
                 loss=loss_str,
@@ -1495,6 +1652,12 @@ def _critical_points(c: list, digits: int, Pq=None) -> tuple[CriticalPoint, ...]
                 _loss_mid=loss_mid,
             )
         )
+
+    isolated = _isolate(ints)
+    procs = _derive_procs() if HAS_FLINT and len(ints) > _PAR_MIN_DEGREE and len(isolated) > 1 else 1
+    # independent per root: over several processes (the same points, in order) when the degree is large
+    got = _fork_map(one, isolated, procs) if procs > 1 else [one(it) for it in isolated]
+    out = [cp for cp in got if cp is not None]
     return tuple(out)
 
 

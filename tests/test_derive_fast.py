@@ -364,3 +364,76 @@ def test_exact_sign_ball_prefilter_matches_exact_evaluation():
         for q in pts:
             v = P(flint.fmpq(q.numerator, q.denominator))
             assert D._exact_sign(flint, P, q) == (v > 0) - (v < 0)
+
+
+# --- several processes (issue 13: every core) -----------------------------------------------------
+
+
+def test_derive_procs_setting(monkeypatch):
+    monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", "3")
+    assert D._derive_procs() == 3
+    monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", "1")
+    assert D._derive_procs() == 1
+    monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", "many")
+    assert D._derive_procs() == 1
+    monkeypatch.delenv("POLYLOSS_DERIVE_PROCS")
+    assert 1 <= D._derive_procs() <= D._MAX_PROCS
+
+
+def _square_or_boom(x):
+    if x == "boom":
+        raise D._IsolationFailed("boom in a child")
+    return x * x
+
+
+def test_fork_map_is_the_serial_map_and_raises_child_errors():
+    tasks = list(range(23))
+    for procs in (1, 2, 3):
+        assert D._fork_map(_square_or_boom, tasks, procs) == [x * x for x in tasks]
+    with pytest.raises(D._IsolationFailed, match="boom"):
+        D._fork_map(_square_or_boom, [1, 2, "boom", 3, 4], 2)
+
+
+def test_fork_map_redoes_the_tasks_of_a_dead_child():
+    import os
+
+    parent = os.getpid()
+
+    def fn(x):
+        if os.getpid() != parent:
+            os._exit(3)  # a child that dies without sending results
+        return -x
+
+    assert D._fork_map(fn, list(range(9)), 2) == [-x for x in range(9)]
+
+
+@pytest.mark.parametrize("ints", _hard_polys()[:2] + _hard_polys()[5:])
+def test_parallel_descartes_equals_serial_and_ball(ints, monkeypatch):
+    """The bisection over 2 processes (breadth first, then subtrees taken by free processes; a right half
+    whose left sibling ran elsewhere is tested instead of deduced) gives the serial intervals."""
+    S = _squarefree_positive_part(ints)
+    if len(S) <= 1:
+        return
+    ref = D._descartes_isolate(S)
+    monkeypatch.setattr(D, "_PAR_MIN_DEGREE", 0)
+    for procs in ("2", "3"):
+        monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", procs)
+        assert D._descartes_isolate_arb(S) == ref
+        assert D._descartes_isolate_arb(S, prec0=8) == ref
+
+
+def test_parallel_critical_points_and_derive_equal_serial(monkeypatch):
+    import random
+
+    rng = random.Random(8)
+    polys = [[Fraction(rng.randint(-999, 999), rng.randint(1, 99)) for _ in range(rng.randint(12, 40))] for _ in range(4)]
+    ds = linear_teacher(d=4, m=6, noise=0.1, seed=3)
+    monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", "1")
+    ser = [[cp.to_json() for cp in D.critical_points(c, 25)] for c in polys]
+    ser_d = D.derive(3, 3, data=ds, digits=25).to_json()
+    D.clear_caches()
+    monkeypatch.setattr(D, "_PAR_MIN_DEGREE", 0)
+    monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", "2")
+    par = [[cp.to_json() for cp in D.critical_points(c, 25)] for c in polys]
+    assert par == ser and any(par)
+    assert D.derive(3, 3, data=ds, digits=25).to_json() == ser_d
