@@ -1470,14 +1470,15 @@ def _halve(fl, Pz, lo: Fraction, hi: Fraction):
     return (mid, hi) if sm == s_lo else (lo, mid)
 
 
-def _isolate_flint(ints):
+def _isolate_flint(ints, facs=None):
     """[((lo, hi), multiplicity)] for the roots ≥ 0 of the integer polynomial ``ints`` (ascending),
     like sympy's ``Poly.intervals(inf=0)`` (ascending, disjoint); raises _IsolationFailed when a
     check fails. Square-free factorisation by FLINT; each factor isolated by :func:`_descartes_isolate`;
     every interval is then checked to change the factor's sign, and intervals of different factors
     are bisected until disjoint."""
     fl = _flint_mod()
-    _, facs = fl.fmpz_poly(list(ints)).factor_squarefree()
+    if facs is None:  # the caller may have factored it already
+        _, facs = fl.fmpz_poly(list(ints)).factor_squarefree()
     items = []
     for f, e in facs:
         fi = [int(v) for v in f.coeffs()]
@@ -1524,11 +1525,11 @@ def _isolate_sympy(ints):
     return out
 
 
-def _isolate(ints):
+def _isolate(ints, facs=None):
     """Certified isolating intervals of the roots ≥ 0 (see :data:`_ISOLATION`)."""
     if _ISOLATION != "sympy" and HAS_FLINT:
         try:
-            res = _isolate_flint(ints)
+            res = _isolate_flint(ints, facs)
             _iso_stats["flint"] += 1
             return res
         except _IsolationFailed:
@@ -1578,9 +1579,10 @@ def _critical_points(c: list, digits: int, Pq=None) -> tuple[CriticalPoint, ...]
     if HAS_FLINT:
         fl = _flint_mod()
         Pz = fl.fmpz_poly(ints)
-        S_deg, s_ints = None, None
+        S_deg, s_ints, facs_P = None, None, None
         if Pz.degree() > 1:
             _, facs = Pz.factor_squarefree()
+            facs_P = facs  # handed to the isolation (the same factorisation: ~1 s at degree 2185)
             Sz = fl.fmpz_poly([1])
             for f, _e in facs:
                 Sz = Sz * f
@@ -1589,6 +1591,7 @@ def _critical_points(c: list, digits: int, Pq=None) -> tuple[CriticalPoint, ...]
         s_ints = [int(v) for v in Sz.coeffs()]
         S_deg = Sz.degree()
     else:
+        facs_P = None
         x = Symbol("eta")
         P = Poly(list(reversed(ints)), x, domain="ZZ")
         S = P.sqf_part() if P.degree() > 1 else P
@@ -1653,7 +1656,7 @@ def _critical_points(c: list, digits: int, Pq=None) -> tuple[CriticalPoint, ...]
             )
         )
 
-    isolated = _isolate(ints)
+    isolated = _isolate(ints, facs_P)
     procs = _derive_procs() if HAS_FLINT and len(ints) > _PAR_MIN_DEGREE and len(isolated) > 1 else 1
     # independent per root: over several processes (the same points, in order) when the degree is large
     got = _fork_map(one, isolated, procs) if procs > 1 else [one(it) for it in isolated]
