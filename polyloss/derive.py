@@ -1049,7 +1049,10 @@ def _fork_map(fn, tasks: list, procs: int) -> list:
     import signal
     from multiprocessing import Value
 
-    counter = Value("l", 0)
+    try:
+        counter = Value("l", 0)  # a lock and a shared integer (POSIX semaphore, shared memory)
+    except (OSError, ImportError):  # pragma: no cover - no semaphores here: serial
+        return [fn(t) for t in tasks]
 
     def work() -> dict:
         done = {}
@@ -1065,7 +1068,12 @@ def _fork_map(fn, tasks: list, procs: int) -> list:
     try:
         for _ in range(min(procs, len(tasks)) - 1):
             r, w = os.pipe()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # pragma: no cover - no more processes: the ones running take all tasks
+                os.close(r)
+                os.close(w)
+                break
             if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
                 try:
                     os.close(r)
@@ -1386,7 +1394,7 @@ def _descartes_isolate_arb(f_ints, max_nodes: int = 100_000, prec0: int | None =
 
         out: list = []
         queue = deque([first])
-        while queue and sum(1 for it in queue if it[0] != "root" and it[-1]) < 4 * procs:
+        while queue and sum(1 for it in queue if it[0] != "root" and it[-1]) < 2 * procs:
             queue.extend(process(queue.popleft(), out))
         # split the heaviest pending items further while one of them holds over a third of a process's share
         for _ in range(16 * procs):
