@@ -13,6 +13,17 @@ from polyloss.spec import NetworkSpec, Parametrization
 from polyloss.weights import sample_weights
 
 
+@pytest.fixture(scope="session")
+def quick_verify(tmp_path_factory):
+    """One ``polyloss verify --quick`` of every claim, shared by tests/test_verify.py and tests/test_k_claims.py
+    (each claim's quick run costs up to ~40 s: running them once keeps the suite within its budget)."""
+    from polyloss.cli import main
+
+    out = tmp_path_factory.mktemp("verify")
+    assert main(["verify", "--quick", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
 @pytest.fixture
 def small_data():
     return linear_teacher(d=5, m=7, noise=0.1, seed=11)

@@ -7,36 +7,38 @@ import json
 import numpy as np
 import pytest
 
-from polyloss.checks import VERDICTS, claim_ids, parse_claims, run_claims
+from polyloss.checks import VERDICTS, claim_ids, parse_claims
 from polyloss.claims import _common as common
 
 IDS = ("K1", "K2", "K3", "L1")
 
 
-def _quick(tmp_path_factory, cid):
-    out = tmp_path_factory.mktemp(f"verify-{cid}")
-    (v,) = run_claims([cid], "quick", str(out), progress=False)
-    return out, v
+def _quick(quick_verify, cid):
+    """The claim's record in the shared quick run of every claim (conftest.quick_verify)."""
+    from types import SimpleNamespace
+
+    doc = json.loads((quick_verify / "verdicts" / f"{cid}.json").read_text())
+    return quick_verify, SimpleNamespace(verdict=doc["verdict"], widths=doc["widths"])
 
 
 @pytest.fixture(scope="module")
-def k1(tmp_path_factory):
-    return _quick(tmp_path_factory, "K1")
+def k1(quick_verify):
+    return _quick(quick_verify, "K1")
 
 
 @pytest.fixture(scope="module")
-def k2(tmp_path_factory):
-    return _quick(tmp_path_factory, "K2")
+def k2(quick_verify):
+    return _quick(quick_verify, "K2")
 
 
 @pytest.fixture(scope="module")
-def k3(tmp_path_factory):
-    return _quick(tmp_path_factory, "K3")
+def k3(quick_verify):
+    return _quick(quick_verify, "K3")
 
 
 @pytest.fixture(scope="module")
-def l1(tmp_path_factory):
-    return _quick(tmp_path_factory, "L1")
+def l1(quick_verify):
+    return _quick(quick_verify, "L1")
 
 
 def _check_record(out, v, cid):

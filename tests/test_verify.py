@@ -10,17 +10,31 @@ from polyloss.cli import main
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("verify")
-    assert main(["verify", "--quick", "--out", str(out), "--quiet"]) == 0
-    return out
+def quick(quick_verify):
+    return quick_verify  # (conftest: one quick run of every claim, shared with test_k_claims.py)
+
+@pytest.fixture
+def quick_copy(quick, tmp_path):
+    """A private copy of the shared quick run, for the tests that resume into it (the shared one stays as run)."""
+    import shutil
+
+    dst = tmp_path / "verify"
+    shutil.copytree(quick, dst, ignore=shutil.ignore_patterns(".lock"))
+    return dst
+
+
+#: the training claims of issue 14 part 4: judged by actual training, their quick scale may not decide
+TRAINING_CLAIMS = ("K1", "K2", "K3", "L1")
 
 
 def test_quick_verification_passes(quick):
     doc = json.loads((quick / "verify.json").read_text())
     verdicts = {v["claim"]["id"]: v for v in doc["verdicts"]}
-    assert set(verdicts) == set(claim_ids()) == {f"C{i}" for i in range(1, 16)}
+    assert set(verdicts) == set(claim_ids()) == {f"C{i}" for i in range(1, 16)} | set(TRAINING_CLAIMS)
     for cid, v in verdicts.items():
+        if cid in TRAINING_CLAIMS:  # must never fail at quick scale (their records: tests/test_k_claims.py)
+            assert v["verdict"] in ("pass", "inconclusive"), (cid, v["summary"])
+            continue
         if cid in ("C9", "C10"):  # t = 2 recipe transfer: quick scale may be too small to pin the rate
             assert v["verdict"] in ("pass", "inconclusive"), (cid, v["summary"])
             continue
@@ -37,7 +51,7 @@ def test_quick_verification_passes(quick):
 
 
 def test_every_verdict_record_is_filled(quick):
-    for path in sorted((quick / "verdicts").glob("C*.json")):
+    for path in sorted((quick / "verdicts").glob("*.json")):
         v = json.loads(path.read_text())
         assert v["schema"] == "polyloss.verdict/1" and v["verdict"] in VERDICTS
         for key in ("id", "title", "statement", "source", "statistic", "tolerance"):
@@ -65,14 +79,14 @@ def test_c8_record_has_every_part(quick):
     assert "C8a" in v["summary"] and "C8b" in v["summary"] and "C8c" in v["summary"]
 
 
-def test_resume_reuses_finished_verdicts(quick, capsys):
-    before = (quick / "verdicts" / "C3.json").read_text()
-    assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick), "--resume"]) == 0
+def test_resume_reuses_finished_verdicts(quick_copy, capsys):
+    before = (quick_copy / "verdicts" / "C3.json").read_text()
+    assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick_copy), "--resume"]) == 0
     out, err = capsys.readouterr()
     assert "from an earlier run" in err and "recipe: plain GD (hidden layers, constant rate)\n" in out
-    assert (quick / "verdicts" / "C3.json").read_text() == before
+    assert (quick_copy / "verdicts" / "C3.json").read_text() == before
     # claims over training recipes are named, not spelled out recipe by recipe on one line
-    assert main(["verify", "--quick", "--claims", "C3,C12", "--out", str(quick), "--resume"]) == 0
+    assert main(["verify", "--quick", "--claims", "C3,C12", "--out", str(quick_copy), "--resume"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("recipe:")]
     assert line == ["recipe: plain GD (hidden layers, constant rate), except C12 (their training recipes are listed "
                     "per claim in verify.md)"]
@@ -95,8 +109,8 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, needle):
     assert len(err.splitlines()) == 1 and needle in err, err
 
 
-def test_existing_verdicts_need_resume(quick, capsys):
-    assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick)]) == 2
+def test_existing_verdicts_need_resume(quick_copy, capsys):
+    assert main(["verify", "--quick", "--claims", "C3", "--out", str(quick_copy)]) == 2
     assert "--resume" in capsys.readouterr().err
 
 
@@ -105,9 +119,9 @@ def test_bad_override_is_rejected(tmp_path, capsys):
     assert "override" in capsys.readouterr().err
 
 
-def test_cli_override_cannot_enter_a_genuine_directory(quick, capsys):
+def test_cli_override_cannot_enter_a_genuine_directory(quick_copy, capsys):
     """Issue 10: an --override verdict used to be written into a normal directory's report."""
-    out = quick
+    out = quick_copy
     assert main(["verify", "--claims", "C2", "--override", "mup=sp", "--out", str(out), "--resume", "--quiet"]) == 2
     assert "--override" in capsys.readouterr().err
     assert not (out / "runs" / "C2-mup-linear@sp").exists()
@@ -146,14 +160,14 @@ def test_per_network_claim_runs_resume_after_a_crash_without_recomputing(tmp_pat
     (["--override", "mup=sp"], "overrides {}, now {'mup': 'sp'}"),
     (["--full"], "mode 'quick', now 'full'"),
 ])
-def test_resume_with_other_options_is_refused(quick, capsys, extra, needle):
-    before = (quick / "verdicts" / "C2.json").read_text()
-    report = (quick / "verify.md").read_text()
-    assert main(["verify", "--claims", "C2", "--out", str(quick), "--resume", "--quiet"] + extra) == 2
+def test_resume_with_other_options_is_refused(quick_copy, capsys, extra, needle):
+    before = (quick_copy / "verdicts" / "C2.json").read_text()
+    report = (quick_copy / "verify.md").read_text()
+    assert main(["verify", "--claims", "C2", "--out", str(quick_copy), "--resume", "--quiet"] + extra) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
-    assert (quick / "verdicts" / "C2.json").read_text() == before
-    assert (quick / "verify.md").read_text() == report
+    assert (quick_copy / "verdicts" / "C2.json").read_text() == before
+    assert (quick_copy / "verify.md").read_text() == report
 
 
 def test_broken_setup_is_flagged_everywhere_and_exits_1(tmp_path, capsys):
