@@ -1,7 +1,7 @@
 """The Python API, one function per CLI verb, each returning a typed result.
 
 >>> from polyloss import api
->>> api.sample, api.derive, api.sweep, api.compare, api.report, api.verify   # doctest: +SKIP
+>>> api.sample, api.derive, api.sweep, api.compare, api.report, api.verify, api.transfer   # doctest: +SKIP
 
 (The package's submodules carry the same names — ``polyloss.compare`` is the module — so the
 verbs are gathered here.)
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 from polyloss.errors import SpecError, invalid
 
-__all__ = ["poly", "sample", "derive", "sweep", "compare", "report", "verify"]
+__all__ = ["poly", "sample", "derive", "sweep", "compare", "report", "verify", "transfer"]
 
 _DATA_FORMS = "a polyloss Dataset, a path to an .npz/.csv file, a pair (X, y) or a mapping with 'X' and 'y'"
 
@@ -216,6 +216,16 @@ def sweep(out_dir, *, data, recipe=None, **kwargs):
     from polyloss.sweep import run_sweep
 
     return run_sweep(_path("out", out_dir), data=as_dataset(data), recipe=as_recipe(recipe), **kwargs)
+
+
+def transfer(out_dir, *, data, models=None, factory=None, widths=None, **kwargs):
+    """Does a user's model's learning rate transfer (:func:`polyloss.transfer.run_transfer`): ``models`` (state_dicts,
+    paths or torch modules, one per width) or ``factory`` (a callable ``f(width[, seed])`` or 'module:function') with
+    ``widths``; ``data`` in any accepted form. Returns the report dict (verdict, per-width table, rule)."""
+    from polyloss.transfer import run_transfer
+
+    return run_transfer(_path("out", out_dir), models=models, factory=factory, widths=widths, data=as_dataset(data),
+                        **kwargs)
 
 
 def compare(run_dir, derivation="auto", *, level: float = 0.05, n_coeffs: int = 4, limit=None):
