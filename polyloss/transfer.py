@@ -17,7 +17,11 @@ GD steps (:func:`polyloss.poly.exact_polynomial`) and reports, in the user's uni
   to 0 (a linear model that nearly interpolates) and would make any ratio to it unbounded;
 * the extrapolated limit η̂_∞ of the seed means (weighted least squares on a + b/n, as
   :func:`polyloss.analysis.extrapolate`; plain least squares with one seed) and the hyperparameter gaps
-  |η_n − η̂_∞|; the log-log slope of η_n in n.
+  |η_n − η̂_∞|; the log-log slope of η_n in n;
+* the fast-transfer gaps (Ghosh, Wu & Bietti 2026) with the largest width N in place of the limit's curve (a
+  user's initialisation has no exact limit here): the loss gap a_n = |min 𝓛̄_n − 𝓛̂_∞| (𝓛̂_∞ extrapolated like η̂_∞)
+  and the penalty c_n = 𝓛̄_N(η*_n) − min 𝓛̄_N of deploying width n's tuned rate at N (exact values), with c/a and
+  its log-log slope — reported, not judged.
 
 The verdict (:data:`RULE`, fixed before any data): the learning rate **transfers** when the mean penalty at the
 largest width is at most :data:`TOLERANCE` (1 %), **does not transfer** when it is larger, and is
@@ -140,7 +144,7 @@ class _Job:
     grid: np.ndarray  # the user's lr units
 
 
-def _record(job: _Job, model, width: int, sample: int, eta_base: float | None) -> dict:
+def _record(job: _Job, model, width: int, sample: int, eta_base: float | None, tuned: dict | None = None) -> dict:
     from polyloss.engine import LossEngine
     from polyloss.poly import exact_polynomial
     from polyloss.spec import Parametrization
@@ -171,11 +175,16 @@ def _record(job: _Job, model, width: int, sample: int, eta_base: float | None) -
         curve = eng.loss_at(job.grid * a, job.steps) * b
         at_base = None if eta_base is None else float(eng.loss_at(np.array([eta_base * a]), job.steps)[0] * b)
         init = float(eng.loss_at(np.array([0.0]), job.steps)[0] * b)
+        at_tuned = None
+        if tuned:  # the largest width at every smaller width's tuned rate (the fast-transfer penalties)
+            vals = eng.loss_at(np.array([tuned[k] * a for k in sorted(tuned)]), job.steps) * b
+            at_tuned = {str(k): (float(v) if np.isfinite(v) else None) for k, v in zip(sorted(tuned), vals)}
     mn = res.minimisation
     return {"width": int(width), "sample": int(sample), "eta_opt": mn.eta_opt / a, "loss_at_eta_opt": mn.loss_opt * b,
             "at_edge": bool(mn.at_edge), "local_minima": [{"eta": lm.eta / a, "loss": lm.loss * b} for lm in mn.local_minima],
             "eta_base": eta_base, "loss_at_eta_base": at_base if at_base is None or math.isfinite(at_base) else None,
-            "loss_init": init, "curve_loss": [float(v) if np.isfinite(v) else None for v in curve], "seconds": time.perf_counter() - t0}
+            "loss_init": init, "loss_at_tuned": at_tuned,
+            "curve_loss": [float(v) if np.isfinite(v) else None for v in curve], "seconds": time.perf_counter() - t0}
 
 
 def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int = 1, data: Dataset, steps: int,
@@ -272,7 +281,11 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
             model = (by_width[n] if by_width else
                      (first if (n, s) == (widths[0], 0) else _imported_raw(_call_factory(fn, n, s, seeds), layout,
                                                                              optimizer, base_width, output_mult, base_shapes)))
-            rec = _record(job, model, n, s, eta_base)
+            tuned = None
+            if n == max(config["widths"]):  # each smaller width's tuned rate (all computed: todo is width-ordered)
+                tuned = {w: curve_minimum(config["grid"], [r["curve_loss"] for (w2, _), r in done.items() if w2 == w])[0]
+                         for w in config["widths"] if w != n}
+            rec = _record(job, model, n, s, eta_base, tuned)
             if n == base_n:
                 rec["eta_base"] = None
             writer.write(rec)
@@ -352,8 +365,27 @@ def transfer_report(config: dict, records: list) -> dict:
                      "min_mean_curve": min_curve, "mean_curve_at_edge": edge, "loss_at_eta_base_mean": at_mean,
                      "penalty": pen, "at_edge": any(r["at_edge"] for r in by[n])})
     eta_inf, model = _fit_limit({n: [r["eta_opt"] for r in by[n]] for n in widths})
+    loss_inf, _ = _fit_limit({n: [r["loss_at_eta_opt"] for r in by[n]] for n in widths})
     for row in rows:
         row["hyperparameter_gap"] = None if eta_inf is None else abs(row["eta_opt_mean"] - eta_inf)
+    # fast transfer (Ghosh, Wu & Bietti 2026), with the largest width N standing in for the limit's curve (no exact
+    # limit exists for the user's initialisation): loss gap a_n = |min Lbar_n - Lhat_inf| (Lhat_inf extrapolated like
+    # eta_inf), penalty c_n = Lbar_N(eta*_n) - min Lbar_N of deploying width n's tuned rate at N
+    big = widths[-1]
+    tuned_vals = [r.get("loss_at_tuned") for r in by[big]]
+    for row in rows:
+        n = row["width"]
+        row["loss_gap"] = None if loss_inf is None else abs(row["min_mean_curve"] - loss_inf)
+        vals = [None if not t else t.get(str(n)) for t in tuned_vals]
+        if n == big or any(v is None for v in vals):
+            row["penalty_at_largest"], row["c_over_a"] = None, None
+            continue
+        c = max(0.0, float(np.mean(vals)) - rows[-1]["min_mean_curve"])
+        row["penalty_at_largest"] = c
+        row["c_over_a"] = c / row["loss_gap"] if row["loss_gap"] else None
+    ratios = [(r["width"], r["c_over_a"]) for r in rows if r["c_over_a"]]
+    fast_slope = (float(np.polyfit(np.log([w for w, _ in ratios]), np.log([v for _, v in ratios]), 1)[0])
+                  if len(ratios) >= 2 else None)
     slope = None
     if len(widths) >= 2:
         slope = float(np.polyfit(np.log(widths), np.log([r["eta_opt_mean"] for r in rows]), 1)[0])
@@ -374,6 +406,11 @@ def transfer_report(config: dict, records: list) -> dict:
     return {"schema": SCHEMA, "rule": RULE, "tolerance": TOLERANCE, "verdict": verdict, "why": why,
             "eta_base": eta_base, "base_width": base_n, "eta_inf_extrapolated": eta_inf, "extrapolation": model,
             "slope_log_eta_vs_log_n": slope, "widths": rows, "config": config,
+            "loss_inf_extrapolated": loss_inf,
+            "fast_transfer": {"slope_log_c_over_a": fast_slope,
+                              "reading": "reported, not judged: c_n is measured at the largest width N in place of the "
+                                         "limit, so c/a falling with n (negative slope) is the finite-width sign of fast "
+                                         "transfer (c = o(a)); a needs the extrapolated limit loss"},
             "units": "eta: the optimizer's lr; loss: " + ("nn.MSELoss (1/m) sum (f-y)^2"
                                                            if config["loss"]["loss"] == "mse" else "(1/2m) sum (f-y)^2")}
 
@@ -396,6 +433,12 @@ def report_text(rep: dict) -> list[str]:
     if rep["eta_inf_extrapolated"] is not None:
         out.append(f"  extrapolated eta_inf = {rep['eta_inf_extrapolated']:.6g} ({rep['extrapolation']}); "
                    f"log-log slope of eta_n in n: {rep['slope_log_eta_vs_log_n']:.3f}")
+    gaps = [r for r in rep["widths"] if r.get("c_over_a") is not None]
+    if gaps:
+        out.append("  fast transfer (c_n: deploying width n's tuned rate at the largest width, a_n: |min Lbar_n - "
+                   "Lhat_inf|): " + ", ".join(f"n = {r['width']}: c/a = {r['c_over_a']:.3g}" for r in gaps)
+                   + ("" if rep["fast_transfer"]["slope_log_c_over_a"] is None else
+                      f"; slope of log c/a = {rep['fast_transfer']['slope_log_c_over_a']:.2f} (reported, not judged)"))
     out.append(f"verdict: {rep['verdict']}: {rep['why']}")
     out.append(f"  rule: {rep['rule']}")
     return out

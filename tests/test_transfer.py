@@ -22,6 +22,7 @@ GRID = np.geomspace(1e-3, 1.0, 301)
 
 def _rec(width, sample, eta_opt, curve, at_base, init=1.0, edge=False):
     return {"width": width, "sample": sample, "eta_opt": eta_opt, "loss_at_eta_opt": float(np.nanmin(curve)),
+            "loss_at_tuned": None,
             "at_edge": edge, "local_minima": [], "eta_base": None, "loss_at_eta_base": at_base, "loss_init": init,
             "curve_loss": [float(v) for v in curve]}
 
@@ -40,6 +41,23 @@ def test_curve_minimum_recovers_a_parabola_in_log_eta():
     inf = [None] * 10 + [0.5] * 291  # diverged somewhere: the mean is +inf there
     eta, val, _ = curve_minimum(GRID, [inf, [1.0] * 301])
     assert val == 0.75 and eta >= GRID[10]  # the mean of 0.5 and 1, never where a seed diverged
+
+
+def test_fast_transfer_gaps_on_hand_made_records():
+    """a_n = |min Lbar_n − Lhat_inf| with Lhat_inf from a + b/n through the per-width minima; c_n = Lbar_N(eta*_n) −
+    min Lbar_N from the largest width's evaluations at each tuned rate."""
+    x = np.log(GRID) - math.log(0.1)
+    cfg = _config()
+    mins = {8: 0.3, 16: 0.25, 32: 0.225}  # = 0.2 + 0.8/n: Lhat_inf = 0.2 exactly
+    recs = [_rec(n, 0, 0.1, mins[n] + x**2, None if n == 8 else mins[n] + 0.001) for n in mins]
+    recs[-1]["loss_at_tuned"] = {"8": 0.225 + 0.004, "16": 0.225 + 0.001}
+    rep = transfer_report(cfg, recs)
+    assert rep["loss_inf_extrapolated"] == pytest.approx(0.2, abs=1e-9)
+    rows = {r["width"]: r for r in rep["widths"]}
+    assert rows[8]["loss_gap"] == pytest.approx(0.1, abs=1e-9) and rows[16]["loss_gap"] == pytest.approx(0.05, abs=1e-9)
+    assert rows[8]["penalty_at_largest"] == pytest.approx(0.004, abs=1e-9)
+    assert rows[16]["c_over_a"] == pytest.approx(0.001 / 0.05, rel=1e-6) and rows[32]["c_over_a"] is None
+    assert rep["fast_transfer"]["slope_log_c_over_a"] == pytest.approx(math.log((0.02) / 0.04) / math.log(2), rel=1e-6)
 
 
 def test_rule_on_hand_made_records():
@@ -73,6 +91,9 @@ def test_reused_rate_loss_equals_raw_parameter_musgd(tmp_path):
         if r["width"] == 32:
             ref = _raw_musgd(mup_mlp(32, r["sample"], depth=1, base_width=8), eta0, 2, base=8)
             assert r["loss_at_eta_base"] == pytest.approx(ref, rel=1e-10)
+            # the largest width at the smaller width's tuned rate (the fast-transfer penalty): actual training too
+            (key, val), = r["loss_at_tuned"].items()
+            assert key == "16" and val == pytest.approx(ref, rel=1e-10)  # (two widths: the tuned rate is eta_base)
             assert r["loss_init"] == pytest.approx(_raw_musgd(mup_mlp(32, r["sample"], depth=1, base_width=8), 0.0, 2,
                                                               base=8), rel=1e-12)
 
