@@ -618,7 +618,7 @@ def _moment_scale(mus: Sequence[Fraction]) -> int:
     return D * math.lcm(*dens)
 
 
-def _plain_gd_adjoint(ev, depth: int, steps: int) -> ProgramResult:
+def _plain_gd_adjoint(ev, depth: int, steps: int, loss_fn=None) -> ProgramResult:
     """:func:`polyloss.fock.run_program` for plain GD (no recipe) on a :class:`KrylovEvaluator`, without
     a single batched vector: the same loss and f, the same rationals (identities of the Fock realisation,
     THEORY §5, exact in the μ_j).
@@ -658,7 +658,8 @@ def _plain_gd_adjoint(ev, depth: int, steps: int) -> ProgramResult:
                 f[i + 1] = c
         r = ev.residual(f)
         if t == steps:
-            loss = ev.loss(r)
+            # loss_fn(loss thunk, f): the caller may run the loss beside its own work on f
+            loss = ev.loss(r) if loss_fn is None else loss_fn(lambda: ev.loss(r), f)
             break
         u = {((), b): c for b, c in r.items() if c}  # (1/m) Σ_j r_j x_j = Σ_b r_b K̄^b y / m
         u_t = {1: u}
@@ -674,7 +675,59 @@ def _plain_gd_adjoint(ev, depth: int, steps: int) -> ProgramResult:
     return ProgramResult(loss=loss, f=f, losses=(loss,))
 
 
-def _numeric_limit_raw(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
+def _beside(child_fn, parent_fn):
+    """``(child_fn(), parent_fn())`` with ``child_fn`` (an fmpq_poly) in a forked child while this process runs
+    ``parent_fn``; the polynomial comes back as integers through a pipe. Serial when the fork or the child
+    fails (the same values either way)."""
+    import os
+    import pickle
+
+    fl = _flint_mod()
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+    except OSError:  # pragma: no cover
+        return child_fn(), parent_fn()
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
+        try:
+            os.close(r)
+            try:
+                v = child_fn()
+                payload = pickle.dumps(([int(c) for c in v.numer().coeffs()], int(v.denom())),
+                                       protocol=pickle.HIGHEST_PROTOCOL)
+            except BaseException:  # noqa: BLE001 - the parent recomputes
+                payload = b""
+            with os.fdopen(w, "wb") as fh:
+                fh.write(payload)
+        finally:
+            os._exit(0)
+    os.close(w)
+    reaped = False
+    try:
+        mine = parent_fn()
+        with os.fdopen(r, "rb") as fh:
+            data = fh.read()
+        os.waitpid(pid, 0)
+        reaped = True
+    finally:
+        if not reaped:  # an exception here: stop and reap our own child
+            import signal
+
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    try:
+        nums, den = pickle.loads(data)
+        got = fl.fmpq_poly(nums) / den
+    except Exception:  # pragma: no cover - the child failed: here
+        got = child_fn()
+    return got, mine
+
+
+def _numeric_limit_raw(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None,
+                       side=None, side_out=None):
     """The ring and the raw :class:`ProgramResult` (ring elements: fmpq_poly with FLINT).
 
     Plain GD on FLINT runs on the integer moments ``μ̃_j = μ_j·D^{j+1}`` (:func:`_moment_scale`): by the
@@ -682,23 +735,47 @@ def _numeric_limit_raw(depth: int, steps: int, dm: DataMoments, exact: bool, bac
     ``F_b`` ``k = Σ(j+1)e_j + b``) the results are ``𝓛(η) = 𝓛̃(η/D)/D`` and ``F_b(η) = D^b F̃_b(η/D)``,
     the same rationals, while the engine multiplies integer polynomials (coefficient k of ~k·log2 D bits
     instead of a common denominator of ~deg·log2 D bits, and no gcds): L = 4, t = 4 engine ~1.5x faster.
-    Exact plain GD runs :func:`_plain_gd_adjoint` (no batched vectors; the same rationals as run_program)."""
+    Exact plain GD runs :func:`_plain_gd_adjoint` (no batched vectors; the same rationals as run_program).
+
+    ``side``: a function of f (the value vector of fmpq_poly in η, as returned) whose result is appended to
+    ``side_out``; on the integer-moment route it runs beside the loss's final products (:func:`_beside`)."""
     if exact and recipe is None and HAS_FLINT and backend in ("auto", "flint"):
         fl = _flint_mod()
         mus = [Fraction(v) for v in dm.mus]
         D = _moment_scale(mus)
         if D > 1:
             R = default_ring([v * D ** (j + 1) for j, v in enumerate(mus)], backend=backend)
-            res = _plain_gd_adjoint(KrylovEvaluator(R), depth, steps)
             back = fl.fmpq_poly([0, fl.fmpq(1, D)])  # η ↦ η/D
+            done: dict = {}
+
+            def f_back(f_scaled):
+                done["f"] = {b: v(back) * D**b for b, v in f_scaled.items()}
+                if side is not None:
+                    done["side"] = side(done["f"])
+
+            def loss_fn(loss_thunk, f_scaled):
+                if side is not None:
+                    loss_scaled, _ = _beside(loss_thunk, lambda: f_back(f_scaled))
+                    return loss_scaled
+                f_back(f_scaled)
+                return loss_thunk()
+
+            use = side is not None and limit_degree_loss(depth, steps) >= _PAR_MIN_DEGREE and _derive_procs() > 1
+            res = _plain_gd_adjoint(KrylovEvaluator(R), depth, steps, loss_fn=loss_fn if use else None)
             loss = res.loss(back) * fl.fmpq(1, D)
-            f = {b: v(back) * D**b for b, v in res.f.items()}
-            return default_ring(dm.mus, backend=backend), dataclasses.replace(res, loss=loss, f=f, losses=(loss,))
+            if "f" not in done:
+                f_back(res.f)
+            if side_out is not None and side is not None:
+                side_out.append(done["side"])
+            return default_ring(dm.mus, backend=backend), dataclasses.replace(res, loss=loss, f=done["f"], losses=(loss,))
     R = default_ring(dm.mus, backend=backend) if exact else FloatRing(dm.mus)
     if exact and recipe is None:
-        return R, _plain_gd_adjoint(KrylovEvaluator(R), depth, steps)
-    sc = limit_scalars(recipe, steps, R, dm.d)
-    return R, run_program(KrylovEvaluator(R), depth, steps, scalars=sc)
+        res = _plain_gd_adjoint(KrylovEvaluator(R), depth, steps)
+    else:
+        res = run_program(KrylovEvaluator(R), depth, steps, scalars=limit_scalars(recipe, steps, R, dm.d))
+    if side is not None and side_out is not None:
+        side_out.append(side(res.f))
+    return R, res
 
 
 def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend: str = "auto", recipe=None):
@@ -2207,15 +2284,27 @@ def _derive_uncached(
     dm = data_moments(data, steps, exact=exact, rationalize=rationalize)
     if dm.mus[1] == 0 or dm.mus[2] == 0:
         raise DataError("K y = 0 (mu1 = 0): the limit loss does not depend on eta; use data with K y != 0")
-    R, res = _numeric_limit_raw(depth, steps, dm, exact, backend, recipe)
+    m = dm.m
+    zero = Fraction(0) if exact else 0.0
+    Rf = default_ring(dm.mus, backend=backend) if exact else None
+
+    def rows_of(f):  # the rows of f at the data (on the integer-moment route beside the loss's products)
+        fl_f = exact and HAS_FLINT and all(isinstance(v, _flint_mod().fmpq_poly) for v in f.values())
+        fvals = {b: Rf.eta_coefficients(v) for b, v in f.items()}
+        return _f_rows(fvals, dm, m, zero, exact, polys=dict(f) if fl_f else None)
+
+    side_out: list = []
+    R, res = _numeric_limit_raw(depth, steps, dm, exact, backend, recipe, side=rows_of if exact else None,
+                                side_out=side_out)
     loss = R.eta_coefficients(res.loss)
-    fvals = {b: R.eta_coefficients(v) for b, v in res.f.items()}
     # FLINT ring: hand the fmpq_poly themselves on (the same rationals; no Fraction round trips)
     fl_polys = exact and HAS_FLINT and all(isinstance(v, _flint_mod().fmpq_poly) for v in [res.loss, *res.f.values()])
     deg = len(loss) - 1
-    m = dm.m
-    zero = Fraction(0) if exact else 0.0
-    f_rows = _f_rows(fvals, dm, m, zero, exact, polys=dict(res.f) if fl_polys else None)
+    if side_out:
+        f_rows = side_out[0]
+    else:
+        fvals = {b: R.eta_coefficients(v) for b, v in res.f.items()}
+        f_rows = _f_rows(fvals, dm, m, zero, exact, polys=dict(res.f) if fl_polys else None)
     c_frac = [Fraction(c) for c in loss]
     cps = _critical_points(c_frac, digits, res.loss if fl_polys else None)
     glob, first, mins = _pick_minima(cps)

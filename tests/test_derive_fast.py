@@ -437,3 +437,38 @@ def test_parallel_critical_points_and_derive_equal_serial(monkeypatch):
     par = [[cp.to_json() for cp in D.critical_points(c, 25)] for c in polys]
     assert par == ser and any(par)
     assert D.derive(3, 3, data=ds, digits=25).to_json() == ser_d
+
+
+def test_beside_runs_the_loss_in_a_child_and_equals_serial():
+    """_beside: the fmpq_poly of child_fn comes back through a pipe (as integers) while parent_fn runs
+    here; a child that fails has its value recomputed here."""
+    import os
+
+    import flint
+
+    P = flint.fmpq_poly([3, -(2**300) + 1, 7, 5 * 2**4000]) / (2**200 * 3)
+    got, mine = D._beside(lambda: P * P, lambda: "here")
+    assert got == P * P and mine == "here"
+    parent = os.getpid()
+
+    def fails_in_child():
+        if os.getpid() != parent:
+            raise RuntimeError("child only")
+        return P
+
+    got, mine = D._beside(fails_in_child, lambda: 1)
+    assert got == P and mine == 1
+
+
+def test_derive_f_rows_beside_the_loss_equal_serial(monkeypatch):
+    """The integer-moment route computes f's rows beside the loss's final products (two processes) when the
+    degree is large; forced on a small case, the derivation (f rows included) equals the serial one."""
+    ds = linear_teacher(d=4, m=6, noise=0.1, seed=5)
+    monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", "1")
+    ser = D.derive(2, 3, data=ds, digits=25)
+    D.clear_caches()
+    monkeypatch.setattr(D, "_PAR_MIN_DEGREE", 0)
+    monkeypatch.setenv("POLYLOSS_DERIVE_PROCS", "2")
+    par = D.derive(2, 3, data=ds, digits=25)
+    assert par.f_coefficients == ser.f_coefficients and par.loss_coefficients == ser.loss_coefficients
+    assert par.to_json() == ser.to_json()
