@@ -37,6 +37,11 @@ RELU1 = {"quick": ((64, 256, 1024), 4, "log:10:1000:33"),
 #: n = 2048, 16384 on one core here, so the scale's 2^18 would take hours. Measured (μP and SP, 2 shared cores):
 #: 21 min; μP pass, |η_n − η_∞| ~ n^-0.53 [-0.60, -0.48], η_n = 1.97, 2.84, 3.60, 4.01, 4.01, 4.28, 4.19 ± 0.05
 #: vs η_∞ = 4.2535; SP η_n ~ n^-1.35 [-1.36, -1.34]; the old rule on μP: n^0.16 [0.15, 0.18], inconclusive.
+#: The whole claim at full scale (2026-12-02, `verify --full --claims C8 --workers 2`, 24.6 min on 2 cores; a ReLU
+#: 10-step record at n = 1024, m = 1000 costs 1.6 s per η on one core with one BLAS thread): PASS. C8a n^-0.52
+#: [-0.59, -0.48], η_8192 = 4.153 ± 0.047; C8b η_n = 5.20, 5.78, 5.43, 5.37 at n = 128…1024, â = 5.56 [5.17, 5.92],
+#: |η_n − â| ~ n^-0.35 [-0.74, -0.12]; He (reported) η_n ≈ 2.17…2.42, â = 2.3; C8c η* = 137…593 at n = 128…4096,
+#: blow-up at 1.5–1.8 η*; the old rule: C8a n^0.16 [0.149, 0.179] (its CI touches ±0.15: "pass"), C8b n^0.00.
 ADAM = {"quick": None, "full": (tuple(2**k for k in range(7, 14)), 24)}
 RELU10_STEPS = 10
 HE_SEEDS = 4
