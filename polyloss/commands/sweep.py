@@ -180,47 +180,39 @@ def _run_models(args, executor, recipe) -> int:
                       ("adam-exponent", args.adam_exponent is not None and args.model is not None)):
         if bad:
             raise SpecError(f"`--{flag}` is invalid with {which}: the networks' widths and weights are used as they are")
+    data, desc = resolve_data(args, data_seed(args.seed))
     if args.weights is not None:  # polyloss's effective weights, trained by the recipe flags and --param
         from polyloss.weights import load_weights
 
-        data, desc = resolve_data(args, data_seed(args.seed))
         nets = [load_weights(path.strip(), input_dim=data.d) for path in args.weights.split(",")]
-        run_ = run_sweep(args.out, depth=nets[0].depth, widths=None, etas=args.etas, seeds=1, steps=args.steps,
-                         activation=args.activation, optimizer=args.optimizer, param=args.param, data=data,
-                         data_description=desc, seed=args.seed, adam_eps=args.adam_eps, dtype=args.dtype,
-                         memory_mb=args.memory_mb, method=args.method, backend=args.backend, resume=args.resume,
-                         progress=not args.quiet, recipe=recipe, executor=executor, batch=args.batch,
-                         alignment=args.alignment, norm=None if args.norm == "none" else args.norm, models=nets)
-        _print_run(args, run_, data, recipe)
-        return 0
-    optimizer = "adam" if args.model_optimizer == "muadam" else "gd"
-    if args.optimizer != optimizer and args.optimizer != "gd":
-        raise SpecError(f"`--optimizer`={args.optimizer!r} is invalid with --model-optimizer {args.model_optimizer}: "
-                        "the model's optimizer decides (muadam: adam; sgd, musgd: gd)")
-    data, desc = resolve_data(args, data_seed(args.seed))
-    models = [import_model(path.strip(), layout=args.layout, optimizer=args.model_optimizer,
-                           base_width=args.base_width, output_mult=args.output_mult, base_shapes=args.base_shapes)
-              for path in args.model.split(",")]
-    depth = models[0].weights.depth
-    if args.depth is not None and args.depth != depth:
-        raise SpecError(f"`--depth`={args.depth} is invalid: the model has {depth} hidden layers")
-    check_mup_decay(args.model_optimizer, recipe)
-    rec = model_recipe(args, models[0], args.steps)
-    import dataclasses
+        rec, optimizer, notes = recipe, args.optimizer, ()
+    else:
+        optimizer = "adam" if args.model_optimizer == "muadam" else "gd"
+        if args.optimizer != optimizer and args.optimizer != "gd":
+            raise SpecError(f"`--optimizer`={args.optimizer!r} is invalid with --model-optimizer {args.model_optimizer}: "
+                            "the model's optimizer decides (muadam: adam; sgd, musgd: gd)")
+        nets = [import_model(path.strip(), layout=args.layout, optimizer=args.model_optimizer,
+                             base_width=args.base_width, output_mult=args.output_mult, base_shapes=args.base_shapes)
+                for path in args.model.split(",")]
+        if args.depth is not None and args.depth != nets[0].weights.depth:
+            raise SpecError(f"`--depth`={args.depth} is invalid: the model has {nets[0].weights.depth} hidden layers")
+        check_mup_decay(args.model_optimizer, recipe)
+        rec, notes = model_recipe(args, nets[0], args.steps), nets[0].notes
+        import dataclasses
 
-    from polyloss.interop import augmented_network
+        from polyloss.interop import augmented_network
 
-    no_decay = dataclasses.replace(rec, weight_decay=0)  # (only: do any biases matter)
-    if any(m.biases is not None and augmented_network(m, data, no_decay) is not None for m in models):
-        raise SpecError("`--model` has biases that train (or are non-zero): sweep's trainer has no biases; the exact "
-                        "polynomial with biases is polyloss poly --model / polyloss transfer")
-    run_ = run_sweep(args.out, depth=depth, widths=None, etas=args.etas, seeds=1, steps=args.steps,
-                     activation=args.activation, optimizer=optimizer, param=args.param, data=data,
+        no_decay = dataclasses.replace(rec, weight_decay=0)  # (only: do any biases matter)
+        if any(m.biases is not None and augmented_network(m, data, no_decay) is not None for m in nets):
+            raise SpecError("`--model` has biases that train (or are non-zero): sweep's trainer has no biases; the "
+                            "exact polynomial with biases is polyloss poly --model / polyloss transfer")
+    run_ = run_sweep(args.out, depth=getattr(nets[0], "weights", nets[0]).depth, widths=None, etas=args.etas, seeds=1,
+                     steps=args.steps, activation=args.activation, optimizer=optimizer, param=args.param, data=data,
                      data_description=desc, seed=args.seed, adam_eps=args.adam_eps, dtype=args.dtype,
                      memory_mb=args.memory_mb, method=args.method, backend=args.backend, resume=args.resume,
                      progress=not args.quiet, recipe=rec, executor=executor, batch=args.batch,
-                     alignment=args.alignment, norm=None if args.norm == "none" else args.norm, models=models)
-    for note in models[0].notes:
+                     alignment=args.alignment, norm=None if args.norm == "none" else args.norm, models=nets)
+    for note in notes:
         print(f"mapped: {note}")
     _print_run(args, run_, data, rec, optimizer)
     return 0
