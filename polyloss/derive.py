@@ -683,25 +683,18 @@ def _beside(child_fn, parent_fn):
     import pickle
 
     fl = _flint_mod()
+
+    def payload() -> bytes:
+        try:
+            v = child_fn()
+            return pickle.dumps(([int(c) for c in v.numer().coeffs()], int(v.denom())), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # noqa: BLE001 - the parent recomputes
+            return b""
+
     try:
-        r, w = os.pipe()
-        pid = os.fork()
+        pid, r = _fork_child(payload)
     except OSError:  # pragma: no cover
         return child_fn(), parent_fn()
-    if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
-        try:
-            os.close(r)
-            try:
-                v = child_fn()
-                payload = pickle.dumps(([int(c) for c in v.numer().coeffs()], int(v.denom())),
-                                       protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException:  # noqa: BLE001 - the parent recomputes
-                payload = b""
-            with os.fdopen(w, "wb") as fh:
-                fh.write(payload)
-        finally:
-            os._exit(0)
-    os.close(w)
     reaped = False
     try:
         mine = parent_fn()
@@ -1116,6 +1109,29 @@ def _derive_procs() -> int:
     return max(1, min(ncpu, _MAX_PROCS))
 
 
+def _fork_child(payload) -> tuple[int, int]:
+    """Fork a child that writes ``payload()`` (bytes; it must not raise) to a pipe and exits; returns the child's
+    pid and the pipe's read end (the parent reads it, then reaps the child). Raises OSError when it cannot fork."""
+    import os
+
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        raise
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
+        try:
+            os.close(r)
+            with os.fdopen(w, "wb") as fh:
+                fh.write(payload())
+        finally:
+            os._exit(0)
+    os.close(w)
+    return pid, r
+
+
 def _fork_map(fn, tasks: list, procs: int) -> list:
     """``[fn(t) for t in tasks]`` over ``procs`` processes: this one and ``procs − 1`` forked children take
     the next unclaimed task (a shared counter) until none is left; a child's results come back pickled
@@ -1141,32 +1157,22 @@ def _fork_map(fn, tasks: list, procs: int) -> list:
                 return done
             done[i] = fn(tasks[i])
 
+    def payload() -> bytes:
+        try:
+            return pickle.dumps(("ok", work()), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as e:  # noqa: BLE001 - handed to the parent
+            try:
+                return pickle.dumps(("err", e))
+            except Exception:
+                return b""
+
     kids = []
     try:
         for _ in range(min(procs, len(tasks)) - 1):
-            r, w = os.pipe()
             try:
-                pid = os.fork()
+                kids.append(_fork_child(payload))
             except OSError:  # pragma: no cover - no more processes: the ones running take all tasks
-                os.close(r)
-                os.close(w)
                 break
-            if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
-                try:
-                    os.close(r)
-                    try:
-                        payload = pickle.dumps(("ok", work()), protocol=pickle.HIGHEST_PROTOCOL)
-                    except BaseException as e:  # noqa: BLE001 - handed to the parent
-                        try:
-                            payload = pickle.dumps(("err", e))
-                        except Exception:
-                            payload = b""
-                    with os.fdopen(w, "wb") as fh:
-                        fh.write(payload)
-                finally:
-                    os._exit(0)
-            os.close(w)
-            kids.append((pid, r))
         results = work()
         while kids:
             pid, r = kids.pop(0)
