@@ -22,23 +22,8 @@ def _quick(quick_verify, cid):
 
 
 @pytest.fixture(scope="module")
-def k1(quick_verify):
-    return _quick(quick_verify, "K1")
-
-
-@pytest.fixture(scope="module")
-def k2(quick_verify):
-    return _quick(quick_verify, "K2")
-
-
-@pytest.fixture(scope="module")
-def k3(quick_verify):
-    return _quick(quick_verify, "K3")
-
-
-@pytest.fixture(scope="module")
-def l1(quick_verify):
-    return _quick(quick_verify, "L1")
+def records(quick_verify):
+    return {cid: _quick(quick_verify, cid) for cid in IDS}
 
 
 def _check_record(out, v, cid):
@@ -66,8 +51,8 @@ def _check_optimum(fit, settings, widths):
             assert rec["ci"][0] <= rec["ci"][1]
 
 
-def test_k1_record(k1):
-    out, v = k1
+def test_k1_record(records):
+    out, v = records["K1"]
     doc = _check_record(out, v, "K1")
     n = doc["numbers"]
     _check_optimum(n["optimum"], ("independent", "torch", "no decay"), v.widths)
@@ -77,8 +62,8 @@ def test_k1_record(k1):
     assert (out / "fig_K1.png").exists()
 
 
-def test_k2_record(k2):
-    out, v = k2
+def test_k2_record(records):
+    out, v = records["K2"]
     n = _check_record(out, v, "K2")["numbers"]
     keys = {f"{r}|{w}|{m}" for r in ("large batch", "small batch") for w in ("early", "late")
             for m in ("align_w", "align_dw")}
@@ -96,8 +81,8 @@ def test_k2_record(k2):
     assert list((out).glob("fig_K2_*.png"))
 
 
-def test_k3_record(k3):
-    out, v = k3
+def test_k3_record(records):
+    out, v = records["K3"]
     n = _check_record(out, v, "K3")["numbers"]
     _check_optimum(n["optimum"], ("constant", "warmup"), v.widths)
     assert n["warmup"].startswith("n-warmup:") and n["difference"].keys() == {"abs_diff", "ci"}
@@ -106,8 +91,8 @@ def test_k3_record(k3):
     assert n["optimum"]["settings"]["constant"]["slope"] < -0.5
 
 
-def test_l1_record(l1):
-    out, v = l1
+def test_l1_record(records):
+    out, v = records["L1"]
     n = _check_record(out, v, "L1")["numbers"]
     _check_optimum(n["optimum"], ("baseline", "rms-gains", "zero-readout"), v.widths)
     assert set(n["parts"]) == {"rms-gains", "zero-readout"}
