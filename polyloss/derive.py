@@ -704,13 +704,7 @@ def _beside(child_fn, parent_fn):
         reaped = True
     finally:
         if not reaped:  # an exception here: stop and reap our own child
-            import signal
-
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            _kill_child(pid)
     try:
         nums, den = pickle.loads(data)
         got = fl.fmpq_poly(nums) / den
@@ -1132,6 +1126,18 @@ def _fork_child(payload) -> tuple[int, int]:
     return pid, r
 
 
+def _kill_child(pid: int) -> None:
+    """Stop and reap a child of :func:`_fork_child` (after an exception in the parent)."""
+    import os
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
 def _fork_map(fn, tasks: list, procs: int) -> list:
     """``[fn(t) for t in tasks]`` over ``procs`` processes: this one and ``procs − 1`` forked children take
     the next unclaimed task (a shared counter) until none is left; a child's results come back pickled
@@ -1139,7 +1145,6 @@ def _fork_map(fn, tasks: list, procs: int) -> list:
     redone here. Which process runs a task does not change its result, so the list is the serial one."""
     import os
     import pickle
-    import signal
     from multiprocessing import Value
 
     try:
@@ -1189,11 +1194,7 @@ def _fork_map(fn, tasks: list, procs: int) -> list:
         return [results[i] if i in results else fn(t) for i, t in enumerate(tasks)]
     finally:
         for pid, r in kids:  # only after an exception here: stop and reap our own children
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            _kill_child(pid)
             try:
                 os.close(r)
             except OSError:

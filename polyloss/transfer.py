@@ -134,10 +134,6 @@ def _call_factory(fn, width: int, seed: int, seeds: int):
 class _Job:
     data: Dataset
     steps: int
-    optimizer: str
-    base_width: int | None
-    output_mult: float
-    layout: str | None
     conv: object  # LossConvention
     knobs: dict  # recipe knobs (schedule, weight decay, momentum, trained)
     window: float | None  # in the user's lr units
@@ -256,7 +252,7 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
     if not (math.isfinite(window) and window > 0):
         raise invalid("window", window, "a number > 0")
     grid = np.geomspace(window / 10.0**GRID_DECADES, window, GRID_DECADES * GRID_PER_DECADE + 1)
-    job = _Job(data, steps, optimizer, base_width, float(output_mult), layout, conv, knobs, window, grid)
+    job = _Job(data, steps, conv, knobs, window, grid)
     config = {"schema": SCHEMA, "source": source, "widths": widths, "seeds": seeds, "steps": steps,
               "data": data_description or {"kind": "array", "m": data.m, "d": data.d},
               "optimizer": optimizer, "base_width": first.base_width, "output_mult": float(output_mult), "layout": layout,
