@@ -293,13 +293,17 @@ def derive_seconds(depth: int, steps: int) -> float:
     return 0.5 + 4e-5 * 5.0 ** (steps - 3) * float(D) ** 3
 
 
-def check_derive(depth: int, steps: int, recipe=None) -> None:
+def check_derive(depth: int, steps: int, recipe=None, biases=None) -> None:
     """Guard ``derive``: refuse limits whose estimated time exceeds :func:`time_limit`. A recipe that
     trains the input or readout layer costs about what one more hidden layer costs (its degree
-    recursion is that of depth k = L + 1 per extra trained layer)."""
+    recursion is that of depth k = L + 1 per extra trained layer); so does a network with an input bias
+    (trained, or with a random start) or a trained readout bias (``biases``: a :class:`polyloss.recipe.Biases`)."""
     depth = check_int("depth", depth, 1)
-    if recipe is not None:
-        depth += ("input" in recipe.trained) + ("readout" in recipe.trained)
+    trained = set() if recipe is None else set(recipe.trained)
+    if biases is not None:
+        trained |= {"input"} if ("input" in biases.layers or biases.input_var) else set()
+        trained |= {"readout"} & set(biases.layers)
+    depth += ("input" in trained) + ("readout" in trained)
     sec = derive_seconds(depth, check_int("steps", steps, 1))
     _refuse(f"the exact limit for L = {depth}, t = {steps}", 0.0, sec, "use fewer --steps or a smaller --depth "
             "(or sample finite widths with `polyloss sample`)")

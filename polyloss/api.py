@@ -198,7 +198,11 @@ def derive(depth: int, steps: int, data=None, param="mup", window=None, **option
     from polyloss.derive import MAX_DEPTH, MAX_STEPS
     from polyloss.derive import derive as _derive
 
-    check_derive(_int("depth", depth, 1, MAX_DEPTH), _int("steps", steps, 1, MAX_STEPS))
+    from polyloss.recipe import Biases, Recipe
+
+    rc, bz = options.get("recipe"), options.get("biases")
+    check_derive(_int("depth", depth, 1, MAX_DEPTH), _int("steps", steps, 1, MAX_STEPS),
+                 rc if isinstance(rc, Recipe) else None, bz if isinstance(bz, Biases) else None)
     if data is not None and not _is_exact_pair(data):
         data = as_dataset(data)
     return _derive(depth, steps, data=data, param=as_param(param), window=window, **options)

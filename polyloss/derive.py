@@ -37,9 +37,11 @@ from polyloss import _jsonsafe as jsonsafe
 from polyloss.errors import DataError, SpecError, invalid
 from polyloss.fock import (
     HAS_FLINT,
+    BlockKrylovEvaluator,
     ExplicitEvaluator,
     FloatRing,
     KrylovEvaluator,
+    LimitBiases,
     LimitScalars,
     MomentIndexError,
     ProgramResult,
@@ -206,6 +208,42 @@ def limit_scalars(recipe, steps: int, R, input_dim=None, param="mup"):
     hidden = sc("hidden") if "hidden" in plan else frozen_scalars(steps)
     return LimitScalars(hidden, sc("input") if "input" in plan else None, sc("readout") if "readout" in plan else None,
                         Fraction(1) if input_dim is None else Fraction(_check_int("input_dim", input_dim, 1)))
+
+
+def check_biases(biases, param="mup", recipe=None):
+    """The :class:`polyloss.recipe.Biases` that :func:`derive` runs, or None when no bias matters (None, or
+    no trained bias and a zero input bias); anything without an exact μP limit is a one-line SpecError."""
+    from polyloss.recipe import Biases
+
+    if biases is None:
+        return None
+    if not isinstance(biases, Biases):
+        raise invalid("biases", biases, "None or a polyloss.recipe.Biases")
+    if biases.none:
+        return None
+    p = Parametrization.parse(param)
+    if (p.alpha, p.gamma) != (2, 0) and (recipe is None or recipe.is_plain_for(p) or p.alpha != 2):
+        raise SpecError(f"`biases` ({biases.describe()}) are invalid with param={p.name!r}: the limit with biases is "
+                        "derived under muP (alpha = 2, gamma = 0); off muP there is no limit in eta")
+    if recipe is not None and recipe.weight_decay != 0:
+        raise SpecError(f"`biases` ({biases.describe()}) are invalid with weight decay ({recipe.describe()}): the "
+                        "limit carries no decay on biases (torch decays them too); give weight_decay=0")
+    return biases
+
+
+def limit_biases(biases, recipe, steps: int, R) -> LimitBiases:
+    """The :class:`polyloss.fock.LimitBiases` of a checked :class:`~polyloss.recipe.Biases`: each trained bias
+    follows the recipe's schedule and momentum at its own rate constant, without decay."""
+    from polyloss.recipe import PLAIN
+
+    base = PLAIN if recipe is None else recipe
+
+    def sc(layer):
+        if layer not in biases.layers:
+            return None
+        return recipe_scalars(base, steps, R, scale=biases.lr_scale(layer))
+
+    return LimitBiases(sc("input"), sc("hidden"), sc("readout"), biases.input_var)
 
 
 def int_str(n: int) -> str:
@@ -578,6 +616,51 @@ def data_moments(data, steps: int, *, exact: bool = True, rationalize=None, need
     return DataMoments(tuple(mus), tuple(tuple(v) for v in vecs[: steps + 1]), st["m"], st["d"], st["conversion"], K)
 
 
+def _block_moments(data, exact: bool, rationalize=None):
+    """For biases: ``(moment, vec)`` with ``moment(k, k', n) = (1/m) s_kᵀ K̄^n s_k'`` and ``vec(k, b) = K̄^b s_k``
+    over ``s_0 = y``, ``s_1 = 𝟙`` (exact or float, as :func:`data_moments`; the vectors are cached with it)."""
+    X, y = _as_xy(data)
+    tol = _check_positive_fraction("rationalize", rationalize)
+    key = (data_digest((X, y)), bool(exact), tol)
+    st, _ = _lru_get(_moment_cache, key, _MOMENT_CACHE_SIZE, lambda: _moment_state(X, y, exact, tol))
+    if "ones" not in st:
+        st["ones"] = [[Fraction(1) if exact else 1.0] * st["m"]]
+
+    def vec(k: int, b: int):
+        vecs = st["vecs"] if k == 0 else st["ones"]
+        while len(vecs) <= b:
+            vecs.append(_kbar(st, vecs[-1]))
+        return vecs[b]
+
+    def moment(k1: int, k2: int, n: int):
+        i = n // 2
+        return sum((a * b for a, b in zip(vec(k1, i), vec(k2, n - i))), st["zero"]) * st["inv_m"]
+
+    return moment, vec
+
+
+def _bias_limit(depth: int, steps: int, data, exact: bool, rationalize, backend: str, recipe, biases, d: int):
+    """The ring, the raw :class:`ProgramResult` and the rows of f at the data for a network with biases
+    (the block Krylov evaluator, docs/theory.md §8)."""
+    moment, vec = _block_moments(data, exact, rationalize)
+    R = default_ring([], backend=backend) if exact else FloatRing([])
+    sc = limit_scalars(recipe, steps, R, d) if recipe is not None else LimitScalars(input_dim=Fraction(d))
+    sc = dataclasses.replace(sc, biases=limit_biases(biases, recipe, steps, R))
+    res = run_program(BlockKrylovEvaluator(R, moment, biases.input_var), depth, steps, scalars=sc)
+    fvals = {kb: R.eta_coefficients(v) for kb, v in res.f.items()}
+    width = max((len(v) for v in fvals.values()), default=0)
+    zero = Fraction(0) if exact else 0.0
+    rows = []
+    for i in range(len(vec(0, 0))):
+        row = [zero] * width
+        for (k, b), cs in fvals.items():
+            x = vec(k, b)[i]
+            for j, c in enumerate(cs):
+                row[j] = row[j] + c * x
+        rows.append(tuple(row))
+    return R, res, rows
+
+
 def _kernel_traces(data, count: int, rationalize=None) -> list[Fraction]:
     """``κ_k = tr(K̄^{k+1})`` for k < count, exactly, via the smaller of XXᵀ and XᵀX."""
     X, _ = _as_xy(data)
@@ -774,16 +857,21 @@ def _numeric_limit(depth: int, steps: int, dm: DataMoments, exact: bool, backend
 
 
 def explicit_limit(depth: int, steps: int, data, *, rationalize=None, backend: str = "auto",
-                   recipe=None) -> list[Fraction]:
+                   recipe=None, biases=None) -> list[Fraction]:
     """Loss coefficients through the independent explicit evaluator (cost ~ m²; for checks)."""
     recipe = check_recipe(recipe, "mup", steps)
+    biases = check_biases(biases, "mup", recipe)
     dm = data_moments(data, steps, rationalize=rationalize, need_K=True)
     _, y = _as_xy(data)
     tol = _check_positive_fraction("rationalize", rationalize)
     yq = [_to_rational(v, tol) for v in y]
     R = default_ring([], backend=backend)
     sc = limit_scalars(recipe, steps, R, dm.d)
-    res = run_program(ExplicitEvaluator(R, dm.K, yq), depth, steps, scalars=sc)
+    if biases is not None:
+        sc = dataclasses.replace(sc or LimitScalars(input_dim=Fraction(dm.d)),
+                                 biases=limit_biases(biases, recipe, steps, R))
+    res = run_program(ExplicitEvaluator(R, dm.K, yq, 0 if biases is None else biases.input_var), depth, steps,
+                      scalars=sc)
     return R.eta_coefficients(res.loss)
 
 
@@ -1924,6 +2012,7 @@ class Derivation:
     recipe: Any = None  # a non-plain Recipe, or None (plain GD)
     recipe_power: RecipePowerCounting | None = None  # power counting of a non-plain recipe
     input_dim: int | None = None  # d, for a closed form whose limit depends on it (trained input layer)
+    biases: Any = None  # a polyloss.recipe.Biases that matters, or None (no bias)
 
     @property
     def symbolic(self) -> bool:
@@ -1985,6 +2074,8 @@ class Derivation:
             out["recipe_power_counting"] = self.recipe_power.to_json()
         if self.input_dim is not None:
             out["input_dim"] = self.input_dim
+        if self.biases is not None:  # bias-free derivations keep today's keys exactly
+            out["biases"] = self.biases.to_dict()
         out["digits"] = self.digits
         out["versions"] = _versions()
         return out
@@ -2033,6 +2124,8 @@ class Derivation:
                 lines.append(f"input dimension d = {self.input_dim} (the trained input layer's update scales with d)")
             if self.recipe_power is not None:
                 lines += self.recipe_power.lines()[1:]
+        if self.biases is not None:
+            lines.append(f"{self.biases.describe()} (muP rates: input and hidden c*n, readout c; docs/theory.md §8)")
         if self.data_info:
             di = self.data_info
             lines.append(f"data: m = {di['m']}, d = {di['d']}, conversion = {di['conversion']}")
@@ -2180,6 +2273,7 @@ def _derive_uncached(
     backend: str = "auto",
     recipe=None,
     input_dim: int | None = None,
+    biases=None,
 ) -> Derivation:
     """Derive the infinite-width limit of the t-step loss polynomial (or power counting off μP).
 
@@ -2205,6 +2299,9 @@ def _derive_uncached(
         ``recipe_power``: the exponent of η_n and which layers learn at that scale).
       input_dim: d, needed by a closed form (no data) whose recipe trains the input layer at its
         μP rate (the limit then depends on d); with data it is the data's d.
+      biases: None or a :class:`polyloss.recipe.Biases`: biases trained at their μP rates (input and
+        hidden c·n, readout c) and an input bias's initial variance (docs/theory.md §8). Needs data
+        and μP, and no weight decay; the limit is exact on the block Krylov space of (K̄; y, 𝟙).
 
     Returns:
       A frozen :class:`Derivation`.
@@ -2228,9 +2325,20 @@ def _derive_uncached(
         raise invalid("finite", True, "used with steps=1 (the expansion is the t = 1 one)")
     from polyloss.recipe import Recipe
 
+    if biases is not None and not check_biases(biases, p, recipe if isinstance(recipe, Recipe) else None):
+        biases = None
+    if biases is not None:
+        if data is None:
+            raise SpecError(f"`biases` ({biases.describe()}) need data: the limit with biases depends on the mixed "
+                            "moments (1/m) 1^T Kbar^j y and (1/m) 1^T Kbar^j 1 too, and has no stored closed form; pass data= (--data)")
+        if finite:
+            raise invalid("finite", True, "False with biases (the finite-width expansion is for plain GD)")
     if isinstance(recipe, Recipe) and not recipe.is_plain_for(p):
         rpc = recipe_power_counting(recipe, p, depth)
         if not rpc.has_limit:
+            if biases is not None:
+                raise SpecError(f"`biases` ({biases.describe()}) are invalid with recipe ({recipe.describe()}): it has "
+                                "no infinite-width limit in eta (power counting), so neither do its biases")
             if finite:
                 raise invalid("finite", True, "False with a recipe (the finite-width expansion is for plain GD)")
             return Derivation(depth, steps, p, route="power-counting", exact=True, loss_coefficients=(),
@@ -2301,8 +2409,12 @@ def _derive_uncached(
         return _f_rows(fvals, dm, m, zero, exact, polys=dict(f) if fl_f else None)
 
     side_out: list = []
-    R, res = _numeric_limit_raw(depth, steps, dm, exact, backend, recipe, side=rows_of if exact else None,
-                                side_out=side_out)
+    if biases is not None:
+        R, res, rows = _bias_limit(depth, steps, data, exact, rationalize, backend, recipe, biases, dm.d)
+        side_out.append(rows)
+    else:
+        R, res = _numeric_limit_raw(depth, steps, dm, exact, backend, recipe, side=rows_of if exact else None,
+                                    side_out=side_out)
     loss = R.eta_coefficients(res.loss)
     # FLINT ring: hand the fmpq_poly themselves on (the same rationals; no Fraction round trips)
     fl_polys = exact and HAS_FLINT and all(isinstance(v, _flint_mod().fmpq_poly) for v in [res.loss, *res.f.values()])
@@ -2339,13 +2451,16 @@ def _derive_uncached(
         data_info={"m": dm.m, "d": dm.d, "conversion": dm.conversion}, critical_points=cps,
         eta_inf=glob, eta_first_local_min=first, window=win, eta_window_min=wmin,
         eta_window_at_boundary=at_boundary, finite=fin, digits=digits, degree=deg,
-        power=power_counting(p, depth), recipe=recipe, recipe_power=rpc,
+        power=power_counting(p, depth), recipe=recipe, recipe_power=rpc, biases=biases,
     )
 
 
-def _derive_key(depth, steps, data, param, window, exact, rationalize, digits, finite, backend, recipe, input_dim):
+def _derive_key(depth, steps, data, param, window, exact, rationalize, digits, finite, backend, recipe, input_dim,
+                biases=None):
     p = Parametrization.parse(param)
     rkey = None if recipe is None else json.dumps(recipe.to_dict(), sort_keys=True, default=str)
+    if biases is not None:
+        rkey = (rkey, json.dumps(biases.to_dict(), sort_keys=True))
     win = _check_positive_fraction("window", window)
     tol = _check_positive_fraction("rationalize", rationalize)
     return (int(depth), int(steps), json.dumps(p.to_dict(), sort_keys=True, default=str), rkey, data_digest(data),
@@ -2354,14 +2469,14 @@ def _derive_key(depth, steps, data, param, window, exact, rationalize, digits, f
 
 def derive(depth, steps, data=None, param="mup", window=None, *, exact: bool = True, rationalize=None,
            digits: int = DEFAULT_DIGITS, finite: bool = False, backend: str = "auto", recipe=None,
-           input_dim: int | None = None) -> Derivation:
+           input_dim: int | None = None, biases=None) -> Derivation:
     kw = dict(exact=exact, rationalize=rationalize, digits=digits, finite=finite, backend=backend, recipe=recipe,
-              input_dim=input_dim)
+              input_dim=input_dim, biases=biases)
     if data is None:
         return _derive_uncached(depth, steps, data, param, window, **kw)
     try:
         key = _derive_key(depth, steps, data, param, window, exact, rationalize, digits, finite, backend, recipe,
-                          input_dim)
+                          input_dim, biases)
         hash(key)
     except Exception:  # invalid arguments: let the derivation raise its own error
         return _derive_uncached(depth, steps, data, param, window, **kw)
@@ -2373,7 +2488,7 @@ def derive(depth, steps, data=None, param="mup", window=None, *, exact: bool = T
 
 
 derive.__doc__ = (_derive_uncached.__doc__ or "") + """
-    Derivations on data are kept in a bounded in-process LRU keyed by (L, t, param, recipe, data
+    Derivations on data are kept in a bounded in-process LRU keyed by (L, t, param, recipe, biases, data
     digest, window, digits, exact, rationalize, finite, backend, input_dim); a repeated call returns
     an equal frozen :class:`Derivation` (with its own copy of ``data_info``). :func:`clear_caches`
     empties it.

@@ -43,6 +43,8 @@ __all__ = [
     "ProgramResult",
     "RecipeScalars",
     "LimitScalars",
+    "LimitBiases",
+    "BlockKrylovEvaluator",
     "frozen_scalars",
     "recipe_scalars",
     "recipe_needs_eta",
@@ -645,18 +647,20 @@ class KrylovEvaluator:
 class ExplicitEvaluator:
     """Base space realised with explicit coefficient vectors over the m training inputs.
 
-    Unbatched keys ``(w, i)``: ``i ∈ 0..m−1`` the input x_i, ``i = −1`` the scalar slot.
+    Unbatched keys ``(w, i)``: ``i ∈ 0..m−1`` the input x_i, ``i = −1`` the scalar slot, ``i = −3`` the
+    input bias's direction (biases, :class:`LimitBiases`; ``⟨β_0, β_0⟩`` = ``input_bias_var``).
     Batched keys ``(w, i, j)``: slot ``i`` of the base vector of ``h(x_j)``. Value vectors: ``{j: c}``.
     The Gram matrix ``K[i][l] = x_iᵀx_l / d`` gives every data-space inner product.
     """
 
-    def __init__(self, ring: ScalarRing, K: Sequence[Sequence], y: Sequence):
+    def __init__(self, ring: ScalarRing, K: Sequence[Sequence], y: Sequence, input_bias_var=0):
         self.R = ring
         self.m = len(y)
         self.K = [[ring.const(v) for v in row] for row in K]
         self._Kzero = [[not v for v in row] for row in K]
         self.y = [ring.const(v) for v in y]
         self.inv_m = ring.const(Fraction(1, self.m))
+        self.var = ring.const(input_bias_var)
 
     def h0(self) -> dict:
         return {((), j, j): self.R.one for j in range(self.m)}
@@ -664,9 +668,19 @@ class ExplicitEvaluator:
     def gL(self) -> dict:
         return {((), -1): self.R.one}
 
+    def ones(self) -> dict:
+        """The value vector ``𝟙`` (every training input)."""
+        return {j: self.R.one for j in range(self.m)}
+
+    def bias_dir(self) -> dict:
+        """The input bias at initialisation, ``e_∅ ⊗ β_0`` (slot −3, ⟨β_0, β_0⟩ = σ²)."""
+        return {((), -3): self.R.one}
+
     def _pair(self, i, l):
         if i < 0 or l < 0:
-            return None if (i < 0) != (l < 0) else True
+            if i != l:
+                return None
+            return True if i == -1 else self.var
         return None if self._Kzero[i][l] else self.K[i][l]
 
     def inner(self, u: dict, v: dict):
@@ -745,6 +759,164 @@ class ExplicitEvaluator:
 
     def loss(self, r: dict):
         return self.value_inner(r, r) * self.R.const(Fraction(1, 2))
+
+
+class BlockKrylovEvaluator:
+    """Base space on the block Krylov space of K̄ and the two value vectors ``s_0 = y``, ``s_1 = 𝟙``:
+    the realisation for networks with biases (docs/theory.md §8, :class:`LimitBiases`).
+
+    A bias enters the forward pass as the same vector at every input, so value vectors leave the Krylov
+    space of (K̄, y): the mean residual ``r̄ = (1/m) 𝟙ᵀr`` drives every bias and the readout bias adds
+    ``r̄·𝟙`` to f. Every value vector is ``Σ c_{k,b} K̄^b s_k`` and every inner product is a block moment
+    ``M_{k,k'}(n) = (1/m) s_kᵀ K̄^n s_{k'}`` (``moment(k, k', n)``, exact or float, numeric only).
+
+    Value vectors: ``{(k, b): c}``. Unbatched keys ``(w, a)``: ``a = (k, i)`` the data vector whose
+    coefficient vector over the x_l is ``K̄^i s_k / m``; ``a = −1`` the scalar slot (g_L); ``a = −3`` the
+    input bias's direction ``β_0`` (``⟨β_0, β_0⟩ = input_bias_var``). Batched keys ``(w, a, v)``: slot
+    ``a`` tensored with the value vector ``v = (k, b)``; ``a = −2`` (with ``v = None``) is the input
+    itself, ``e_w ⊗ x_j``. With no bias this is :class:`KrylovEvaluator` on the ``k = 0`` block.
+    """
+
+    def __init__(self, ring: ScalarRing, moment: Callable, input_bias_var=0):
+        self.R = ring
+        self._moment = moment
+        self._mc: dict = {}
+        self.var = ring.const(input_bias_var)
+
+    def M(self, k1: int, k2: int, n: int):
+        key = (k1, k2, n) if k1 <= k2 else (k2, k1, n)
+        v = self._mc.get(key)
+        if v is None:
+            v = self._mc[key] = self.R.const(self._moment(*key))
+        return v
+
+    # --- initial vectors
+    def h0(self) -> dict:
+        return {((), -2, None): self.R.one}
+
+    def gL(self) -> dict:
+        return {((), -1): self.R.one}
+
+    def ones(self) -> dict:
+        return {(1, 0): self.R.one}
+
+    def bias_dir(self) -> dict:
+        return {((), -3): self.R.one}
+
+    def _slot(self, a, b):
+        """⟨a, b⟩_B for unbatched slots (None: orthogonal)."""
+        if isinstance(a, tuple):
+            return self.M(a[0], b[0], a[1] + b[1] + 1) if isinstance(b, tuple) else None
+        if a != b or isinstance(b, tuple):
+            return None
+        return self.R.one if a == -1 else self.var
+
+    # --- inner products
+    def inner(self, u: dict, v: dict):
+        if len(u) > len(v):
+            u, v = v, u
+        vw = _by_word(v)
+        total = self.R.zero
+        for w, A in _by_word(u).items():
+            B = vw.get(w)
+            if not B:
+                continue
+            for a, ca in A:  # one polynomial product per entry of u: fold the constants into B's side
+                g = self.R.zero
+                for b, cb in B:
+                    k = self._slot(a, b)
+                    if k is not None:
+                        g = g + cb * k
+                if g:
+                    total = total + ca * g
+        return total
+
+    def inner_batched(self, u: dict, H: dict) -> dict:
+        uw = _by_word(u)
+        out: dict = {}
+        folded: dict = {}
+        R = self.R
+        for (w, a, vb), h in H.items():
+            lst = uw.get(w)
+            if not lst:
+                continue
+            if a == -2:  # ⟨K̄^i s_k/m, x_j⟩_B = (K̄^{i+1} s_k)_j
+                for i, c in lst:
+                    if isinstance(i, tuple):
+                        _axpy(out, (i[0], i[1] + 1), c * h)
+                continue
+            g = folded.get((w, a))
+            if g is None:
+                g = R.zero
+                for i, c in lst:
+                    k = self._slot(i, a)
+                    if k is not None:
+                        g = g + c * k
+                folded[(w, a)] = g
+            if g:
+                _axpy(out, vb, g * h)
+        return out
+
+    def value_inner(self, r: dict, v: dict):
+        """``(1/m) rᵀ v``."""
+        total = self.R.zero
+        for (k, i), a in r.items():
+            g = self.R.zero
+            for (k2, j), b in v.items():
+                g = g + b * self.M(k, k2, i + j)
+            if g:
+                total = total + a * g
+        return total
+
+    # --- updates
+    def sub_outer(self, H: dict, g: dict, q: dict, coef) -> dict:
+        H = dict(H)
+        cq = [(b, coef * v) for b, v in q.items()]
+        for (w, i), c in g.items():
+            for b, v in cq:
+                _axpy(H, (w, i, b), c * v)
+        return H
+
+    def axpy(self, v: dict, coef, u: dict) -> dict:
+        v = dict(v)
+        for key, c in u.items():
+            _axpy(v, key, coef * c)
+        return v
+
+    def contract(self, H: dict, r: dict) -> dict:
+        """``(1/m) Σ_j r_j h(x_j)``."""
+        rho: dict = {}
+        out: dict = {}
+        R = self.R
+        for (w, a, vb), h in H.items():
+            if a == -2:  # (1/m) Σ_j r_j x_j: the coefficient vector r/m
+                for l, rl in r.items():
+                    _axpy(out, (w, l), h * rl)
+                continue
+            s = rho.get(vb)
+            if s is None:
+                s = R.zero
+                for (k, l), rl in r.items():
+                    s = s + rl * self.M(k, vb[0], l + vb[1])
+                rho[vb] = s
+            if s:
+                _axpy(out, (w, a), h * s)
+        return out
+
+    def readout(self, H: dict) -> dict:
+        return {vb: h for (w, a, vb), h in H.items() if a == -1 and not w}
+
+    def kernel_value(self, r: dict, scale) -> dict:
+        return {(k, b + 1): scale * c for (k, b), c in r.items() if c}
+
+    def residual(self, f: dict) -> dict:
+        r = dict(f)
+        _axpy(r, (0, 0), self.R.zero - self.R.one)
+        return r
+
+    def loss(self, r: dict):
+        return self.value_inner(r, r) * self.R.const(Fraction(1, 2))
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -851,6 +1023,24 @@ class LimitScalars:
     input: RecipeScalars | None = None
     readout: RecipeScalars | None = None
     input_dim: Fraction = Fraction(1)
+    biases: "LimitBiases | None" = None  # needs an evaluator with ones() and bias_dir(): Explicit or BlockKrylov
+
+
+@dataclass(frozen=True)
+class LimitBiases:
+    """Trained biases in the μP limit (docs/theory.md §8). ``input``, ``hidden`` (every hidden layer) and
+    ``readout``: the :class:`RecipeScalars` of that bias at its μP rate (input and hidden ``c·n``, readout
+    ``c``), or None for no trained bias. A bias at its μP rate moves by ``a_{t,s} r̄^{(s)} g_ℓ^{(s)}`` (Θ(1)
+    per entry; ``r̄`` the mean residual; ``g_0 = n W_1ᵀ⋯V`` for the input's), the readout bias by
+    ``a_{t,s} r̄^{(s)}``. Hidden and readout biases start at o(1) per entry (torch's default init, or 0) and
+    drop out of the initial forward pass; the input bias starts as an independent Gaussian-like vector with
+    entry variance ``input_var`` (torch: 1/(3d); 0 for a zero init), trained or not. No weight decay
+    (``c_t = 1``)."""
+
+    input: RecipeScalars | None = None
+    hidden: RecipeScalars | None = None
+    readout: RecipeScalars | None = None
+    input_var: Fraction = Fraction(0)
 
 
 @dataclass(frozen=True)
@@ -890,8 +1080,18 @@ def run_program(
     if isinstance(scalars, LimitScalars):
         hid, inp, out = scalars.hidden, scalars.input, scalars.readout
         d_scale = R.const(Fraction(scalars.input_dim))
+        bz = scalars.biases
     else:
-        hid, inp, out, d_scale = scalars, None, None, None
+        hid, inp, out, d_scale, bz = scalars, None, None, None, None
+    if bz is not None:  # biases (docs/theory.md §8): the mean residuals r̄^{(s)} drive them
+        ones = ev.ones()
+        rbar_hist: list = []
+
+        def bias_terms(sc, t: int):
+            """(s, a_{t,s}·r̄^{(s)}) for a trained bias (c_t = 1: no decay)."""
+            if sc is None:
+                return []
+            return [(s_, a_ * rbar_hist[s_]) for s_, a_ in sc.a[t].items() if rbar_hist[s_]]
     g_hist: list[dict] = []  # g_hist[s][ℓ]
     u_hist: list[dict] = []
     q_hist: list[dict] = []  # d·K̄ r^{(s)} (trained input)
@@ -915,6 +1115,11 @@ def run_program(
         h = ev.h0()
         if inp is not None:
             h = moved(h, inp, t, lambda v, s_, a_: ev.sub_outer(v, g_hist[s_][0], q_hist[s_], a_) if q_hist[s_] else v)
+        if bz is not None:  # h_0 + β_0^{(t)}: its initial value and its updates along g_0^{(s)}
+            if bz.input_var:
+                h = ev.sub_outer(h, ev.bias_dir(), ones, R.one)
+            for s_, c_ in bias_terms(bz.input, t):
+                h = ev.sub_outer(h, g_hist[s_][0], ones, c_)
         hs = [h]
         for layer in range(1, L + 1):
             h = apply_W(layer, hs[layer - 1])
@@ -926,6 +1131,9 @@ def run_program(
                 q = ev.inner_batched(u_hist[s][layer], hs[layer - 1])
                 if q:
                     h = ev.sub_outer(h, g_hist[s][layer], q, coefs[s])
+            if bz is not None:  # + β_ℓ^{(t)} (o(1) at initialisation)
+                for s_, c_ in bias_terms(bz.hidden, t):
+                    h = ev.sub_outer(h, g_hist[s_][layer], ones, c_)
             hs.append(h)
         if out is None:
             gL = ev.gL()
@@ -933,7 +1141,12 @@ def run_program(
         else:
             gL = moved(ev.gL(), out, t, lambda v, s_, a_: ev.axpy(v, a_, uV_hist[s_]))
             f = ev.inner_batched(gL, hs[L])
+        if bz is not None:  # + the readout bias β_V^{(t)} at every input
+            for s_, c_ in bias_terms(bz.readout, t):
+                f = ev.axpy(f, c_, ones)
         r = ev.residual(f)
+        if bz is not None:
+            rbar_hist.append(ev.value_inner(r, ones))
         if all_losses or (t == steps and want_loss):
             losses.append(ev.loss(r))
         if progress:
@@ -944,7 +1157,7 @@ def run_program(
         u_t = {}
         for layer in range(L, 0, -1):
             u_t[layer] = ev.contract(hs[layer - 1], r)
-            if layer > 1 or inp is not None:
+            if layer > 1 or inp is not None or (bz is not None and bz.input is not None):
                 g = apply_WT(layer, g_t[layer])
                 if ct is not None:
                     g = {k: ct * v for k, v in g.items()}

@@ -78,6 +78,7 @@ __all__ = [
     "parse_schedule",
     "parse_lr_exponents",
     "parse_lr_scales",
+    "Biases",
     "recipe_weight_degree",
     "recipe_f_degree",
     "recipe_loss_degree",
@@ -578,6 +579,81 @@ _FIELDS = ("trained", "lr_exponents", "schedule", "weight_decay", "wd_mode", "mo
 
 #: Today's recipe.
 PLAIN = Recipe()
+
+
+# ----------------------------------------------------------------------------------------- biases
+
+_BIAS_LAYERS_VALID = "'none', 'all' or a subset of input, hidden, readout, e.g. 'input,hidden'"
+_BIAS_SCALES_VALID = ("'IN,HID,OUT': three constants c > 0 of the biases' muP rates (input c·n, hidden c·n, readout "
+                      "c), e.g. '1/64,1/64,1', each " + _NUMBER)
+_BIAS_VAR_VALID = "a number >= 0 (the input bias's entry variance at initialisation) " + _NUMBER
+
+
+@dataclass(frozen=True)
+class Biases:
+    """Trained biases for the exact μP limit (:func:`polyloss.derive.derive`, docs/theory.md §8).
+
+    h_0 = W_0 x + β_0, h_ℓ = W_ℓ h_{ℓ−1} + β_ℓ, f = Vᵀh_L + β_V. ``layers`` ⊆ {input, hidden, readout}: the
+    biases that train, at their μP rates c·n (input and hidden: ``mup.MuSGD`` treats them as vector-like,
+    lr × n/base, so c = 1/base) and c (the readout's, one entry: lr), with ``lr_scales`` = (c_in, c_hid,
+    c_out), default 1, 1, 1. Biases share the recipe's schedule and momentum and take no weight decay.
+    The hidden and readout biases start at o(1) per entry (torch's default U(±1/√n), or 0); the input bias
+    starts with entry variance ``input_var`` (torch's default U(±1/√d): 1/(3d); 0: zero init), trained or
+    not. ``Biases()`` (no layer, variance 0) is no bias at all."""
+
+    layers: frozenset = frozenset()
+    lr_scales: tuple = (Fraction(1), Fraction(1), Fraction(1))
+    input_var: Fraction = Fraction(0)
+
+    def __post_init__(self):
+        def set_(k, v):
+            object.__setattr__(self, k, v)
+        lay = self.layers
+        if isinstance(lay, str) and lay.strip().lower() in ("none", ""):
+            lay = frozenset()
+        elif isinstance(lay, str) and lay.strip().lower() == "all":
+            lay = frozenset(LAYERS)
+        elif not (isinstance(lay, (set, frozenset, list, tuple)) and not lay):
+            try:
+                lay = parse_trained(lay)
+            except SpecError:
+                raise invalid("biases", self.layers, _BIAS_LAYERS_VALID) from None
+        set_("layers", frozenset(lay))
+        try:
+            sc = parse_lr_scales(self.lr_scales)
+        except SpecError:
+            raise invalid("bias_lr_scales", self.lr_scales, _BIAS_SCALES_VALID) from None
+        set_("lr_scales", (Fraction(1),) * 3 if sc is None else sc)
+        var = _rational("input_bias_var", self.input_var, _BIAS_VAR_VALID)
+        if var < 0:
+            raise invalid("input_bias_var", self.input_var, _BIAS_VAR_VALID)
+        set_("input_var", var)
+
+    @property
+    def none(self) -> bool:
+        """No bias matters: none trains and the input bias starts at 0."""
+        return not self.layers and self.input_var == 0
+
+    def lr_scale(self, layer: str) -> Fraction:
+        return self.lr_scales[LAYERS.index(layer)]
+
+    def to_dict(self) -> dict:
+        return {"layers": [x for x in LAYERS if x in self.layers], "lr_scales": [_fmt(c) for c in self.lr_scales],
+                "input_var": _fmt(self.input_var)}
+
+    @classmethod
+    def from_dict(cls, data) -> "Biases":
+        if not isinstance(data, dict):
+            raise invalid("biases", data, "a dict with layers, lr_scales, input_var")
+        return cls(data.get("layers", ()), data.get("lr_scales"), data.get("input_var", 0))
+
+    def describe(self) -> str:
+        parts = ["biases " + (",".join(x for x in LAYERS if x in self.layers) or "none trained")]
+        if any(c != 1 for c in self.lr_scales):
+            parts.append("rates x(" + ",".join(_fmt(c) for c in self.lr_scales) + ")")
+        if self.input_var:
+            parts.append(f"input bias var {_fmt(self.input_var)}")
+        return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------- degrees

@@ -20,6 +20,8 @@ EPILOG = """examples:
   polyloss derive --depth 2 --steps 1 --train input,hidden,readout --input-dim 10   # its closed form
   polyloss derive --depth 2 --steps 2 --train input,hidden,readout --weight-decay 0.1   # l2 decay x input
       # rate n: no limit in eta; prints the power counting (eta_n ~ n^-1) instead
+  polyloss derive --depth 2 --steps 2 --data data.npz --train input,hidden,readout --biases all \
+      --bias-lr-scales 1,1,1 --input-bias-var torch     # with biases (mup.MuSGD, base width 1, torch init)
   polyloss derive --optimizer adam --depth 3 --steps 1  # one Adam step (eps -> 0), muP: closed form
   polyloss derive --optimizer adam --depth 3 --steps 1 --data data.npz   # its coefficients and eta_inf
 
@@ -64,7 +66,37 @@ def register(sub) -> None:
     p.add_argument("--input-dim", type=positive_int("input-dim"), default=None, metavar="D",
                    help="input dimension d for a closed form (no --data) whose recipe trains the input layer: "
                         "its muP update scales with d, so the limit depends on it")
+    p.add_argument("--biases", default="none", metavar="LAYERS",
+                   help="trained biases (h = W h + b): none (default), all, or a subset of input,hidden,readout; they "
+                        "train at their muP rates (input and hidden c*n, readout c: mup.MuSGD's vector-like and "
+                        "fixed rates) with the recipe's schedule and momentum; needs --data (docs/theory.md §8)")
+    p.add_argument("--bias-lr-scales", default=None, metavar="IN,HID,OUT",
+                   help="the constants c of the biases' rates (default 1,1,1; mup.MuSGD with base width B: 1/B,1/B,1)")
+    p.add_argument("--input-bias-var", default=None, metavar="V",
+                   help="entry variance of the input bias at initialisation, trained or not: a number >= 0, or torch "
+                        "(nn.Linear's U(-1/sqrt(d), 1/sqrt(d)): 1/(3d)); default 0 (zero init). Hidden and readout "
+                        "biases start at o(1) (torch's default or 0) and vanish from the limit's initial pass")
     p.set_defaults(func=run)
+
+
+def biases_from_args(args, data):
+    """The :class:`polyloss.recipe.Biases` of --biases/--bias-lr-scales/--input-bias-var (None: no bias)."""
+    from fractions import Fraction
+
+    from polyloss.recipe import Biases
+
+    var = args.input_bias_var
+    if var is not None and var.strip().lower() == "torch":
+        if data is None:
+            raise SpecError("`--input-bias-var`=torch is 1/(3d): it needs `--data` (or give the number)")
+        var = Fraction(1, 3 * data.d)
+    given = args.biases.strip().lower() not in ("none", "") or args.bias_lr_scales is not None or var is not None
+    if not given:
+        return None
+    b = Biases(args.biases, args.bias_lr_scales, 0 if var is None else var)
+    if args.bias_lr_scales is not None and not b.layers:
+        raise invalid("bias-lr-scales", args.bias_lr_scales, "used with --biases naming the trained biases")
+    return b
 
 
 def check_number(name: str, text):
@@ -107,12 +139,13 @@ def run(args) -> int:
     rationalize = check_number("rationalize", args.rationalize)
     if rationalize is not None and args.data is None:
         raise SpecError("`--rationalize` rounds the data: it needs `--data`")
-    check_derive(args.depth, args.steps, recipe)
     data = None
     if args.data is not None:
         from polyloss.data import load_data
 
         data = load_data(args.data)
+    biases = biases_from_args(args, data)
+    check_derive(args.depth, args.steps, recipe, biases)
     d = derive(
         args.depth,
         args.steps,
@@ -125,6 +158,7 @@ def run(args) -> int:
         finite=args.finite,
         **({} if recipe is None else {"recipe": recipe}),
         **({} if args.input_dim is None else {"input_dim": args.input_dim}),
+        **({} if biases is None else {"biases": biases}),
     )
     if args.format == "json":
         text = d.to_json_str()
@@ -165,6 +199,11 @@ def _run_adam(args, adam) -> int:
         if bad:
             raise SpecError(f"`--{flag}` is invalid with --optimizer adam (the Adam limit has text or json output, "
                             "exact moments and mpmath numbers)")
+    for flag, bad in (("biases", args.biases.strip().lower() != "none"), ("bias-lr-scales", args.bias_lr_scales),
+                      ("input-bias-var", args.input_bias_var)):
+        if bad:
+            raise SpecError(f"`--{flag}` is invalid with --optimizer adam: the Adam limit is derived without biases "
+                            "(polyloss carries biases exactly only under SGD-type updates)")
     data = None
     if args.data is not None:
         from polyloss.data import load_data
