@@ -243,7 +243,7 @@ def limit_biases(biases, recipe, steps: int, R) -> LimitBiases:
             return None
         return recipe_scalars(base, steps, R, scale=biases.lr_scale(layer))
 
-    return LimitBiases(sc("input"), sc("hidden"), sc("readout"), biases.input_var)
+    return LimitBiases(sc("input"), sc("hidden"), sc("readout"), biases.input_var, biases.hidden_var)
 
 
 def int_str(n: int) -> str:
@@ -641,12 +641,12 @@ def _block_moments(data, exact: bool, rationalize=None):
 
 def _bias_limit(depth: int, steps: int, data, exact: bool, rationalize, backend: str, recipe, biases, d: int):
     """The ring, the raw :class:`ProgramResult` and the rows of f at the data for a network with biases
-    (the block Krylov evaluator, docs/theory.md §8)."""
+    (the block Krylov evaluator, docs/theory.md §12)."""
     moment, vec = _block_moments(data, exact, rationalize)
     R = default_ring([], backend=backend) if exact else FloatRing([])
     sc = limit_scalars(recipe, steps, R, d) if recipe is not None else LimitScalars(input_dim=Fraction(d))
     sc = dataclasses.replace(sc, biases=limit_biases(biases, recipe, steps, R))
-    res = run_program(BlockKrylovEvaluator(R, moment, biases.input_var), depth, steps, scalars=sc)
+    res = run_program(BlockKrylovEvaluator(R, moment, biases.input_var, biases.hidden_var), depth, steps, scalars=sc)
     fvals = {kb: R.eta_coefficients(v) for kb, v in res.f.items()}
     width = max((len(v) for v in fvals.values()), default=0)
     zero = Fraction(0) if exact else 0.0
@@ -870,8 +870,8 @@ def explicit_limit(depth: int, steps: int, data, *, rationalize=None, backend: s
     if biases is not None:
         sc = dataclasses.replace(sc or LimitScalars(input_dim=Fraction(dm.d)),
                                  biases=limit_biases(biases, recipe, steps, R))
-    res = run_program(ExplicitEvaluator(R, dm.K, yq, 0 if biases is None else biases.input_var), depth, steps,
-                      scalars=sc)
+    res = run_program(ExplicitEvaluator(R, dm.K, yq, *((0, 0) if biases is None else (biases.input_var, biases.hidden_var))),
+                      depth, steps, scalars=sc)
     return R.eta_coefficients(res.loss)
 
 
@@ -2125,7 +2125,7 @@ class Derivation:
             if self.recipe_power is not None:
                 lines += self.recipe_power.lines()[1:]
         if self.biases is not None:
-            lines.append(f"{self.biases.describe()} (muP rates: input and hidden c*n, readout c; docs/theory.md §8)")
+            lines.append(f"{self.biases.describe()} (muP rates: input and hidden c*n, readout c; docs/theory.md §12)")
         if self.data_info:
             di = self.data_info
             lines.append(f"data: m = {di['m']}, d = {di['d']}, conversion = {di['conversion']}")
@@ -2300,7 +2300,7 @@ def _derive_uncached(
       input_dim: d, needed by a closed form (no data) whose recipe trains the input layer at its
         μP rate (the limit then depends on d); with data it is the data's d.
       biases: None or a :class:`polyloss.recipe.Biases`: biases trained at their μP rates (input and
-        hidden c·n, readout c) and an input bias's initial variance (docs/theory.md §8). Needs data
+        hidden c·n, readout c) and an input bias's initial variance (docs/theory.md §12). Needs data
         and μP, and no weight decay; the limit is exact on the block Krylov space of (K̄; y, 𝟙).
 
     Returns:

@@ -647,13 +647,14 @@ class KrylovEvaluator:
 class ExplicitEvaluator:
     """Base space realised with explicit coefficient vectors over the m training inputs.
 
-    Unbatched keys ``(w, i)``: ``i ∈ 0..m−1`` the input x_i, ``i = −1`` the scalar slot, ``i = −3`` the
-    input bias's direction (biases, :class:`LimitBiases`; ``⟨β_0, β_0⟩`` = ``input_bias_var``).
+    Unbatched keys ``(w, i)``: ``i ∈ 0..m−1`` the input x_i, ``i = −1`` the scalar slot, ``i = −3 − ℓ`` the
+    initial bias of layer ℓ (biases, :class:`LimitBiases`; variance ``input_bias_var`` for ℓ = 0, else
+    ``hidden_bias_var``).
     Batched keys ``(w, i, j)``: slot ``i`` of the base vector of ``h(x_j)``. Value vectors: ``{j: c}``.
     The Gram matrix ``K[i][l] = x_iᵀx_l / d`` gives every data-space inner product.
     """
 
-    def __init__(self, ring: ScalarRing, K: Sequence[Sequence], y: Sequence, input_bias_var=0):
+    def __init__(self, ring: ScalarRing, K: Sequence[Sequence], y: Sequence, input_bias_var=0, hidden_bias_var=0):
         self.R = ring
         self.m = len(y)
         self.K = [[ring.const(v) for v in row] for row in K]
@@ -661,6 +662,7 @@ class ExplicitEvaluator:
         self.y = [ring.const(v) for v in y]
         self.inv_m = ring.const(Fraction(1, self.m))
         self.var = ring.const(input_bias_var)
+        self.hvar = ring.const(hidden_bias_var)
 
     def h0(self) -> dict:
         return {((), j, j): self.R.one for j in range(self.m)}
@@ -672,15 +674,16 @@ class ExplicitEvaluator:
         """The value vector ``𝟙`` (every training input)."""
         return {j: self.R.one for j in range(self.m)}
 
-    def bias_dir(self) -> dict:
-        """The input bias at initialisation, ``e_∅ ⊗ β_0`` (slot −3, ⟨β_0, β_0⟩ = σ²)."""
-        return {((), -3): self.R.one}
+    def bias_dir(self, layer: int = 0) -> dict:
+        """Layer ``layer``'s bias at initialisation, ``e_∅ ⊗ β_ℓ^{(0)}``: slot −3 − ℓ, ``⟨β_0, β_0⟩`` = the input
+        bias's variance, ``⟨β_ℓ, β_ℓ⟩`` = the hidden biases' (ℓ ≥ 1); distinct slots are orthogonal."""
+        return {((), -3 - layer): self.R.one}
 
     def _pair(self, i, l):
         if i < 0 or l < 0:
             if i != l:
                 return None
-            return True if i == -1 else self.var
+            return True if i == -1 else (self.var if i == -3 else self.hvar)
         return None if self._Kzero[i][l] else self.K[i][l]
 
     def inner(self, u: dict, v: dict):
@@ -763,7 +766,7 @@ class ExplicitEvaluator:
 
 class BlockKrylovEvaluator:
     """Base space on the block Krylov space of K̄ and the two value vectors ``s_0 = y``, ``s_1 = 𝟙``:
-    the realisation for networks with biases (docs/theory.md §8, :class:`LimitBiases`).
+    the realisation for networks with biases (docs/theory.md §12, :class:`LimitBiases`).
 
     A bias enters the forward pass as the same vector at every input, so value vectors leave the Krylov
     space of (K̄, y): the mean residual ``r̄ = (1/m) 𝟙ᵀr`` drives every bias and the readout bias adds
@@ -771,17 +774,18 @@ class BlockKrylovEvaluator:
     ``M_{k,k'}(n) = (1/m) s_kᵀ K̄^n s_{k'}`` (``moment(k, k', n)``, exact or float, numeric only).
 
     Value vectors: ``{(k, b): c}``. Unbatched keys ``(w, a)``: ``a = (k, i)`` the data vector whose
-    coefficient vector over the x_l is ``K̄^i s_k / m``; ``a = −1`` the scalar slot (g_L); ``a = −3`` the
-    input bias's direction ``β_0`` (``⟨β_0, β_0⟩ = input_bias_var``). Batched keys ``(w, a, v)``: slot
+    coefficient vector over the x_l is ``K̄^i s_k / m``; ``a = −1`` the scalar slot (g_L); ``a = −3 − ℓ`` the
+    initial bias ``β_ℓ^{(0)}`` of layer ℓ (``⟨β_0, β_0⟩ = input_bias_var``, ``⟨β_ℓ, β_ℓ⟩ = hidden_bias_var``). Batched keys ``(w, a, v)``: slot
     ``a`` tensored with the value vector ``v = (k, b)``; ``a = −2`` (with ``v = None``) is the input
     itself, ``e_w ⊗ x_j``. With no bias this is :class:`KrylovEvaluator` on the ``k = 0`` block.
     """
 
-    def __init__(self, ring: ScalarRing, moment: Callable, input_bias_var=0):
+    def __init__(self, ring: ScalarRing, moment: Callable, input_bias_var=0, hidden_bias_var=0):
         self.R = ring
         self._moment = moment
         self._mc: dict = {}
         self.var = ring.const(input_bias_var)
+        self.hvar = ring.const(hidden_bias_var)
 
     def M(self, k1: int, k2: int, n: int):
         key = (k1, k2, n) if k1 <= k2 else (k2, k1, n)
@@ -800,8 +804,8 @@ class BlockKrylovEvaluator:
     def ones(self) -> dict:
         return {(1, 0): self.R.one}
 
-    def bias_dir(self) -> dict:
-        return {((), -3): self.R.one}
+    def bias_dir(self, layer: int = 0) -> dict:
+        return {((), -3 - layer): self.R.one}
 
     def _slot(self, a, b):
         """⟨a, b⟩_B for unbatched slots (None: orthogonal)."""
@@ -809,7 +813,7 @@ class BlockKrylovEvaluator:
             return self.M(a[0], b[0], a[1] + b[1] + 1) if isinstance(b, tuple) else None
         if a != b or isinstance(b, tuple):
             return None
-        return self.R.one if a == -1 else self.var
+        return self.R.one if a == -1 else (self.var if a == -3 else self.hvar)
 
     # --- inner products
     def inner(self, u: dict, v: dict):
@@ -868,20 +872,9 @@ class BlockKrylovEvaluator:
                 total = total + a * g
         return total
 
-    # --- updates
-    def sub_outer(self, H: dict, g: dict, q: dict, coef) -> dict:
-        H = dict(H)
-        cq = [(b, coef * v) for b, v in q.items()]
-        for (w, i), c in g.items():
-            for b, v in cq:
-                _axpy(H, (w, i, b), c * v)
-        return H
-
-    def axpy(self, v: dict, coef, u: dict) -> dict:
-        v = dict(v)
-        for key, c in u.items():
-            _axpy(v, key, coef * c)
-        return v
+    # --- updates: the explicit evaluator's (keys carry the value index as their last entry in both)
+    sub_outer = ExplicitEvaluator.sub_outer
+    axpy = ExplicitEvaluator.axpy
 
     def contract(self, H: dict, r: dict) -> dict:
         """``(1/m) Σ_j r_j h(x_j)``."""
@@ -1028,19 +1021,20 @@ class LimitScalars:
 
 @dataclass(frozen=True)
 class LimitBiases:
-    """Trained biases in the μP limit (docs/theory.md §8). ``input``, ``hidden`` (every hidden layer) and
+    """Trained biases in the μP limit (docs/theory.md §12). ``input``, ``hidden`` (every hidden layer) and
     ``readout``: the :class:`RecipeScalars` of that bias at its μP rate (input and hidden ``c·n``, readout
     ``c``), or None for no trained bias. A bias at its μP rate moves by ``a_{t,s} r̄^{(s)} g_ℓ^{(s)}`` (Θ(1)
     per entry; ``r̄`` the mean residual; ``g_0 = n W_1ᵀ⋯V`` for the input's), the readout bias by
-    ``a_{t,s} r̄^{(s)}``. Hidden and readout biases start at o(1) per entry (torch's default init, or 0) and
-    drop out of the initial forward pass; the input bias starts as an independent Gaussian-like vector with
-    entry variance ``input_var`` (torch: 1/(3d); 0 for a zero init), trained or not. No weight decay
-    (``c_t = 1``)."""
+    ``a_{t,s} r̄^{(s)}``. The input bias starts as an independent vector with entry variance ``input_var``
+    (torch: 1/(3d); 0 for a zero init), each hidden bias as one with ``hidden_var`` (mup rescales torch's
+    U(±1/√n) to U(±1/√base): 1/(3·base); 0 for torch's own o(1) init or a zero init), trained or not; the
+    readout bias starts at o(1). No weight decay (``c_t = 1``)."""
 
     input: RecipeScalars | None = None
     hidden: RecipeScalars | None = None
     readout: RecipeScalars | None = None
     input_var: Fraction = Fraction(0)
+    hidden_var: Fraction = Fraction(0)
 
 
 @dataclass(frozen=True)
@@ -1083,7 +1077,7 @@ def run_program(
         bz = scalars.biases
     else:
         hid, inp, out, d_scale, bz = scalars, None, None, None, None
-    if bz is not None:  # biases (docs/theory.md §8): the mean residuals r̄^{(s)} drive them
+    if bz is not None:  # biases (docs/theory.md §12): the mean residuals r̄^{(s)} drive them
         ones = ev.ones()
         rbar_hist: list = []
 
@@ -1131,7 +1125,9 @@ def run_program(
                 q = ev.inner_batched(u_hist[s][layer], hs[layer - 1])
                 if q:
                     h = ev.sub_outer(h, g_hist[s][layer], q, coefs[s])
-            if bz is not None:  # + β_ℓ^{(t)} (o(1) at initialisation)
+            if bz is not None:  # + β_ℓ^{(t)}: its initial value and its updates along g_ℓ^{(s)}
+                if bz.hidden_var:
+                    h = ev.sub_outer(h, ev.bias_dir(layer), ones, R.one)
                 for s_, c_ in bias_terms(bz.hidden, t):
                     h = ev.sub_outer(h, g_hist[s_][layer], ones, c_)
             hs.append(h)

@@ -591,19 +591,22 @@ _BIAS_VAR_VALID = "a number >= 0 (the input bias's entry variance at initialisat
 
 @dataclass(frozen=True)
 class Biases:
-    """Trained biases for the exact μP limit (:func:`polyloss.derive.derive`, docs/theory.md §8).
+    """Trained biases for the exact μP limit (:func:`polyloss.derive.derive`, docs/theory.md §12).
 
     h_0 = W_0 x + β_0, h_ℓ = W_ℓ h_{ℓ−1} + β_ℓ, f = Vᵀh_L + β_V. ``layers`` ⊆ {input, hidden, readout}: the
     biases that train, at their μP rates c·n (input and hidden: ``mup.MuSGD`` treats them as vector-like,
     lr × n/base, so c = 1/base) and c (the readout's, one entry: lr), with ``lr_scales`` = (c_in, c_hid,
     c_out), default 1, 1, 1. Biases share the recipe's schedule and momentum and take no weight decay.
-    The hidden and readout biases start at o(1) per entry (torch's default U(±1/√n), or 0); the input bias
-    starts with entry variance ``input_var`` (torch's default U(±1/√d): 1/(3d); 0: zero init), trained or
-    not. ``Biases()`` (no layer, variance 0) is no bias at all."""
+    The input bias starts with entry variance ``input_var`` (torch's default U(±1/√d): 1/(3d); 0: zero init),
+    every hidden bias with ``hidden_var`` (mup's ``set_base_shapes`` rescales torch's U(±1/√n) to U(±1/√base):
+    1/(3·base); 0 for torch's own o(1) init or a zero init), trained or not; the readout bias starts at o(1)
+    (mup's MuReadout rescales it to O(1), a random offset with no limit: zero it). ``Biases()`` (no layer,
+    variances 0) is no bias at all."""
 
     layers: frozenset = frozenset()
     lr_scales: tuple = (Fraction(1), Fraction(1), Fraction(1))
     input_var: Fraction = Fraction(0)
+    hidden_var: Fraction = Fraction(0)
 
     def __post_init__(self):
         def set_(k, v):
@@ -624,28 +627,33 @@ class Biases:
         except SpecError:
             raise invalid("bias_lr_scales", self.lr_scales, _BIAS_SCALES_VALID) from None
         set_("lr_scales", (Fraction(1),) * 3 if sc is None else sc)
-        var = _rational("input_bias_var", self.input_var, _BIAS_VAR_VALID)
-        if var < 0:
-            raise invalid("input_bias_var", self.input_var, _BIAS_VAR_VALID)
-        set_("input_var", var)
+        for field_, name in (("input_var", "input_bias_var"), ("hidden_var", "hidden_bias_var")):
+            raw = getattr(self, field_)
+            var = _rational(name, raw, _BIAS_VAR_VALID.replace("the input bias's", "a bias's"))
+            if var < 0:
+                raise invalid(name, raw, _BIAS_VAR_VALID.replace("the input bias's", "a bias's"))
+            set_(field_, var)
 
     @property
     def none(self) -> bool:
         """No bias matters: none trains and the input bias starts at 0."""
-        return not self.layers and self.input_var == 0
+        return not self.layers and self.input_var == 0 and self.hidden_var == 0
 
     def lr_scale(self, layer: str) -> Fraction:
         return self.lr_scales[LAYERS.index(layer)]
 
     def to_dict(self) -> dict:
-        return {"layers": [x for x in LAYERS if x in self.layers], "lr_scales": [_fmt(c) for c in self.lr_scales],
-                "input_var": _fmt(self.input_var)}
+        out = {"layers": [x for x in LAYERS if x in self.layers], "lr_scales": [_fmt(c) for c in self.lr_scales],
+               "input_var": _fmt(self.input_var)}
+        if self.hidden_var:  # (records without it read as 0)
+            out["hidden_var"] = _fmt(self.hidden_var)
+        return out
 
     @classmethod
     def from_dict(cls, data) -> "Biases":
         if not isinstance(data, dict):
             raise invalid("biases", data, "a dict with layers, lr_scales, input_var")
-        return cls(data.get("layers", ()), data.get("lr_scales"), data.get("input_var", 0))
+        return cls(data.get("layers", ()), data.get("lr_scales"), data.get("input_var", 0), data.get("hidden_var", 0))
 
     def describe(self) -> str:
         parts = ["biases " + (",".join(x for x in LAYERS if x in self.layers) or "none trained")]
@@ -653,6 +661,8 @@ class Biases:
             parts.append("rates x(" + ",".join(_fmt(c) for c in self.lr_scales) + ")")
         if self.input_var:
             parts.append(f"input bias var {_fmt(self.input_var)}")
+        if self.hidden_var:
+            parts.append(f"hidden bias var {_fmt(self.hidden_var)}")
         return ", ".join(parts)
 
 

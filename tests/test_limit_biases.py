@@ -33,6 +33,7 @@ BIASES = {
     "hidden": Biases("hidden", "1,3,1"),
     "readout": Biases("readout"),
     "init-only": Biases((), input_var="1/4"),
+    "mup-init": Biases("all", "1/4,1/4,1", "1/9", "1/12"),
 }
 RECIPES = {
     "plain": None,
@@ -156,9 +157,10 @@ def test_frozen_hidden_layers_give_kernel_gd_with_a_bias_kernel(L, t):
 
 
 # ------------------------------------------------------------------ against sampled finite-width networks
-def _sampled_with_biases(L, t, n, seeds, base, var, momentum, n_coef=4, z=4.0):
+def _sampled_with_biases(L, t, n, seeds, base, var, momentum, n_coef=4, z=4.0, hvar=F(0)):
     """mup.MuSGD (base width ``base``, every layer and bias trained) on μP-initialised networks with biases,
-    through the engine's bias channel: the mean of the first coefficients lies within z s.e. of the limit."""
+    through the engine's bias channel: the mean of the first coefficients lies within z s.e. of the limit.
+    Hidden biases start U(±1/√n) (torch, o(1)) when ``hvar`` = 0, else uniform with variance ``hvar`` (mup)."""
     from polyloss.data import linear_teacher
     from polyloss.engine import LossEngine
     from polyloss.interop import ImportedModel, Layout, augmented_network
@@ -172,7 +174,7 @@ def _sampled_with_biases(L, t, n, seeds, base, var, momentum, n_coef=4, z=4.0):
     p = Parametrization.preset("mup")
     b = F(base)
     rc_lim = Recipe(trained=ALL, lr_exponents="mup", lr_scales=[1 / b, 1, b], momentum=momentum)
-    bz = Biases("all", [1 / b, 1 / b, 1], var)
+    bz = Biases("all", [1 / b, 1 / b, 1], var, hvar)
     lim, nob = ([float(c) for c in dv.loss_coefficients[:n_coef]] + [0.0] * n_coef for dv in
                 (derive(L, t, data=ds, recipe=rc_lim, biases=bz), derive(L, t, data=ds, recipe=rc_lim)))
     layout = Layout("inp", tuple(f"h{i}" for i in range(L)), "out")
@@ -182,7 +184,8 @@ def _sampled_with_biases(L, t, n, seeds, base, var, momentum, n_coef=4, z=4.0):
         w = sample_weights(NetworkSpec(L, n, ds.d), p, seed)
         g = np.random.default_rng(seed.spawn(1)[0])
         biases = {"input": g.standard_normal(n) * np.sqrt(float(var)),
-                  "hidden": tuple(g.uniform(-1, 1, n) / np.sqrt(n) for _ in range(L)),  # torch's o(1) default
+                  "hidden": tuple(g.uniform(-1, 1, n) * (np.sqrt(3 * float(hvar)) if hvar else 1 / np.sqrt(n))
+                                  for _ in range(L)),
                   "readout": float(g.uniform(-1, 1) / np.sqrt(n))}
         model = ImportedModel(w, layout, "musgd", base, F(1), (), biases)
         net, data, rec, _ = augmented_network(model, ds, model.recipe(momentum=momentum))
@@ -199,6 +202,13 @@ def _sampled_with_biases(L, t, n, seeds, base, var, momentum, n_coef=4, z=4.0):
 def test_limit_with_biases_against_sampled_networks():
     """n = 2048 (κ = √(n/base) = 32 is exact), base width 2, momentum 1/2, input-bias variance 1/2."""
     _sampled_with_biases(2, 2, n=2048, seeds=6, base=2, var=F(1, 2), momentum=F(1, 2))
+
+
+@pytest.mark.parametrize("L,t", [(1, 2), (2, 2), (3, 2)])
+def test_limit_with_mups_hidden_bias_init_against_sampled_networks(L, t):
+    """mup's set_base_shapes rescales hidden biases to U(±1/√base): O(1) entries, variance 1/(3·base), a free
+    direction at every hidden layer in the limit."""
+    _sampled_with_biases(L, t, n=2048, seeds=8, base=2, var=F(1, 6), momentum=F(0), hvar=F(1, 6))
 
 
 @pytest.mark.parametrize("L,t", [(1, 1), (1, 3), (3, 2), (2, 3)])
@@ -268,10 +278,11 @@ def test_cli(tmp_path):
     want = derive(2, 2, data=load_data(str(tmp_path / "d.npz")), recipe=Recipe(trained=ALL),
                   biases=Biases("all", "1/2,1/2,1", F(1, 9)))
     assert doc["loss_coefficients"] == want.coefficient_strings()
-    text = subprocess.run(base + ["--biases", "hidden"], capture_output=True, text=True)
-    assert text.returncode == 0 and "biases hidden" in text.stdout
+    text = subprocess.run(base + ["--biases", "hidden", "--hidden-bias-var", "1/48"], capture_output=True, text=True)
+    assert text.returncode == 0 and "biases hidden, hidden bias var 1/48" in text.stdout
     for bad, needle in ((["--biases", "weights"], "`biases`"), (["--biases", "all", "--input-bias-var", "-1"],
                                                                  "`input_bias_var`"),
-                        (["--bias-lr-scales", "1,1,1"], "`bias-lr-scales`")):
+                        (["--bias-lr-scales", "1,1,1"], "`bias-lr-scales`"),
+                        (["--biases", "all", "--hidden-bias-var", "x"], "`hidden_bias_var`")):
         r = subprocess.run(base + bad, capture_output=True, text=True)
         assert r.returncode == 2 and needle in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

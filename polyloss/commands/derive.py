@@ -69,13 +69,16 @@ def register(sub) -> None:
     p.add_argument("--biases", default="none", metavar="LAYERS",
                    help="trained biases (h = W h + b): none (default), all, or a subset of input,hidden,readout; they "
                         "train at their muP rates (input and hidden c*n, readout c: mup.MuSGD's vector-like and "
-                        "fixed rates) with the recipe's schedule and momentum; needs --data (docs/theory.md §8)")
+                        "fixed rates) with the recipe's schedule and momentum; needs --data (docs/theory.md §12)")
     p.add_argument("--bias-lr-scales", default=None, metavar="IN,HID,OUT",
                    help="the constants c of the biases' rates (default 1,1,1; mup.MuSGD with base width B: 1/B,1/B,1)")
     p.add_argument("--input-bias-var", default=None, metavar="V",
                    help="entry variance of the input bias at initialisation, trained or not: a number >= 0, or torch "
                         "(nn.Linear's U(-1/sqrt(d), 1/sqrt(d)): 1/(3d)); default 0 (zero init). Hidden and readout "
                         "biases start at o(1) (torch's default or 0) and vanish from the limit's initial pass")
+    p.add_argument("--hidden-bias-var", default=None, metavar="V",
+                   help="entry variance of every hidden bias at initialisation: a number >= 0; default 0 (torch's "
+                        "U(-1/sqrt(n), 1/sqrt(n)) or zero: o(1)); mup's set_base_shapes rescales it to 1/(3*base)")
     p.set_defaults(func=run)
 
 
@@ -90,10 +93,12 @@ def biases_from_args(args, data):
         if data is None:
             raise SpecError("`--input-bias-var`=torch is 1/(3d): it needs `--data` (or give the number)")
         var = Fraction(1, 3 * data.d)
-    given = args.biases.strip().lower() not in ("none", "") or args.bias_lr_scales is not None or var is not None
+    hvar = args.hidden_bias_var
+    given = (args.biases.strip().lower() not in ("none", "") or args.bias_lr_scales is not None or var is not None
+             or hvar is not None)
     if not given:
         return None
-    b = Biases(args.biases, args.bias_lr_scales, 0 if var is None else var)
+    b = Biases(args.biases, args.bias_lr_scales, 0 if var is None else var, 0 if hvar is None else hvar)
     if args.bias_lr_scales is not None and not b.layers:
         raise invalid("bias-lr-scales", args.bias_lr_scales, "used with --biases naming the trained biases")
     return b
@@ -200,7 +205,7 @@ def _run_adam(args, adam) -> int:
             raise SpecError(f"`--{flag}` is invalid with --optimizer adam (the Adam limit has text or json output, "
                             "exact moments and mpmath numbers)")
     for flag, bad in (("biases", args.biases.strip().lower() != "none"), ("bias-lr-scales", args.bias_lr_scales),
-                      ("input-bias-var", args.input_bias_var)):
+                      ("input-bias-var", args.input_bias_var), ("hidden-bias-var", args.hidden_bias_var)):
         if bad:
             raise SpecError(f"`--{flag}` is invalid with --optimizer adam: the Adam limit is derived without biases "
                             "(polyloss carries biases exactly only under SGD-type updates)")
