@@ -38,6 +38,7 @@ from polyloss.errors import DataError, SpecError, invalid
 from polyloss.weights import Weights
 
 __all__ = ["read_state_dict", "read_base_shapes", "infer_layout", "Layout", "ImportedModel", "import_model", "augmented_network",
+           "limit_spec", "check_limit_init",
            "OPTIMIZERS", "LOSSES",
            "LossConvention", "loss_convention", "poly_doc_in_user_units"]
 
@@ -324,6 +325,116 @@ def augmented_network(model: ImportedModel, data, recipe):
                  + (f"; channel values rounded to float64 for the {', '.join(sorted(set(rounded)))} bias rates "
                     "(relative 2^-53 in the bias entries)" if rounded else "; channel values exact"))
     return Weights(W0, hidden, V), Dataset(X, np.asarray(data.y)), rec, tuple(notes)
+
+
+#: the μP exponents γ of the biases' rates (λ = c·n^-γ): input and hidden c·n, readout c
+_MUP_BIAS_EXPONENT = {"input": Fraction(-1), "hidden": Fraction(-1), "readout": Fraction(0)}
+
+
+def _declared_var(value, default, name: str, torch_value, mup_value=None):
+    """A declared initial variance: None → ``default``; 'torch'/'mup' → those values; else an exact number >= 0."""
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().lower() in ("torch", "mup"):
+        key = value.strip().lower()
+        if key == "mup" and mup_value is None:
+            raise invalid(name, value, "a number >= 0 or torch (mup needs --model-optimizer musgd and a base width)")
+        return torch_value if key == "torch" else mup_value
+    from polyloss.recipe import Biases
+
+    return getattr(Biases(input_var=value) if name.startswith("input") else Biases(hidden_var=value),
+                   "input_var" if name.startswith("input") else "hidden_var")
+
+
+def limit_spec(model: ImportedModel, recipe, input_bias_var=None, hidden_bias_var=None):
+    """``(recipe, biases)`` for :func:`polyloss.derive.derive`: the exact infinite-width limit of the family of
+    networks this model belongs to, trained by ``recipe`` (the model's recipe in polyloss's units). A bias trains
+    when its layer does (as in :func:`augmented_network`); at its μP rate (input and hidden c·n, readout c) it
+    stays in the limit, below it it freezes, above it there is no limit. The initial entry variances, declared
+    (the init is not in the weights' statistics alone; :func:`check_limit_init` tests the declaration):
+    ``input_bias_var`` a number or 'torch' (nn.Linear's U(±1/√d): 1/(3d), the default); ``hidden_bias_var`` a
+    number, 'torch' (U(±1/√n): o(1), 0 in the limit) or 'mup' (``set_base_shapes`` rescales it to U(±1/√base):
+    1/(3·base)); default 'mup' for MuSGD, else 'torch'. Whether the recipe itself has a limit is
+    :func:`polyloss.derive.derive`'s to say."""
+    from polyloss.recipe import LAYERS, Biases
+
+    bz = model.biases
+    if bz is None:
+        return recipe, None
+    d = model.weights.input_dim
+    var = _declared_var(input_bias_var, Fraction(1, 3 * d), "input_bias_var", Fraction(1, 3 * d))
+    mup_h = Fraction(1, 3 * model.base_width) if model.optimizer == "musgd" and model.base_width else None
+    hvar = _declared_var(hidden_bias_var, mup_h if mup_h is not None else Fraction(0), "hidden_bias_var",
+                         Fraction(0), mup_h)
+    if bz["input"] is None:
+        var = Fraction(0)
+    if all(b is None for b in bz["hidden"]):
+        hvar = Fraction(0)
+    hidden = [b is not None for b in bz["hidden"]]
+    if any(hidden) and not all(hidden):
+        raise SpecError("`model` has biases on some hidden layers but not on others: the exact limit takes a bias on "
+                        "every hidden layer or on none")
+    present = {"input": bz["input"] is not None, "hidden": all(hidden) and bool(hidden), "readout": bz["readout"] is not None}
+    rates = model.bias_rates()
+    layers, scales = [], []
+    for layer in LAYERS:
+        c, g = rates[layer]
+        scales.append(c)
+        if not present[layer] or layer not in recipe.trained or g < _MUP_BIAS_EXPONENT[layer]:
+            continue  # no bias, a frozen layer's bias, or a rate below muP's: frozen in the limit
+        if g > _MUP_BIAS_EXPONENT[layer]:
+            raise SpecError(f"the {layer} bias of `model` trains at lr*{c}*n^{-g}, above its muP rate "
+                            f"(n^{-_MUP_BIAS_EXPONENT[layer]}): no infinite-width limit in the lr")
+        layers.append(layer)
+    return recipe, Biases(tuple(layers), scales, var, hvar)
+
+
+def check_limit_init(model: ImportedModel, input_bias_var=Fraction(0), z: float = 6.0, hidden_bias_var=Fraction(0)) -> list:
+    """Check that ``model`` is initialised as the exact limit assumes — polyloss's μP: W_0 ~ (0, 1/d), W_ℓ ~
+    (0, 1/n), V ~ (0, 1/n²) in effective weights, an input bias of entry variance ``input_bias_var`` — by the mean
+    of the squared entries, within ``z`` standard errors under that hypothesis (entries of variance v have
+    Var(w²) ≤ 2v² for Gaussian or uniform ones, so the mean of N squares has s.e. ≤ √2·v/√N); a one-line
+    SpecError names the first layer that is off (torch's default U(±1/√fan_in) has a third of these variances).
+    Hidden biases are checked against ``hidden_bias_var`` like the rest, or, when it is 0, must be o(1)
+    (torch's default U(±1/√n), or 0): a mean squared entry more than z s.e. above 1/n is refused. So must the
+    readout bias — mup's MuReadout rescales it to U(±1/√base), O(1), a random offset with no deterministic limit
+    (zero it). Returns the checks [(name, measured, expected)]."""
+    w = model.weights
+    n, d = w.width, w.input_dim
+    items = [("input weight", np.asarray(w.W0), Fraction(1, d))]
+    items += [(f"hidden weight {k + 1}", np.asarray(W), Fraction(1, n)) for k, W in enumerate(w.hidden)]
+    items.append(("readout (effective V)", np.asarray(w.V), Fraction(1, n * n)))
+    small = []  # biases that must be o(1): at most variance 1/n
+    if model.biases is not None:
+        if model.biases["input"] is not None:
+            items.append(("input bias", np.asarray(model.biases["input"]), Fraction(input_bias_var)))
+        hb = [(f"hidden bias {k + 1}", np.asarray(b)) for k, b in enumerate(model.biases["hidden"]) if b is not None]
+        if Fraction(hidden_bias_var):
+            items += [(nm, b, Fraction(hidden_bias_var)) for nm, b in hb]
+        else:
+            small += hb
+        if model.biases["readout"] is not None:
+            small.append(("readout bias", np.asarray([model.biases["readout"]])))
+    out = []
+    for name, a in small:
+        sq = np.square(a, dtype=np.float64).ravel()
+        mean, bound = float(sq.mean()), (1.0 + z * np.sqrt(2.0 / sq.size)) / n
+        out.append((name, mean, 1.0 / n))
+        if mean > bound:
+            raise SpecError(f"`model` at width {n}: the {name} has mean squared entry {mean:.4g}, above 1/n = {1 / n:.4g} "
+                            f"(+{z:g} s.e.): the exact limit assumes hidden and readout biases of size o(1) (torch's "
+                            "default U(-1/sqrt(n), 1/sqrt(n)), or 0; mup's MuReadout rescales its bias to O(1): zero it)")
+    for name, a, v in items:
+        sq = np.square(a, dtype=np.float64).ravel()
+        mean, se = float(sq.mean()), float(np.sqrt(2.0) * float(v) / np.sqrt(sq.size))
+        out.append((name, mean, float(v)))
+        if abs(mean - float(v)) > z * se + 1e-12 * float(v):
+            raise SpecError(f"`model` at width {n}: the {name} has mean squared entry {mean:.4g}, not {float(v):.4g} "
+                            f"(+-{z:g} s.e. = {z * se:.2g}): the exact limit assumes polyloss's muP initialisation "
+                            "(W0 ~ N(0, 1/d), hidden ~ N(0, 1/n), effective readout ~ N(0, 1/n^2)"
+                            + (", bias variances as declared" if "bias" in name else "")
+                            + "); re-initialise the model (docs/interop.md) or use the extrapolated limit")
+    return out
 
 
 #: Loss conventions: polyloss's (1/2m)Σ(f − y)² and PyTorch's nn.MSELoss (1/m)Σ(f − y)², twice it.

@@ -23,6 +23,13 @@ GD steps (:func:`polyloss.poly.exact_polynomial`) and reports, in the user's uni
   and the penalty c_n = 𝓛̄_N(η*_n) − min 𝓛̄_N of deploying width n's tuned rate at N (exact values), with c/a and
   its log-log slope — reported, not judged.
 
+With ``limit='exact'`` the family has an exact limit (:func:`polyloss.derive.derive` with the model's recipe and
+biases, :func:`polyloss.interop.limit_spec`), when the models are initialised as polyloss's μP networks (checked on
+every model, :func:`polyloss.interop.check_limit_init`) and the recipe has one: the report adds η_∞ (the limit's
+minimiser in the window), the gaps |η_n − η_∞|, a_n = |min 𝓛̄_n − min 𝓛_∞| and the penalty c_n = 𝓛_∞(η*_n) −
+min 𝓛_∞ of using width n's tuned rate in the limit (Ghosh, Wu & Bietti's definitions, exact), and the log-log
+slopes of |η_n − η_∞| and of c/a — reported, not judged.
+
 The verdict (:data:`RULE`, fixed before any data): the learning rate **transfers** when the mean penalty at the
 largest width is at most :data:`TOLERANCE` (1 %), **does not transfer** when it is larger, and is
 **inconclusive** when an optimum of the smallest or the largest width sits at the window's edge (the optimum
@@ -45,7 +52,7 @@ import numpy as np
 from polyloss.data import Dataset
 from polyloss.errors import RunError, SpecError, invalid
 
-__all__ = ["SCHEMA", "RULE", "TOLERANCE", "load_factory", "state_of", "run_transfer", "transfer_report", "curve_minimum",
+__all__ = ["SCHEMA", "RULE", "TOLERANCE", "LIMITS", "exact_limit", "limit_loss", "load_factory", "state_of", "run_transfer", "transfer_report", "curve_minimum",
            "report_text", "plot_transfer"]
 
 SCHEMA = "polyloss.transfer/1"
@@ -57,7 +64,8 @@ RULE = ("the learning rate transfers when the rate tuned on the smallest width (
         "the largest width's curve lies at the window's edge")
 RECORD_FIELDS = ("width", "sample", "eta_opt", "loss_at_eta_opt", "at_edge", "loss_init", "curve_loss")
 _MATCH_KEYS = ("source", "steps", "seeds", "data", "optimizer", "base_width", "output_mult", "layout", "loss",
-               "recipe", "window", "grid")
+               "recipe", "window", "grid", "limit")
+LIMITS = ("extrapolate", "exact")
 GRID_DECADES, GRID_PER_DECADE = 6, 100  # the curves' common log grid: 6 decades below the window's end
 
 
@@ -138,6 +146,7 @@ class _Job:
     knobs: dict  # recipe knobs (schedule, weight decay, momentum, trained)
     window: float | None  # in the user's lr units
     grid: np.ndarray  # the user's lr units
+    bias_vars: object = None  # with the exact limit: the declared (input, hidden) bias variances (checked on each model)
 
 
 def _record(job: _Job, model, width: int, sample: int, eta_base: float | None, tuned: dict | None = None) -> dict:
@@ -152,6 +161,10 @@ def _record(job: _Job, model, width: int, sample: int, eta_base: float | None, t
                         f"{model.weights.width}×{model.weights.input_dim})")
     if model.weights.input_dim != job.data.d:
         raise SpecError(f"the model takes {model.weights.input_dim} inputs, the data has d = {job.data.d}")
+    if job.bias_vars is not None:  # the exact limit is that of polyloss's muP initialisation
+        from polyloss.interop import check_limit_init
+
+        check_limit_init(model, job.bias_vars[0], hidden_bias_var=job.bias_vars[1])
     knobs = dict(job.knobs)
     trained = knobs.pop("trained", None)
     recipe = job.conv.internal_recipe(model.recipe(trained=trained, **knobs))
@@ -183,17 +196,59 @@ def _record(job: _Job, model, width: int, sample: int, eta_base: float | None, t
             "curve_loss": [float(v) if np.isfinite(v) else None for v in curve], "seconds": time.perf_counter() - t0}
 
 
+def exact_limit(model, data: Dataset, steps: int, conv, knobs: dict, window: float, input_bias_var=None,
+                hidden_bias_var=None) -> dict:
+    """The exact infinite-width limit of ``model``'s family (JSON-safe, in the user's units): its loss polynomial's
+    exact coefficients (polyloss's η and loss), η_∞ = the limit's minimiser in the window (None at its edge) and
+    min 𝓛_∞. A recipe without a limit, or biases without one, is a one-line SpecError."""
+    from fractions import Fraction
+
+    from polyloss.derive import derive
+    from polyloss.interop import check_limit_init, limit_spec
+
+    trained = knobs.get("trained")
+    rk = {k: v for k, v in knobs.items() if k != "trained"}
+    rec, bz = limit_spec(model, conv.internal_recipe(model.recipe(trained=trained, **rk)), input_bias_var,
+                         hidden_bias_var)
+    a, b = conv.eta_factor, conv.loss_factor
+    dv = derive(model.weights.depth, steps, data=data, recipe=rec, biases=bz, window=Fraction(repr(window * a)))
+    if dv.route == "power-counting":
+        raise SpecError(f"`limit`='exact' is invalid for this model trained by {rec.describe()}: it has no "
+                        f"infinite-width limit in the lr (power counting: eta_n ~ n^({dv.recipe_power.eta})); use "
+                        "limit='extrapolate'")
+    check_limit_init(model, *((0,) if bz is None else (bz.input_var,)), hidden_bias_var=0 if bz is None else bz.hidden_var)
+    wm = dv.eta_window_min
+    return {"eta_inf": None if wm is None else float(Fraction(wm.eta)) / a,
+            "loss_inf": None if wm is None else float(Fraction(wm.loss)) * b, "at_window_edge": wm is None,
+            "coefficients": dv.coefficient_strings(), "eta_factor": a, "loss_factor": b, "degree": dv.degree,
+            "recipe": rec.to_dict(), "biases": None if bz is None else bz.to_dict()}
+
+
+def limit_loss(limit: dict, eta: float) -> float:
+    """𝓛_∞ at the user's lr ``eta`` (user units), evaluated exactly on the limit's rational coefficients."""
+    from fractions import Fraction
+
+    x = Fraction(repr(float(eta) * limit["eta_factor"]))
+    acc = Fraction(0)
+    for c in reversed(limit["coefficients"]):
+        acc = acc * x + Fraction(c)
+    return float(acc) * limit["loss_factor"]
+
+
 def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int = 1, data: Dataset, steps: int,
                  optimizer: str = "sgd", base_width=None, output_mult=1.0, layout=None, loss: str = "half-mse",
                  recipe_knobs: dict | None = None, window=None, data_description: dict | None = None,
-                 resume: bool = False, progress: bool = True, base_shapes=None) -> dict:
+                 resume: bool = False, progress: bool = True, base_shapes=None, limit: str = "extrapolate",
+                 input_bias_var=None, hidden_bias_var=None) -> dict:
     """Compute the records of a transfer report into ``out_dir`` and return :func:`transfer_report`.
 
     Models: ``models`` (a list of state_dicts or paths, one per width, one seed) or ``factory`` (a callable or
     'module:function', called as ``factory(width)`` or ``factory(width, seed)``) with ``widths``. ``window``:
     where η_n is searched, in the user's lr units (default: polyloss's default window of the smallest model).
     ``recipe_knobs``: schedule, weight_decay, wd_mode, momentum, nesterov, trained (see
-    :meth:`polyloss.interop.ImportedModel.recipe`). ``base_shapes``: mup's base-shape file (instead of ``base_width``)."""
+    :meth:`polyloss.interop.ImportedModel.recipe`). ``base_shapes``: mup's base-shape file (instead of ``base_width``).
+    ``limit``: 'extrapolate' (default) or 'exact' (:func:`exact_limit`; ``input_bias_var`` and
+    ``hidden_bias_var``: the biases' declared initial entry variances, :func:`polyloss.interop.limit_spec`)."""
     from polyloss._paths import check_out_dir
     from polyloss._progress import Progress
     from polyloss._rundir import run_session
@@ -208,6 +263,11 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
     steps = _check_count("steps", steps, 1)
     seeds = _check_count("seeds", seeds, 1)
     conv = loss_convention(loss, "gd")
+    if limit not in LIMITS:
+        raise invalid("limit", limit, "'extrapolate' or 'exact'")
+    for name, v in (("input_bias_var", input_bias_var), ("hidden_bias_var", hidden_bias_var)):
+        if v is not None and limit != "exact":
+            raise invalid(name, v, "None unless limit='exact' (it declares the init of the limit)")
     if optimizer == "muadam":
         raise invalid("optimizer", optimizer, "'sgd' or 'musgd' (the transfer report is exact for GD; Adam-trained "
                       "models are swept with polyloss sweep)")
@@ -252,14 +312,18 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
     if not (math.isfinite(window) and window > 0):
         raise invalid("window", window, "a number > 0")
     grid = np.geomspace(window / 10.0**GRID_DECADES, window, GRID_DECADES * GRID_PER_DECADE + 1)
-    job = _Job(data, steps, conv, knobs, window, grid)
+    lim, var = None, None
+    if limit == "exact":
+        lim = exact_limit(first, data, steps, conv, knobs, window, input_bias_var, hidden_bias_var)
+        var = (0, 0) if lim["biases"] is None else (lim["biases"]["input_var"], lim["biases"].get("hidden_var", 0))
+    job = _Job(data, steps, conv, knobs, window, grid, var)
     config = {"schema": SCHEMA, "source": source, "widths": widths, "seeds": seeds, "steps": steps,
               "data": data_description or {"kind": "array", "m": data.m, "d": data.d},
               "optimizer": optimizer, "base_width": first.base_width, "output_mult": float(output_mult), "layout": layout,
               "loss": conv.to_json(), "recipe": {k: (str(v) if not isinstance(v, (bool, type(None))) else v)
                                                    for k, v in knobs.items()},
               "window": window, "grid": grid.tolist(), "rule": RULE, "depth": first.weights.depth,
-              "mapping": list(first.notes)}
+              "mapping": list(first.notes), "limit": lim}
     with run_session(out_dir, config, _MATCH_KEYS, resume, grow_keys=("widths",), required=RECORD_FIELDS) as (
             config, old, writer):
         done = {(r["width"], r["sample"]): r for r in old}
@@ -379,6 +443,7 @@ def transfer_report(config: dict, records: list) -> dict:
         c = max(0.0, float(np.mean(vals)) - rows[-1]["min_mean_curve"])
         row["penalty_at_largest"] = c
         row["c_over_a"] = c / row["loss_gap"] if row["loss_gap"] else None
+    exact = _exact_gaps(config.get("limit"), rows)
     ratios = [(r["width"], r["c_over_a"]) for r in rows if r["c_over_a"]]
     fast_slope = (float(np.polyfit(np.log([w for w, _ in ratios]), np.log([v for _, v in ratios]), 1)[0])
                   if len(ratios) >= 2 else None)
@@ -407,8 +472,39 @@ def transfer_report(config: dict, records: list) -> dict:
                               "reading": "reported, not judged: c_n is measured at the largest width N in place of the "
                                          "limit, so c/a falling with n (negative slope) is the finite-width sign of fast "
                                          "transfer (c = o(a)); a needs the extrapolated limit loss"},
+            "exact_limit": exact,
             "units": "eta: the optimizer's lr; loss: " + ("nn.MSELoss (1/m) sum (f-y)^2"
                                                            if config["loss"]["loss"] == "mse" else "(1/2m) sum (f-y)^2")}
+
+
+def _loglog_slope(pairs) -> float | None:
+    pairs = [(w, v) for w, v in pairs if v is not None and v > 0 and math.isfinite(v)]
+    if len(pairs) < 2:
+        return None
+    return float(np.polyfit(np.log([w for w, _ in pairs]), np.log([v for _, v in pairs]), 1)[0])
+
+
+def _exact_gaps(limit: dict | None, rows: list) -> dict | None:
+    """Against the exact limit (adds per-width fields to ``rows``): the hyperparameter gap |η_n − η_∞| (seed mean
+    of the per-network optima), the loss gap a_n = |min 𝓛̄_n − min 𝓛_∞| and the penalty c_n = 𝓛_∞(η*_n) −
+    min 𝓛_∞ (η*_n the seed-mean curve's minimiser), with log-log slopes in n; None without an exact limit."""
+    if limit is None:
+        return None
+    if limit["eta_inf"] is None:
+        return {**limit, "reading": "the limit's minimiser lies at the window's edge: no gaps (give a wider window)"}
+    e, lo = limit["eta_inf"], limit["loss_inf"]
+    for row in rows:
+        row["hyperparameter_gap_exact"] = abs(row["eta_opt_mean"] - e)
+        row["loss_gap_exact"] = abs(row["min_mean_curve"] - lo)
+        row["penalty_exact"] = max(0.0, limit_loss(limit, row["eta_mean_curve"]) - lo)
+        row["c_over_a_exact"] = row["penalty_exact"] / row["loss_gap_exact"] if row["loss_gap_exact"] else None
+    return {**limit,
+            "slope_log_hyperparameter_gap": _loglog_slope([(r["width"], r["hyperparameter_gap_exact"]) for r in rows]),
+            "slope_log_loss_gap": _loglog_slope([(r["width"], r["loss_gap_exact"]) for r in rows]),
+            "slope_log_penalty": _loglog_slope([(r["width"], r["penalty_exact"]) for r in rows]),
+            "slope_log_c_over_a": _loglog_slope([(r["width"], r["c_over_a_exact"]) for r in rows]),
+            "reading": "reported, not judged: fast transfer (Ghosh, Wu & Bietti 2026) is c_n = o(a_n), i.e. c/a falling "
+                       "with n; the hyperparameter gap's slope is the rate at which eta_n approaches the limit's"}
 
 
 def report_text(rep: dict) -> list[str]:
@@ -435,6 +531,18 @@ def report_text(rep: dict) -> list[str]:
                    "Lhat_inf|): " + ", ".join(f"n = {r['width']}: c/a = {r['c_over_a']:.3g}" for r in gaps)
                    + ("" if rep["fast_transfer"]["slope_log_c_over_a"] is None else
                       f"; slope of log c/a = {rep['fast_transfer']['slope_log_c_over_a']:.2f} (reported, not judged)"))
+    ex = rep.get("exact_limit")
+    if ex is not None:
+        if ex["eta_inf"] is None:
+            out.append(f"  exact limit (degree {ex['degree']}): {ex['reading']}")
+        else:
+            fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+            out.append(f"  exact limit: eta_inf = {ex['eta_inf']:.6g}, min L_inf = {ex['loss_inf']:.6g} (degree "
+                       f"{ex['degree']}); log-log slopes in n: |eta_n - eta_inf| {fmt(ex['slope_log_hyperparameter_gap'])}, "
+                       f"a_n {fmt(ex['slope_log_loss_gap'])}, c_n {fmt(ex['slope_log_penalty'])}, c/a "
+                       f"{fmt(ex['slope_log_c_over_a'])} (reported, not judged)")
+            out.append("    " + ", ".join(f"n = {r['width']}: |eta_n - eta_inf| = {r['hyperparameter_gap_exact']:.3g}, "
+                                          f"c/a = {fmt(r['c_over_a_exact'])}" for r in rep["widths"]))
     out.append(f"verdict: {rep['verdict']}: {rep['why']}")
     out.append(f"  rule: {rep['rule']}")
     return out
@@ -470,6 +578,10 @@ def plot_transfer(rep: dict, records: list, path) -> dict:
     if rep["eta_inf_extrapolated"] is not None:
         axes[1].axhline(rep["eta_inf_extrapolated"], color="tab:red", ls="--", lw=1,
                         label=f"extrapolated limit {rep['eta_inf_extrapolated']:.4g} ({rep['extrapolation'].split(' (')[0]})")
+        axes[1].legend(fontsize=7)
+    ex = rep.get("exact_limit")
+    if ex is not None and ex["eta_inf"] is not None:
+        axes[1].axhline(ex["eta_inf"], color="tab:green", ls="-", lw=1.2, label=f"exact limit {ex['eta_inf']:.4g}")
         axes[1].legend(fontsize=7)
     ax = axes[2]
     ws = [r["width"] for r in rep["widths"] if r["penalty"] is not None]

@@ -182,3 +182,27 @@ def test_live_module_and_mups_base_shape_file(tmp_path):
                      base_width=BASE, output_mult=OM)
     assert a.base_width == BASE and a.lr_rates() == b.lr_rates()
     np.testing.assert_array_equal(a.weights.V, b.weights.V)
+
+
+def test_the_exact_limit_example_of_docs_interop_runs(tmp_path):
+    """docs/interop.md's --limit exact example as written (its two python blocks as mymodels.py); the same family
+    at torch's default initialisation is refused, naming the layer that is off."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "interop.md").read_text()
+    py = re.findall(r"```python\n(.*?)```", text, re.S)
+    (tmp_path / "mymodels.py").write_text(py[0] + "\n" + py[1])
+    line = re.findall(r"```bash\n(.*?)```", text, re.S)[1].strip()
+    assert line.startswith("polyloss transfer") and "--limit exact" in line
+    assert subprocess.run([sys.executable, "mymodels.py"], cwd=tmp_path).returncode == 0
+    res = subprocess.run([sys.executable, "-m", "polyloss", *line.split()[1:], "--quiet"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((tmp_path / "results" / "my-limit" / "report.json").read_text())
+    ex = rep["exact_limit"]
+    assert ex["biases"]["layers"] == ["input", "hidden", "readout"] and ex["eta_inf"] > 0
+    print(res.stdout)
+    bad = subprocess.run([sys.executable, "-m", "polyloss", *line.replace("make_for_limit", "make").split()[1:],
+                          "--quiet"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "input weight has mean squared entry" in bad.stderr, bad.stderr

@@ -18,7 +18,7 @@ from polyloss.commands._common import (add_data_options, add_model_options, add_
 
 EPILOG = """examples (demo factories in polyloss.demo_models; yours: mypackage.models:make or models.py:make):
   polyloss transfer --factory polyloss.demo_models:mup_mlp --widths 32,64,128,256 --seeds 4 --steps 2 \\
-      --model-optimizer musgd --base-width 16 --d 10 --m 40 --out results/transfer-mup
+      --model-optimizer musgd --base-width 16 --d 10 --m 40 --limit exact --out results/transfer-mup
   polyloss transfer --factory polyloss.demo_models:sp_mlp --widths 32,64,128,256 --seeds 4 --steps 2 \\
       --model-optimizer sgd --d 10 --m 40 --out results/transfer-sp
 
@@ -52,6 +52,17 @@ def register(sub) -> None:
                    help="root seed of the synthetic data (default 0)")
     add_data_options(p)
     add_model_options(p, single=False)
+    p.add_argument("--limit", choices=("extrapolate", "exact"), default="extrapolate",
+                   help="extrapolate (default): eta_inf from a + b/n on the widths; exact: also the exact infinite-width "
+                        "limit of the model's family (needs polyloss's muP initialisation, checked on every model, and a "
+                        "recipe with a limit): eta_inf, |eta_n - eta_inf| and the fast-transfer gaps against it")
+    p.add_argument("--input-bias-var", default=None, metavar="V",
+                   help="with --limit exact: the input bias's entry variance at initialisation, a number or torch "
+                        "(nn.Linear's default, 1/(3d); the default)")
+    p.add_argument("--hidden-bias-var", default=None, metavar="V",
+                   help="with --limit exact: every hidden bias's entry variance at initialisation, a number, torch "
+                        "(U(-1/sqrt(n), 1/sqrt(n)): o(1)) or mup (set_base_shapes' U(-1/sqrt(base), 1/sqrt(base)): "
+                        "1/(3*base)); default mup with --model-optimizer musgd, else torch")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue a run in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -89,7 +100,8 @@ def run(args) -> int:
                        steps=args.steps, optimizer=args.model_optimizer, base_width=args.base_width,
                        output_mult=args.output_mult, layout=args.layout, loss=args.loss, recipe_knobs=knobs,
                        window=args.window, data_description=desc, resume=args.resume, progress=not args.quiet,
-                       base_shapes=args.base_shapes)
+                       base_shapes=args.base_shapes, limit=args.limit,
+                       input_bias_var=_bias_var(args, "input_bias_var"), hidden_bias_var=_bias_var(args, "hidden_bias_var"))
     from polyloss._rundir import read_records
 
     records = read_records(os.path.join(out, "records.jsonl"))
@@ -99,3 +111,24 @@ def run(args) -> int:
     print("\n".join(report_text(rep)))
     print(f"wrote {os.path.join(out, 'report.json')} and {os.path.join(out, 'transfer.png')}")
     return 0
+
+
+def _bias_var(args, dest: str):
+    """--input-bias-var / --hidden-bias-var as the API takes them: None, 'torch', 'mup' or an exact number >= 0."""
+    from polyloss.errors import SpecError, invalid
+
+    v = getattr(args, dest)
+    flag = "--" + dest.replace("_", "-")
+    if v is not None and args.limit != "exact":
+        raise SpecError(f"`{flag}` is used with --limit exact (it declares the limit's initialisation)")
+    if v is None or v.strip().lower() in ("torch", "mup"):
+        return v
+    from fractions import Fraction
+
+    try:
+        q = Fraction(v.strip())
+    except (ValueError, ZeroDivisionError):
+        q = None
+    if q is None or q < 0 or q > 10**6:
+        raise invalid(flag[2:], v, "a number >= 0 (decimal or p/q), torch or mup")
+    return q
