@@ -225,7 +225,8 @@ def sweep(out_dir, *, data, recipe=None, **kwargs):
 def transfer(out_dir, *, data, models=None, factory=None, widths=None, **kwargs):
     """Does a user's model's learning rate transfer (:func:`polyloss.transfer.run_transfer`): ``models`` (state_dicts,
     paths or torch modules, one per width) or ``factory`` (a callable ``f(width[, seed])`` or 'module:function') with
-    ``widths``; ``data`` in any accepted form. Returns the report dict (verdict, per-width table, rule)."""
+    ``widths``; ``data`` in any accepted form; ``limit='exact'`` also measures the family against its exact
+    infinite-width limit. Returns the report dict (verdict, per-width table, rule, ``exact_limit``)."""
     from polyloss.transfer import run_transfer
 
     return run_transfer(_path("out", out_dir), models=models, factory=factory, widths=widths, data=as_dataset(data),

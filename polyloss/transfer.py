@@ -224,15 +224,31 @@ def exact_limit(model, data: Dataset, steps: int, conv, knobs: dict, window: flo
             "recipe": rec.to_dict(), "biases": None if bz is None else bz.to_dict()}
 
 
-def limit_loss(limit: dict, eta: float) -> float:
-    """𝓛_∞ at the user's lr ``eta`` (user units), evaluated exactly on the limit's rational coefficients."""
+def limit_loss(limit: dict, eta) -> float | list:
+    """𝓛_∞ at the user's lr ``eta`` (user units; a number or a sequence), evaluated exactly on the limit's
+    rational coefficients at the float's exact value (python-flint when installed), then rounded once."""
     from fractions import Fraction
 
-    x = Fraction(repr(float(eta) * limit["eta_factor"]))
-    acc = Fraction(0)
-    for c in reversed(limit["coefficients"]):
-        acc = acc * x + Fraction(c)
-    return float(acc) * limit["loss_factor"]
+    from polyloss.fock import HAS_FLINT
+
+    many = not isinstance(eta, (int, float))
+    xs = [Fraction(float(e)) * Fraction(repr(float(limit["eta_factor"]))) for e in (eta if many else [eta])]
+    cs = [Fraction(c) for c in limit["coefficients"]]
+    if HAS_FLINT:
+        import flint
+
+        P = flint.fmpq_poly([flint.fmpq(c.numerator, c.denominator) for c in cs])
+        vals = [P(flint.fmpq(x.numerator, x.denominator)) for x in xs]
+        vals = [Fraction(int(v.p), int(v.q)) for v in vals]
+    else:  # pragma: no cover - exercised only without python-flint
+        vals = []
+        for x in xs:
+            acc = Fraction(0)
+            for c in reversed(cs):
+                acc = acc * x + c
+            vals.append(acc)
+    out = [float(v) * limit["loss_factor"] for v in vals]
+    return out if many else out[0]
 
 
 def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int = 1, data: Dataset, steps: int,
@@ -549,8 +565,9 @@ def report_text(rep: dict) -> list[str]:
 
 
 def plot_transfer(rep: dict, records: list, path) -> dict:
-    """One figure, three panels: (a) the loss vs η per width (seed mean) with each η_n and the reused η_{n0};
-    (b) η_n vs width with η̂_∞ and η_{n0}; (c) the penalty of reusing η_{n0} vs width with the 1 % line."""
+    """One figure, three panels: (a) the loss vs η per width (seed mean) with each η_n and the reused η_{n0}, and
+    the exact limit's curve when there is one; (b) η_n vs width with η̂_∞ (and the exact η_∞) and η_{n0}; (c) the
+    penalty of reusing η_{n0} vs width with the 1 % line."""
     from polyloss import plots
 
     cfg = rep["config"]
@@ -564,11 +581,14 @@ def plot_transfer(rep: dict, records: list, path) -> dict:
         se = (np.nanstd(rows, axis=0, ddof=1) / np.sqrt(rows.shape[0])) if rows.shape[0] > 1 else np.zeros(grid.size)
         curves[n] = (mean, se)
     unit = "lr" if cfg["loss"]["loss"] == "mse" else "η"
+    ex = rep.get("exact_limit")
+    lim_curve = None if ex is None else limit_loss(ex, grid)
     a = plots.loss_curves(axes[0], grid, curves, f"(a) loss after t = {cfg['steps']} steps, per width",
+                          limit_curve=lim_curve,
                           minima={r["width"]: r["eta_mean_curve"] for r in rep["widths"]},
                           focus=plots.focus_range([r["eta_mean_curve"] for r in rep["widths"]] + [rep["eta_base"]],
                                                   grid[0], grid[-1]))
-    axes[0].axvline(rep["eta_base"], color="k", ls="--", lw=1, label=f"reused {unit} from n = {rep['base_width']}")
+    axes[0].axvline(rep["eta_base"], color="k", ls="-.", lw=1, label=f"reused {unit} from n = {rep['base_width']}")
     axes[0].legend(fontsize=7)
     axes[0].set_xlabel(f"learning rate {unit} (the optimizer's, log scale)")
     extra = {f"reused {unit}_n0 (n = {rep['base_width']})": rep["eta_base"]}
@@ -579,7 +599,6 @@ def plot_transfer(rep: dict, records: list, path) -> dict:
         axes[1].axhline(rep["eta_inf_extrapolated"], color="tab:red", ls="--", lw=1,
                         label=f"extrapolated limit {rep['eta_inf_extrapolated']:.4g} ({rep['extrapolation'].split(' (')[0]})")
         axes[1].legend(fontsize=7)
-    ex = rep.get("exact_limit")
     if ex is not None and ex["eta_inf"] is not None:
         axes[1].axhline(ex["eta_inf"], color="tab:green", ls="-", lw=1.2, label=f"exact limit {ex['eta_inf']:.4g}")
         axes[1].legend(fontsize=7)

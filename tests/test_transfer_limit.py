@@ -68,6 +68,14 @@ def test_exact_limit_equals_derive_with_musgd_rates(tmp_path):
     assert limit_loss(ex, ex["eta_inf"]) == pytest.approx(ex["loss_inf"], rel=1e-12)
     # the limit's optimum is near the widths' optima (the demo family is muP), and the plain report is unchanged
     assert abs(rep["widths"][-1]["eta_opt_mean"] - ex["eta_inf"]) < 0.25 * ex["eta_inf"]
+    from polyloss._rundir import read_records
+    from polyloss.transfer import plot_transfer
+
+    fig = plot_transfer(rep, read_records(str(tmp_path / "r" / "records.jsonl")), tmp_path / "r" / "t.png")
+    drawn = fig["loss_curves"]["limit"]  # panel (a) draws the limit's curve, exactly evaluated
+    i = len(drawn["eta"]) // 2
+    assert drawn["loss"][i] == pytest.approx(float(_coef(cs, F(drawn["eta"][i]))), rel=1e-12)
+    assert "n = ∞ (exact limit)" in fig["loss_curves"]["axes"]["legend"]
     plain = run_transfer(tmp_path / "p", factory=_mup, **KW)
     assert plain["exact_limit"] is None and plain["widths"][0]["eta_opt_mean"] == rep["widths"][0]["eta_opt_mean"]
 

@@ -24,7 +24,8 @@ EPILOG = """examples (demo factories in polyloss.demo_models; yours: mypackage.m
 
   Writes DIR/run.json, DIR/records.jsonl (one record per (width, seed) as it finishes; --resume continues a
   killed run), DIR/report.json and DIR/transfer.png (loss curves per width with each optimum and the reused
-  rate; eta_n vs width with the extrapolated limit; the penalty of reusing eta_n0 vs width with the 1% line).
+  rate; eta_n vs width with the extrapolated limit; the penalty of reusing eta_n0 vs width with the 1% line;
+  with --limit exact also the limit's loss curve and eta_inf).
   Learning rates are the optimizer's lr (--loss mse: PyTorch's nn.MSELoss convention). The models must be
   linear MLPs (biases are carried exactly, at their optimizer's rates); worked example: docs/interop.md.
 """
