@@ -184,12 +184,13 @@ class Context:
                           recipe=recipe, executor=self._executor_spec, optimizer=optimizer, adam_eps=adam_eps)
 
     def sweep(self, name: str, *, depth: int, widths, seeds: int, steps: int, etas: str, activation: str,
-              optimizer: str, param: str, teacher: str = "linear", **options):
+              optimizer: str, param: str, teacher: str = "linear", data=None, **options):
         """A resumable ``sweep`` run under ``work_dir/runs/name``; ``options``: further :func:`polyloss.sweep.run_sweep`
-        settings (``init_gain``, ``batch``, ``recipe``, ``norm``, ``alignment``, …), recorded in its run.json."""
+        settings (``init_gain``, ``batch``, ``recipe``, ``norm``, ``alignment``, …), recorded in its run.json.
+        ``data``: a (Dataset, description) pair to train on instead of the scale's synthetic set of ``teacher``."""
         from polyloss.sweep import parse_etas, run_sweep
 
-        data, desc = self.data(teacher)
+        data, desc = self.data(teacher) if data is None else data
         path = self._run_path(name, param)
         return run_sweep(path, depth=depth, widths=list(widths), etas=parse_etas(etas), seeds=seeds, steps=steps,
                          activation=activation, optimizer=optimizer, param=self.param(param), data=data,
@@ -500,6 +501,7 @@ def verdict_report(verdicts, out_dir) -> None:
     """verify.html / verify.md / verify.json: one section per claim, a summary table first."""
     from polyloss.report import _Doc, _table, _write_named
 
+    os.makedirs(out_dir, exist_ok=True)  # (called directly on a folder that does not exist yet)
     doc = _Doc(out_dir)
     banner = broken_setup_banner(verdicts)
     doc.h("polyloss verify: the claims of Hayou (2025) checked by computation", 1)

@@ -235,8 +235,8 @@ def test_claim_figures_say_what_they_show(tmp_path):
         _verdict("C6", {"t=2": {"rate": _rate(-0.6)}}),
         _verdict("C8", c8),
     ]
-    verdict_report(verdicts, tmp_path)
-    figs = json.loads((tmp_path / "verify.json").read_text())["figures"]
+    verdict_report(verdicts, tmp_path / "report")  # a folder that does not exist yet is made
+    figs = json.loads((tmp_path / "report" / "verify.json").read_text())["figures"]
     assert {"fig_C2", "fig_C3", "fig_C4", "fig_C5", "fig_C6", "fig_C8", "fig_C8_eta", "fig_C8_curves"} <= set(figs)
     assert figs["fig_C3"]["reference"]["slope"] == -1.0  # the claim is n^-1, not n^-1/2
     assert figs["fig_C3"]["mean"] == pytest.approx([2.0 / n for n in W])

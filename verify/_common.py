@@ -273,14 +273,11 @@ def sweep_on_data(ctx, name: str, *, d: int, m: int, teacher: str, depth: int, w
     the scale's: teacher ``teacher`` drawn from the run's data seed, as ``polyloss data --synthetic`` would."""
     from polyloss.data import synthetic
     from polyloss.sampling import data_seed
-    from polyloss.sweep import parse_etas, run_sweep
 
     data = synthetic(teacher, d, m, 0.0, data_seed(ctx.seed))
     desc = {"kind": "synthetic", "teacher": teacher, "d": d, "m": m, "noise": 0.0}
-    return run_sweep(ctx._run_path(name, param), depth=depth, widths=list(widths), etas=parse_etas(etas), seeds=seeds,
-                     steps=steps, activation=activation, optimizer=optimizer, param=ctx.param(param), data=data,
-                     data_description=desc, seed=ctx.seed, resume=True, progress=ctx.progress,
-                     executor=ctx._executor_spec, **options)
+    return ctx.sweep(name, depth=depth, widths=widths, seeds=seeds, steps=steps, etas=etas, activation=activation,
+                     optimizer=optimizer, param=param, data=(data, desc), **options)
 
 
 def losses_by_width(sw, tail: int = 1) -> dict:
