@@ -380,9 +380,10 @@ def limit_spec(model: ImportedModel, recipe, input_bias_var=None, hidden_bias_va
     for layer in LAYERS:
         c, g = rates[layer]
         scales.append(c)
-        if not present[layer] or layer not in recipe.trained or g < _MUP_BIAS_EXPONENT[layer]:
+        # the rate is c·n^-g: a larger g is slower
+        if not present[layer] or layer not in recipe.trained or g > _MUP_BIAS_EXPONENT[layer]:
             continue  # no bias, a frozen layer's bias, or a rate below muP's: frozen in the limit
-        if g > _MUP_BIAS_EXPONENT[layer]:
+        if g < _MUP_BIAS_EXPONENT[layer]:
             raise SpecError(f"the {layer} bias of `model` trains at lr*{c}*n^{-g}, above its muP rate "
                             f"(n^{-_MUP_BIAS_EXPONENT[layer]}): no infinite-width limit in the lr")
         layers.append(layer)

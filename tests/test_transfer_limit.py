@@ -112,6 +112,24 @@ def test_refusals_name_what_is_off(tmp_path, factory, kw, needle):
     assert needle in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_biases_below_their_mup_rate_freeze_in_the_limit(tmp_path):
+    """Torch SGD trains every bias at lr, below the input and hidden biases' muP rate lr·n: with only the hidden
+    layers trained (their muP rate is lr), the limit is the hidden-only one with the input bias's initial
+    variance, and the hidden biases (torch's o(1) init) leave no trace."""
+    def sgd_model(width, seed):
+        sd = _with_biases(hidden="torch")(width, seed)
+        sd["readout.weight"] = sd["readout.weight"] * BASE / width  # a plain nn.Linear readout: V = its weight
+        return sd
+
+    rep = run_transfer(tmp_path / "s", factory=sgd_model, limit="exact", recipe_knobs={"trained": "hidden"},
+                       **{**KW, "optimizer": "sgd", "base_width": None})
+    ex = rep["exact_limit"]
+    assert ex["biases"] == {"layers": [], "lr_scales": ["1", "1", "1"], "input_var": "1/18"}
+    want = derive(2, 2, data=DATA, recipe=Recipe(trained="hidden", lr_exponents="0,0,0"),
+                  biases=Biases((), input_var=F(1, 18)), window=F(repr(rep["config"]["window"])))
+    assert ex["coefficients"] == want.coefficient_strings()
+
+
 def test_the_init_check_on_one_wide_model():
     """The declared hidden-bias variance is tested like the weights: mup's 1/(3·base) against torch's o(1) init
     is told apart at n = 256 (with n entries the check's resolution is √(2/n)·6)."""
