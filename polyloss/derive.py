@@ -2169,6 +2169,10 @@ class Derivation:
             lines.append("% recipe: " + self.recipe.describe())
             lines.append(r"$\eta_n \sim n^{%s}$ (no infinite-width limit in $\eta$)" % _frac_latex(self.recipe_power.eta))
             return "\n".join(lines) + "\n"
+        if self.recipe is not None:
+            lines.append("% recipe: " + self.recipe.describe())
+        if self.biases is not None:
+            lines.append("% " + self.biases.describe())
         if self.power is not None and not (self.param.alpha == 2 and self.param.gamma == 0):
             pc = self.power
             lines.append(r"\begin{align*}")
