@@ -23,6 +23,7 @@ from polyloss.errors import SpecError
 from polyloss.fock import (BlockKrylovEvaluator, ExplicitEvaluator, KrylovEvaluator, LimitScalars, default_ring,
                            run_program)
 from polyloss.recipe import Biases, Recipe
+from tests.test_fock_recipes import _poly_add, _poly_mul
 from tests.test_fock_trained_io import _data
 
 ALL = "input,hidden,readout"
@@ -111,19 +112,6 @@ def test_input_bias_variance_is_a_kernel_shift(L, t, rname):
         got = derive(L, t, data=(X, y), recipe=rc_h, biases=Biases((), input_var=var)).loss_coefficients
         ref = run_program(ExplicitEvaluator(R, K, y), L, t, scalars=limit_scalars(rc_h, t, R, d))
         assert list(got) == R.eta_coefficients(ref.loss)
-
-
-def _poly_mul(a, b):
-    out = [F(0)] * (len(a) + len(b) - 1)
-    for i, x in enumerate(a):
-        for j, z in enumerate(b):
-            out[i + j] += x * z
-    return out
-
-
-def _poly_add(a, b):
-    n = max(len(a), len(b))
-    return [(a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(n)]
 
 
 @pytest.mark.parametrize("L,t", [(1, 2), (2, 3), (3, 2)])
