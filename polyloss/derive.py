@@ -647,11 +647,23 @@ def _bias_limit(depth: int, steps: int, data, exact: bool, rationalize, backend:
     sc = limit_scalars(recipe, steps, R, d) if recipe is not None else LimitScalars(input_dim=Fraction(d))
     sc = dataclasses.replace(sc, biases=limit_biases(biases, recipe, steps, R))
     res = run_program(BlockKrylovEvaluator(R, moment, biases.input_var, biases.hidden_var), depth, steps, scalars=sc)
+    zero = Fraction(0) if exact else 0.0
+    m = len(vec(0, 0))
+    rows = []
+    if exact and HAS_FLINT and res.f and all(isinstance(v, _flint_mod().fmpq_poly) for v in res.f.values()):
+        width = max(v.degree() + 1 for v in res.f.values())
+        fl = _flint_mod()  # f(x_i) = Σ_{k,b} F_{k,b}(η) (K̄^b s_k)_i on FLINT: no Fraction gcds per term
+        for i in range(m):
+            acc = fl.fmpq_poly([])
+            for (k, b), P in res.f.items():
+                x = Fraction(vec(k, b)[i])
+                acc += P * fl.fmpq(x.numerator, x.denominator)
+            cs = [_fraction_coprime(int(v.p), int(v.q)) for v in acc.coeffs()]
+            rows.append(tuple(cs + [zero] * (width - len(cs))))
+        return R, res, rows
     fvals = {kb: R.eta_coefficients(v) for kb, v in res.f.items()}
     width = max((len(v) for v in fvals.values()), default=0)
-    zero = Fraction(0) if exact else 0.0
-    rows = []
-    for i in range(len(vec(0, 0))):
+    for i in range(m):
         row = [zero] * width
         for (k, b), cs in fvals.items():
             x = vec(k, b)[i]
