@@ -340,10 +340,9 @@ def _declared_var(value, default, name: str, torch_value, mup_value=None):
         if key == "mup" and mup_value is None:
             raise invalid(name, value, "a number >= 0 or torch (mup needs --model-optimizer musgd and a base width)")
         return torch_value if key == "torch" else mup_value
-    from polyloss.recipe import Biases
+    from polyloss.recipe import parse_variance
 
-    return getattr(Biases(input_var=value) if name.startswith("input") else Biases(hidden_var=value),
-                   "input_var" if name.startswith("input") else "hidden_var")
+    return parse_variance(name, value)
 
 
 def limit_spec(model: ImportedModel, recipe, input_bias_var=None, hidden_bias_var=None):

@@ -79,6 +79,7 @@ __all__ = [
     "parse_lr_exponents",
     "parse_lr_scales",
     "Biases",
+    "parse_variance",
     "recipe_weight_degree",
     "recipe_f_degree",
     "recipe_loss_degree",
@@ -586,7 +587,15 @@ PLAIN = Recipe()
 _BIAS_LAYERS_VALID = "'none', 'all' or a subset of input, hidden, readout, e.g. 'input,hidden'"
 _BIAS_SCALES_VALID = ("'IN,HID,OUT': three constants c > 0 of the biases' muP rates (input c·n, hidden c·n, readout "
                       "c), e.g. '1/64,1/64,1', each " + _NUMBER)
-_BIAS_VAR_VALID = "a number >= 0 (the input bias's entry variance at initialisation) " + _NUMBER
+_BIAS_VAR_VALID = "a number >= 0 (a bias's entry variance at initialisation) " + _NUMBER
+
+
+def parse_variance(name: str, value) -> Fraction:
+    """A bias's initial entry variance as an exact Fraction >= 0, or a one-line SpecError naming ``name``."""
+    var = _rational(name, value, _BIAS_VAR_VALID)
+    if var < 0:
+        raise invalid(name, value, _BIAS_VAR_VALID)
+    return var
 
 
 @dataclass(frozen=True)
@@ -628,11 +637,7 @@ class Biases:
             raise invalid("bias_lr_scales", self.lr_scales, _BIAS_SCALES_VALID) from None
         set_("lr_scales", (Fraction(1),) * 3 if sc is None else sc)
         for field_, name in (("input_var", "input_bias_var"), ("hidden_var", "hidden_bias_var")):
-            raw = getattr(self, field_)
-            var = _rational(name, raw, _BIAS_VAR_VALID.replace("the input bias's", "a bias's"))
-            if var < 0:
-                raise invalid(name, raw, _BIAS_VAR_VALID.replace("the input bias's", "a bias's"))
-            set_(field_, var)
+            set_(field_, parse_variance(name, getattr(self, field_)))
 
     @property
     def none(self) -> bool:

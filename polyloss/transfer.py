@@ -216,7 +216,8 @@ def exact_limit(model, data: Dataset, steps: int, conv, knobs: dict, window: flo
         raise SpecError(f"`limit`='exact' is invalid for this model trained by {rec.describe()}: it has no "
                         f"infinite-width limit in the lr (power counting: eta_n ~ n^({dv.recipe_power.eta})); use "
                         "limit='extrapolate'")
-    check_limit_init(model, *((0,) if bz is None else (bz.input_var,)), hidden_bias_var=0 if bz is None else bz.hidden_var)
+    iv, hv = (0, 0) if bz is None else (bz.input_var, bz.hidden_var)
+    check_limit_init(model, iv, hidden_bias_var=hv)
     wm = dv.eta_window_min
     return {"eta_inf": None if wm is None else float(Fraction(wm.eta)) / a,
             "loss_inf": None if wm is None else float(Fraction(wm.loss)) * b, "at_window_edge": wm is None,
@@ -319,6 +320,8 @@ def run_transfer(out_dir, *, models=None, factory=None, widths=None, seeds: int 
     knobs = dict(recipe_knobs or {})
     first = by_width[widths[0]] if by_width else _imported_raw(_call_factory(fn, widths[0], 0, seeds), layout,
                                                                  optimizer, base_width, output_mult, base_shapes)
+    if first.weights.input_dim != data.d:  # before any work (each record checks its own model again)
+        raise SpecError(f"the model takes {first.weights.input_dim} inputs, the data has d = {data.d}")
     if window is None:
         trained = knobs.get("trained")
         rk = {k: v for k, v in knobs.items() if k != "trained"}
