@@ -74,8 +74,8 @@ def register(sub) -> None:
                    help="the constants c of the biases' rates (default 1,1,1; mup.MuSGD with base width B: 1/B,1/B,1)")
     p.add_argument("--input-bias-var", default=None, metavar="V",
                    help="entry variance of the input bias at initialisation, trained or not: a number >= 0, or torch "
-                        "(nn.Linear's U(-1/sqrt(d), 1/sqrt(d)): 1/(3d)); default 0 (zero init). Hidden and readout "
-                        "biases start at o(1) (torch's default or 0) and vanish from the limit's initial pass")
+                        "(nn.Linear's U(-1/sqrt(d), 1/sqrt(d)): 1/(3d)); default 0 (zero init). The readout bias starts "
+                        "at o(1) (torch's default or 0) and vanishes from the limit's initial pass")
     p.add_argument("--hidden-bias-var", default=None, metavar="V",
                    help="entry variance of every hidden bias at initialisation: a number >= 0; default 0 (torch's "
                         "U(-1/sqrt(n), 1/sqrt(n)) or zero: o(1)); mup's set_base_shapes rescales it to 1/(3*base)")
